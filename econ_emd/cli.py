@@ -1,0 +1,113 @@
+"""`econ-emd`: one command, a subcommand per stage, and `pipeline` for all of them.
+
+Exit codes: 0 success; 1 a check failed; 2 a usage, config or input-data error (the
+message names the file, key, row or column); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("econ_emd")
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PIPELINE_ORDER = ("data", "label")
+
+STAGE_HELP = {
+    "data": "generate or load the modules and write the train/val/test split",
+    "label": "exact EMD labels for random and perturbed module pairs",
+}
+
+
+def _quiet_libraries() -> None:
+    """No TensorFlow start-up chatter unless --verbose."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="YAML", default=None,
+                   help="run configuration (default: configs/default.yaml)")
+    p.add_argument("--run-dir", metavar="DIR", default=None,
+                   help="override the config's run_dir")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override one config value, e.g. --set data.n_modules=5000 (repeatable)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--verbose", "-v", action="store_true", help="debug logging, library logs")
+    g.add_argument("--quiet", "-q", action="store_true", help="errors only, no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="econ-emd",
+        description="HGCAL ECON-T compression trained with a differentiable Earth Mover's Distance.")
+    parser.add_argument("--version", action="version", version=f"econ-emd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in PIPELINE_ORDER:
+        _common(sub.add_parser(name, help=STAGE_HELP[name], description=STAGE_HELP[name]))
+    p = sub.add_parser("pipeline", help="run every stage in order, skipping up-to-date ones",
+                       description="Run every stage in order; stages whose outputs match the "
+                                   "config are skipped. --force reruns them all.")
+    _common(p)
+    p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
+    p = sub.add_parser("show-config", help="print the validated config with all defaults")
+    _common(p)
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    if not args.verbose:
+        _quiet_libraries()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import dump_config, load_config
+    from .stages import is_current, run_stage
+
+    cfg = load_config(args.config, args.overrides)
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    if args.command == "show-config":
+        print(dump_config(cfg), end="")
+        return EXIT_OK
+    run_dir = Path(cfg.run_dir)
+    progress = not args.quiet
+    if args.command == "pipeline":
+        for name in PIPELINE_ORDER:
+            if not args.force and is_current(cfg, run_dir, name):
+                log.info("%s: up to date, skipped", name)
+                continue
+            run_stage(cfg, run_dir, name, progress)
+        log.info("pipeline done: %s", run_dir)
+    else:
+        run_stage(cfg, run_dir, args.command, progress)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args)
+    from training.loaders import DataError
+
+    from .config import ConfigError
+    from .stages import StageOrderError
+
+    try:
+        return _run(args)
+    except (ConfigError, DataError, StageOrderError) as exc:
+        print(f"econ-emd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("econ-emd: interrupted; completed stages are kept, rerun to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

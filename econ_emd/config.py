@@ -1,0 +1,103 @@
+"""The run configuration: YAML in, one validated typed object out.
+
+Validation happens here, once, at the edge: an unknown key, a wrong type or an
+out-of-range value becomes a `ConfigError` whose one-line message names the file and the
+key (`data.n_modules: must be >= 10 (got 5)`). Everything below receives typed values.
+Relative paths in a config are relative to the current working directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from training.params import DataParams, EmdParams, LabelParams, Strict
+
+#: the repository's configs/ directory (the project is installed in editable mode)
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message is one line per problem."""
+
+
+class RunConfig(Strict):
+    run_dir: str = Field("runs/default", min_length=1, description="where every stage writes")
+    seed: int = Field(1234, ge=0, description="seed of data generation, splits and pairs")
+    data: DataParams = DataParams()
+    labels: LabelParams = LabelParams()
+    emd: EmdParams = EmdParams()
+
+    def section_hash(self, *sections: str) -> str:
+        """Hash of the named sections (plus the seed): a stage's identity for resuming."""
+        dump = self.model_dump(mode="json")
+        chosen = {"seed": dump["seed"], **{s: dump[s] for s in sections}}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _describe(err: dict) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    msg = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if "input" in err and not isinstance(err["input"], dict) and kind != "value_error":
+        msg += f" (got {err['input']!r})"
+    return f"{key}: {msg}"
+
+
+def _apply_override(data: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. data.n_modules=1000")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{p}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a YAML config; raise ConfigError with one line per problem."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    for assignment in overrides or []:
+        _apply_override(data, assignment)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(f"{path}: {_describe(e)}" for e in exc.errors())) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

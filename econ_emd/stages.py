@@ -1,0 +1,115 @@
+"""The stages of a run, each writing into its own folder of the run directory.
+
+A stage records in `<run_dir>/<stage>/summary.json` the hash of the config sections it
+depends on and of its upstream stages. `pipeline` skips a stage whose summary carries the
+current hash; stage commands run unconditionally. Artifacts are written to temporary
+names and renamed, so a stage interrupted midway is simply run again.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from training.artifacts import read_json
+
+from .config import RunConfig
+
+log = logging.getLogger("econ_emd")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]   # config sections the outputs depend on
+    upstream: tuple[str, ...]   # stages whose outputs this one reads
+    run: Callable[[RunConfig, Path, bool], dict]
+    outputs: tuple[str, ...]    # files (relative to the stage folder) that must exist
+
+
+def _run_data(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    from training.dataset import build_dataset, save_dataset
+
+    ds = build_dataset(cfg.data, cfg.seed)
+    summary = save_dataset(ds, out)
+    log.info("data: %s modules (train %d, val %d, test %d), %d zero-sum rows dropped, median occupancy %.0f",
+             f"{ds.n_modules:,}", *summary["n_modules"].values(), summary["n_zero_sum_dropped"],
+             summary["occupancy_median"])
+    return summary
+
+
+def emd_runner(cfg: RunConfig, run_dir: Path, progress: bool):
+    from training.emd import EmdRunner
+
+    e = cfg.emd
+    n_jobs = len(os.sched_getaffinity(0)) if e.n_jobs == -1 else e.n_jobs
+    cache = None
+    if e.cache:
+        cache = e.cache_dir or str(run_dir / "cache" / "emd")
+    return EmdRunner(solver=e.solver, n_jobs=n_jobs, chunk_size=e.chunk_size,
+                     dask_scheduler=e.dask_scheduler, cache_dir=cache, progress=progress)
+
+
+def _run_label(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    from training.dataset import load_dataset
+    from training.emd import resolve_solver
+    from training.labels import label_pairs, make_pairs, save_labels
+
+    ds = load_dataset(out.parent / "data")
+    pairs = make_pairs(ds, cfg.labels, cfg.seed)
+    runner = emd_runner(cfg, out.parent, progress)
+    speed = label_pairs(pairs, runner)
+    extra = {"solver": resolve_solver(cfg.emd.solver), "n_jobs": runner.n_jobs,
+             "dask_scheduler": cfg.emd.dask_scheduler, **speed}
+    summary = save_labels(pairs, out, extra)
+    log.info("label: %s pairs in %.1f s (%s pairs/s, solver %s)", f"{speed['n_pairs']:,}",
+             speed["seconds"], f"{speed['pairs_per_second'] or 0:,.0f}", extra["solver"])
+    return summary
+
+
+STAGES: dict[str, Stage] = {
+    "data": Stage("data", ("data",), (), _run_data, ("modules.h5",)),
+    "label": Stage("label", ("labels",), ("data",), _run_label, ("labels.h5",)),
+}
+
+
+def stage_hash(cfg: RunConfig, name: str) -> str:
+    stage = STAGES[name]
+    h = hashlib.sha256(cfg.section_hash(*stage.sections).encode())
+    for up in stage.upstream:
+        h.update(stage_hash(cfg, up).encode())
+    return h.hexdigest()[:16]
+
+
+def is_current(cfg: RunConfig, run_dir: Path, name: str) -> bool:
+    """Outputs exist and were made from the current config and upstream stages."""
+    folder = run_dir / name
+    try:
+        summary = read_json(folder / "summary.json")
+    except (OSError, ValueError):
+        return False
+    if summary.get("stage_hash") != stage_hash(cfg, name):
+        return False
+    return all((folder / f).exists() for f in STAGES[name].outputs)
+
+
+def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -> dict:
+    from training.artifacts import atomic_write_json
+
+    missing = [up for up in STAGES[name].upstream if not is_current(cfg, run_dir, up)]
+    if missing:
+        raise StageOrderError(f"stage '{name}' needs up-to-date outputs of: {', '.join(missing)} "
+                              f"(run `econ-emd {missing[0]}` or `econ-emd pipeline`)")
+    folder = run_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = STAGES[name].run(cfg, folder, progress)
+    summary["stage_hash"] = stage_hash(cfg, name)
+    atomic_write_json(folder / "summary.json", summary)
+    return summary
+
+
+class StageOrderError(RuntimeError):
+    """A stage was asked for before the stages it reads from."""

@@ -1,0 +1,1 @@
+"""Data, geometry, exact EMD, losses and training loops of econ-emd."""

@@ -1,0 +1,255 @@
+"""Exact Earth Mover's Distance between modules on the hexagonal TC geometry.
+
+The EMD of two modules is the 1-Wasserstein distance between their charge maps, each
+divided by its own sum, with the scaled Euclidean TC distance as ground metric
+(`geometry.distance_matrix`). POT's `ot.emd2` in float64 is the reference.
+
+Speed without approximation comes from three exact reductions, applied per pair:
+* only TCs carrying charge enter the transport problem;
+* charge common to both modules stays in place: for W1 with a metric ground cost,
+  EMD(a, b) = EMD(a - min(a, b), b - min(a, b)) (the Kantorovich-Rubinstein dual depends on
+  a - b only), so the problem shrinks to the TCs where the two maps differ;
+* when one side of the reduced problem is a single TC, every unit of charge travels from or
+  to it, and the EMD is a dot product, computed for the whole batch at once.
+What is left goes to the C++ network simplex of the `wasserstein` package (solver
+'wasserstein'), or to POT (solver 'pot'). Both agree with dense POT to ~1e-14.
+
+Batches run in worker processes (joblib) or on a running Dask cluster; results are cached
+on disk per chunk of pairs, keyed by the content of the chunk, so reruns and interrupted
+runs do not recompute what is done.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+# POT imports every array backend it can find; TensorFlow's costs seconds at import and
+# time at every call. The product only gives POT numpy arrays.
+for _backend in ("TENSORFLOW", "TORCH", "JAX", "CUPY"):
+    os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
+
+from .geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
+
+SOLVERS = ("wasserstein", "pot")
+CACHE_VERSION = "emd-v1"
+
+
+def resolve_solver(name: str = "auto") -> str:
+    """'auto' -> 'wasserstein' when importable, else 'pot'."""
+    if name == "auto":
+        try:
+            import wasserstein  # noqa: F401
+        except ImportError:
+            return "pot"
+        return "wasserstein"
+    if name not in SOLVERS:
+        raise ValueError(f"unknown EMD solver '{name}' (choose auto, {', '.join(SOLVERS)})")
+    return name
+
+
+def unit_sum(x: np.ndarray) -> np.ndarray:
+    """Each module divided by its own charge sum (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / x.sum(-1, keepdims=True)
+
+
+def check_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two (n, 48) arrays of modules to be paired row by row."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != N_TC:
+        raise ValueError(f"EMD pairs need two (n, {N_TC}) arrays of equal shape, got {a.shape} and {b.shape}")
+    for name, x in (("first", a), ("second", b)):
+        if not np.isfinite(x).all():
+            raise ValueError(f"the {name} modules contain NaN or inf")
+        if (x < 0).any():
+            raise ValueError(f"the {name} modules contain negative charges")
+        zero = np.flatnonzero(x.sum(1) <= 0)
+        if zero.size:
+            raise ValueError(f"the {name} modules have a zero charge sum (row {zero[0]}): EMD is undefined")
+    return a, b
+
+
+def pot_dense_emd(a: np.ndarray, b: np.ndarray) -> float:
+    """Reference: POT `ot.emd2` on the full 48x48 problem, unit-sum inputs, float64."""
+    import ot
+
+    return float(ot.emd2(unit_sum(a), unit_sum(b), distance_matrix()))
+
+
+def _row_slices(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Non-zero weights and TC indices of all rows at once, with each row's bounds."""
+    rows, cols = np.nonzero(x)
+    bounds = np.searchsorted(rows, np.arange(x.shape[0] + 1)).tolist()
+    return x[rows, cols], cols, bounds
+
+
+def _solve_general(a_ex: np.ndarray, b_ex: np.ndarray, solver: str) -> np.ndarray:
+    """EMD of reduced pairs (disjoint supports of >= 2 TCs each, equal mass per pair).
+
+    Each pair is solved at unit mass and scaled back by its mass. The supports of the whole
+    batch are extracted in one vectorized step: per-pair Python work is the solver call."""
+    wa, ia, sa = _row_slices(a_ex)
+    wb, ib, sb = _row_slices(b_ex)
+    mass = a_ex.sum(1)
+    out = np.empty(a_ex.shape[0])
+    if solver == "wasserstein":
+        import wasserstein
+
+        emd = wasserstein.EMDFloat64(norm=True)  # normalizes each side to unit sum itself
+        ca, cb = tc_centres()[ia], tc_centres()[ib]
+        for i in range(out.size):
+            out[i] = emd(wa[sa[i]:sa[i + 1]], ca[sa[i]:sa[i + 1]], wb[sb[i]:sb[i + 1]], cb[sb[i]:sb[i + 1]])
+            if emd.status() != 0:
+                raise RuntimeError(f"wasserstein EMD failed with status {emd.status()} on pair {i}")
+    else:
+        import ot
+
+        d = distance_matrix()
+        for i in range(out.size):
+            pa, pb = wa[sa[i]:sa[i + 1]], wb[sb[i]:sb[i + 1]]
+            out[i] = ot.emd2(pa / pa.sum(), pb / pb.sum(), d[np.ix_(ia[sa[i]:sa[i + 1]], ib[sb[i]:sb[i + 1]])])
+    return out * mass
+
+
+def emd_chunk(a: np.ndarray, b: np.ndarray, solver: str = "wasserstein") -> np.ndarray:
+    """Exact EMD of each row pair of two validated (n, 48) arrays; the unit of parallel work."""
+    a, b = unit_sum(a), unit_sum(b)
+    common = np.minimum(a, b)
+    a_ex, b_ex = a - common, b - common
+    na, nb = (a_ex > 0).sum(1), (b_ex > 0).sum(1)
+    out = np.zeros(a.shape[0])  # na == 0 or nb == 0: identical up to rounding
+    d = distance_matrix()
+    # One source TC: all excess of b comes from it (and vice versa).
+    one_a = (na == 1) & (nb > 0)
+    if one_a.any():
+        src = a_ex[one_a].argmax(1)
+        out[one_a] = (b_ex[one_a] * d[src]).sum(1)
+    one_b = (nb == 1) & (na > 1)
+    if one_b.any():
+        dst = b_ex[one_b].argmax(1)
+        out[one_b] = (a_ex[one_b] * d[dst]).sum(1)
+    general = (na > 1) & (nb > 1)
+    if general.any():
+        out[general] = _solve_general(a_ex[general], b_ex[general], solver)
+    return out
+
+
+@dataclass(frozen=True)
+class EmdRunner:
+    """How to run a batch: solver, parallelism, cache. Built from `EmdParams`."""
+
+    solver: str = "auto"
+    n_jobs: int = 1
+    chunk_size: int = 4000
+    dask_scheduler: str | None = None
+    cache_dir: str | None = None
+    progress: bool = True
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, desc: str = "exact EMD") -> np.ndarray:
+        return exact_emd(a, b, solver=self.solver, n_jobs=self.n_jobs, chunk_size=self.chunk_size,
+                         dask_scheduler=self.dask_scheduler, cache_dir=self.cache_dir,
+                         progress=self.progress, desc=desc)
+
+
+def _chunk_key(a: np.ndarray, b: np.ndarray, solver: str) -> str:
+    h = hashlib.sha256()
+    h.update(CACHE_VERSION.encode())
+    h.update(solver.encode())
+    h.update(np.ascontiguousarray(distance_matrix()).tobytes())
+    h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(b, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _cache_path(cache_dir: str, key: str) -> Path:
+    return Path(cache_dir) / key[:2] / f"{key}.npy"
+
+
+def _cache_load(path: Path, n: int) -> np.ndarray | None:
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None  # absent or damaged: recompute
+    return values if values.shape == (n,) and np.isfinite(values).all() else None
+
+
+def _cache_store(path: Path, values: np.ndarray) -> None:
+    from .artifacts import atomic_save_npy
+
+    atomic_save_npy(path, values)
+
+
+def _run_local(tasks: list[tuple[int, np.ndarray, np.ndarray]], solver: str,
+               n_jobs: int) -> Iterator[tuple[int, np.ndarray]]:
+    if n_jobs == 1 or len(tasks) == 1:
+        for idx, a, b in tasks:
+            yield idx, emd_chunk(a, b, solver)
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    yield from parallel(delayed(_indexed_chunk)(idx, a, b, solver) for idx, a, b in tasks)
+
+
+def _indexed_chunk(idx: int, a: np.ndarray, b: np.ndarray, solver: str) -> tuple[int, np.ndarray]:
+    return idx, emd_chunk(a, b, solver)
+
+
+def _run_dask(tasks: list[tuple[int, np.ndarray, np.ndarray]], solver: str,
+              address: str) -> Iterator[tuple[int, np.ndarray]]:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(address, timeout="20s", set_as_default=False)
+    except OSError as exc:
+        raise RuntimeError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        futures = [client.submit(_indexed_chunk, idx, a, b, solver, pure=False) for idx, a, b in tasks]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def exact_emd(a: np.ndarray, b: np.ndarray, *, solver: str = "auto", n_jobs: int = 1,
+              chunk_size: int = 4000, dask_scheduler: str | None = None,
+              cache_dir: str | Path | None = None, progress: bool = False,
+              desc: str = "exact EMD") -> np.ndarray:
+    """Exact EMD of each row pair (a[i], b[i]) of two (n, 48) arrays of modules, float64.
+
+    n_jobs: worker processes (-1 all cores); dask_scheduler: address of a running Dask
+    scheduler (overrides n_jobs); cache_dir: on-disk cache keyed by chunk content.
+    """
+    a, b = check_pairs(a, b)
+    solver = resolve_solver(solver)
+    n = a.shape[0]
+    out = np.empty(n)
+    bounds = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
+    keys: dict[int, Path] = {}
+    todo = []
+    for idx, (s, e) in enumerate(bounds):
+        if cache_dir is not None:
+            keys[idx] = _cache_path(str(cache_dir), _chunk_key(a[s:e], b[s:e], solver))
+            cached = _cache_load(keys[idx], e - s)
+            if cached is not None:
+                out[s:e] = cached
+                continue
+        todo.append((idx, a[s:e], b[s:e]))
+    from tqdm.auto import tqdm
+
+    n_todo = sum(t[1].shape[0] for t in todo)
+    with tqdm(total=n, initial=n - n_todo, desc=desc, unit="pair", disable=not progress,
+              leave=False, dynamic_ncols=True) as bar:
+        runner = (_run_dask(todo, solver, dask_scheduler) if dask_scheduler
+                  else _run_local(todo, solver, n_jobs))
+        for idx, values in runner:
+            s, e = bounds[idx]
+            out[s:e] = values
+            if cache_dir is not None:
+                _cache_store(keys[idx], values)
+            bar.update(e - s)
+    return out

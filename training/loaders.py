@@ -1,0 +1,203 @@
+"""Readers for module data in the public ECON-T conventions (CSV and HDF5).
+
+CSV: one row per module and bunch crossing. With a header row, the 48 charges are the
+columns `CALQ_0..CALQ_47` wherever they stand (metadata columns such as entry, zside,
+layer, waferu, waferv, SimEnergy*, subdet, tc_eta, tc_phi are ignored). Without a header,
+the first 48 columns are the charges (as the public training scripts read them).
+
+HDF5: a 2D dataset whose first 48 columns are the charges (`hdf5_key`, or the only 2D
+dataset of the file), or a group holding one 1D dataset per `CALQ_<i>` column.
+
+Every defect of the input is reported as a `DataError` naming the file, the row (1-based
+line of the file for CSV, 0-based module index for HDF5) and the column. Zero-sum modules
+are not errors: `clean_modules` drops and counts them.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .geometry import N_TC
+
+CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
+CSV_SUFFIXES = (".csv", ".txt")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+class DataError(ValueError):
+    """A user's data file cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class LoadedModules:
+    charges: np.ndarray  # (n, 48) float64, all finite, non-negative, positive sum
+    n_read: int          # rows read before cleaning
+    n_zero_sum: int      # rows dropped because all 48 charges were zero
+    files: tuple[str, ...]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _header_and_columns(path: Path, first_row: list[str]) -> tuple[bool, list[int]]:
+    """Does the file have a header? And which 0-based columns hold CALQ_0..47."""
+    cells = [c.strip() for c in first_row]
+    if all(_is_number(c) for c in cells if c != ""):
+        if len(cells) < N_TC:
+            raise DataError(f"{path}: row 1 has {len(cells)} columns; a file without a header "
+                            f"needs the {N_TC} charges in its first {N_TC} columns")
+        return False, list(range(N_TC))
+    where = {name: i for i, name in enumerate(cells)}
+    missing = [c for c in CALQ_COLUMNS if c not in where]
+    if missing:
+        shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
+        raise DataError(f"{path}: header lacks {len(missing)} charge column(s): {shown} "
+                        f"(expected CALQ_0..CALQ_47)")
+    return True, [where[c] for c in CALQ_COLUMNS]
+
+
+def _locate_bad_cell(path: Path, has_header: bool, cols: list[int], width: int) -> str | None:
+    """Slow pass with the csv module naming the first malformed row and column, if any."""
+    with open(path, newline="") as fh:
+        for line_no, row in enumerate(csv.reader(fh), start=1):
+            if (line_no == 1 and has_header) or not any(c.strip() for c in row):
+                continue
+            if len(row) != width:
+                return f"row {line_no} has {len(row)} columns, expected {width}"
+            for k, c in enumerate(cols):
+                if not _is_number(row[c].strip()):
+                    return (f"row {line_no}, column {CALQ_COLUMNS[k]} (column {c + 1}): "
+                            f"not a number: {row[c]!r}")
+    return None
+
+
+def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
+    """The validated (n, 48) float64 charges of one ECON-T style CSV file.
+
+    Rows are numbered as lines of the file (a header is row 1)."""
+    import pandas as pd
+
+    path = Path(path)
+    with open(path, newline="") as fh:
+        first = next(csv.reader(fh), None)
+    if first is None or not any(c.strip() for c in first):
+        raise DataError(f"{path}: the file is empty")
+    has_header, cols = _header_and_columns(path, first)
+    try:
+        frame = pd.read_csv(path, header=0 if has_header else None, nrows=max_rows,
+                            usecols=CALQ_COLUMNS if has_header else cols, dtype=np.float64)
+        values = frame[CALQ_COLUMNS].to_numpy() if has_header else frame.to_numpy()
+    except (ValueError, pd.errors.ParserError) as exc:
+        detail = _locate_bad_cell(path, has_header, cols, len(first))
+        raise DataError(f"{path}: {detail or str(exc).splitlines()[0]}") from None
+    if values.shape[0] == 0:
+        raise DataError(f"{path}: the file has a header but no data rows")
+    if np.isnan(values).any():  # pandas pads short rows with NaN: name those first
+        detail = _locate_bad_cell(path, has_header, cols, len(first))
+        if detail:
+            raise DataError(f"{path}: {detail}")
+    validate_charges(values, str(path), first_row=2 if has_header else 1)
+    return values
+
+
+def read_hdf5(path: str | Path, key: str | None = None, max_rows: int | None = None) -> np.ndarray:
+    """The validated (n, 48) float64 charges of an HDF5 file (rows numbered from 0)."""
+    import h5py
+
+    path = Path(path)
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with fh:
+        if key is not None:
+            if key not in fh:
+                raise DataError(f"{path}: no dataset or group '{key}' (has: {', '.join(fh.keys())})")
+            node = fh[key]
+        else:
+            found: list[str] = []
+            fh.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
+            if all(c in fh for c in CALQ_COLUMNS):
+                node = fh
+            elif len(found) == 1:
+                node = fh[found[0]]
+            elif not found:
+                raise DataError(f"{path}: no 2D dataset and no CALQ_0..CALQ_47 columns found")
+            else:
+                raise DataError(f"{path}: several 2D datasets ({', '.join(found)}): set data.hdf5_key")
+        sl = slice(None, max_rows)
+        if isinstance(node, h5py.Group):
+            missing = [c for c in CALQ_COLUMNS if c not in node]
+            if missing:
+                raise DataError(f"{path}: group '{node.name}' lacks column {missing[0]}")
+            values = np.stack([np.asarray(node[c][sl], dtype=np.float64) for c in CALQ_COLUMNS], 1)
+        else:
+            if node.ndim != 2 or node.shape[1] < N_TC:
+                raise DataError(f"{path}: dataset '{node.name}' has shape {node.shape}; "
+                                f"expected (n, >= {N_TC}) with the charges first")
+            if not np.issubdtype(node.dtype, np.number):
+                raise DataError(f"{path}: dataset '{node.name}' is not numeric ({node.dtype})")
+            values = np.asarray(node[sl, :N_TC], dtype=np.float64)
+    if values.shape[0] == 0:
+        raise DataError(f"{path}: the dataset is empty")
+    validate_charges(values, str(path), first_row=0)
+    return values
+
+
+def validate_charges(values: np.ndarray, source: str, first_row: int = 0) -> None:
+    """Raise a DataError at the first NaN/inf or negative charge, naming row and column."""
+    bad_finite = ~np.isfinite(values)
+    bad_sign = np.zeros_like(bad_finite)
+    np.less(values, 0, out=bad_sign, where=~bad_finite)
+    for mask, what in ((bad_finite, "is not finite"), (bad_sign, "is negative")):
+        if mask.any():
+            r, c = np.argwhere(mask)[0]
+            raise DataError(f"{source}: row {r + first_row}, column {CALQ_COLUMNS[c]}: "
+                            f"charge {values[r, c]!r} {what}")
+
+
+def _files_of(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+        if not files:
+            raise DataError(f"{path}: the directory holds no {'/'.join(suffixes)} files")
+        return files
+    return [path]
+
+
+def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,
+                 max_rows: int | None = None) -> LoadedModules:
+    """Read, validate and clean modules from a CSV/HDF5 file or a directory of them."""
+    path = Path(path)
+    is_csv = source == "csv"
+    files = _files_of(path, CSV_SUFFIXES if is_csv else HDF5_SUFFIXES)
+    parts = []
+    remaining = max_rows
+    for f in files:
+        if remaining is not None and remaining <= 0:
+            break
+        values = read_csv(f, remaining) if is_csv else read_hdf5(f, hdf5_key, remaining)
+        parts.append(values)
+        if remaining is not None:
+            remaining -= values.shape[0]
+    charges = np.concatenate(parts)
+    kept, n_zero = clean_modules(charges)
+    if kept.shape[0] == 0:
+        raise DataError(f"{path}: every module has a zero charge sum; nothing to train on")
+    return LoadedModules(kept, charges.shape[0], n_zero, tuple(str(f) for f in files))
+
+
+def clean_modules(charges: np.ndarray) -> tuple[np.ndarray, int]:
+    """Drop modules whose 48 charges sum to zero; return the rest and how many were dropped."""
+    keep = charges.sum(1) > 0
+    return charges[keep], int((~keep).sum())
