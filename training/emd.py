@@ -37,6 +37,7 @@ from .geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
 
 SOLVERS = ("wasserstein", "pot")
 CACHE_VERSION = "emd-v1"
+DASK_CONNECT_TIMEOUT = "20s"
 
 
 def resolve_solver(name: str = "auto") -> str:
@@ -185,32 +186,60 @@ def _cache_store(path: Path, values: np.ndarray) -> None:
     atomic_save_npy(path, values)
 
 
-def _run_local(tasks: list[tuple[int, np.ndarray, np.ndarray]], solver: str,
+def _run_local(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
                n_jobs: int) -> Iterator[tuple[int, np.ndarray]]:
-    if n_jobs == 1 or len(tasks) == 1:
-        for idx, a, b in tasks:
-            yield idx, emd_chunk(a, b, solver)
+    if n_jobs == 1 or len(todo) == 1:
+        for idx, s, e in todo:
+            yield idx, emd_chunk(a[s:e], b[s:e], solver)
         return
-    from joblib import Parallel, delayed
+    import tempfile
+    from concurrent.futures import as_completed
 
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    yield from parallel(delayed(_indexed_chunk)(idx, a, b, solver) for idx, a, b in tasks)
+    from joblib.externals.loky import get_reusable_executor
+
+    # The pairs reach the workers once, as .npy files in RAM-backed /dev/shm that each
+    # worker memory-maps: no chunk is pickled, hashed or copied through a pipe. The
+    # (joblib/loky) worker pool is reused across calls.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="econ-emd-", dir=shm) as tmp:
+        paths = []
+        for name, x in (("a", a), ("b", b)):
+            paths.append(os.path.join(tmp, f"{name}.npy"))
+            np.save(paths[-1], x)
+        executor = get_reusable_executor(max_workers=n_jobs, reuse=True)
+        futures = [executor.submit(_mapped_chunk, idx, paths[0], paths[1], s, e, solver)
+                   for idx, s, e in todo]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
 
 
-def _indexed_chunk(idx: int, a: np.ndarray, b: np.ndarray, solver: str) -> tuple[int, np.ndarray]:
-    return idx, emd_chunk(a, b, solver)
+def _mapped_chunk(idx: int, path_a: str, path_b: str, start: int, stop: int,
+                  solver: str) -> tuple[int, np.ndarray]:
+    a = np.load(path_a, mmap_mode="r")
+    b = np.load(path_b, mmap_mode="r")
+    return idx, emd_chunk(a[start:stop], b[start:stop], solver)
 
 
-def _run_dask(tasks: list[tuple[int, np.ndarray, np.ndarray]], solver: str,
+def _indexed(idx: int, a: np.ndarray, b: np.ndarray, start: int, stop: int,
+             solver: str) -> tuple[int, np.ndarray]:
+    return idx, emd_chunk(a[start:stop], b[start:stop], solver)
+
+
+def _run_dask(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
               address: str) -> Iterator[tuple[int, np.ndarray]]:
     from distributed import Client, as_completed
 
     try:
-        client = Client(address, timeout="20s", set_as_default=False)
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
     except OSError as exc:
         raise RuntimeError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     with client:
-        futures = [client.submit(_indexed_chunk, idx, a, b, solver, pure=False) for idx, a, b in tasks]
+        fa, fb = client.scatter([a, b], broadcast=False)
+        futures = [client.submit(_indexed, idx, fa, fb, s, e, solver, pure=False) for idx, s, e in todo]
         for fut in as_completed(futures):
             yield fut.result()
 
@@ -238,14 +267,14 @@ def exact_emd(a: np.ndarray, b: np.ndarray, *, solver: str = "auto", n_jobs: int
             if cached is not None:
                 out[s:e] = cached
                 continue
-        todo.append((idx, a[s:e], b[s:e]))
+        todo.append((idx, s, e))
     from tqdm.auto import tqdm
 
-    n_todo = sum(t[1].shape[0] for t in todo)
+    n_todo = sum(e - s for _, s, e in todo)
     with tqdm(total=n, initial=n - n_todo, desc=desc, unit="pair", disable=not progress,
               leave=False, dynamic_ncols=True) as bar:
-        runner = (_run_dask(todo, solver, dask_scheduler) if dask_scheduler
-                  else _run_local(todo, solver, n_jobs))
+        runner = (_run_dask(a, b, todo, solver, dask_scheduler) if dask_scheduler
+                  else _run_local(a, b, todo, solver, n_jobs))
         for idx, values in runner:
             s, e = bounds[idx]
             out[s:e] = values

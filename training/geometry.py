@@ -101,8 +101,11 @@ def geometry_hash() -> str:
 
 
 @lru_cache(maxsize=1)
-def neighbours(max_distance: float = 2.0 + 1e-6) -> tuple[np.ndarray, ...]:
-    """Tuple of 48 arrays: the CALQ indices of each TC's adjacent TCs."""
+def neighbours(max_distance: float = 2.5) -> tuple[np.ndarray, ...]:
+    """Tuple of 48 arrays: the CALQ indices of each TC's adjacent TCs.
+
+    Inside a rhombus adjacent TCs are 2.0 apart; across the seams between rhombi the
+    nearest TCs are 1.80 or 2.29 apart; the next ring starts at 3.04."""
     d = distance_matrix()
     return tuple(np.flatnonzero((d[i] > 0) & (d[i] <= max_distance)) for i in range(N_TC))
 

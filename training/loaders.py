@@ -92,9 +92,11 @@ def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
         raise DataError(f"{path}: the file is empty")
     has_header, cols = _header_and_columns(path, first)
     try:
+        # All columns are read (so pandas checks every row's width); only the charges
+        # must be numbers, metadata columns may hold anything.
         frame = pd.read_csv(path, header=0 if has_header else None, nrows=max_rows,
-                            usecols=CALQ_COLUMNS if has_header else cols, dtype=np.float64)
-        values = frame[CALQ_COLUMNS].to_numpy() if has_header else frame.to_numpy()
+                            dtype={first[c].strip() if has_header else c: np.float64 for c in cols})
+        values = frame.iloc[:, cols].to_numpy(dtype=np.float64)
     except (ValueError, pd.errors.ParserError) as exc:
         detail = _locate_bad_cell(path, has_header, cols, len(first))
         raise DataError(f"{path}: {detail or str(exc).splitlines()[0]}") from None

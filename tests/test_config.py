@@ -1,0 +1,54 @@
+import pytest
+
+from econ_emd.config import CONFIG_DIR, ConfigError, load_config
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = load_config(CONFIG_DIR / name)
+    assert cfg.data.source == "synthetic"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data:\n  n_modulez: 5\n", r"c\.yaml: data\.n_modulez: unknown key$"),
+    ("data:\n  n_modules: many\n", r"data\.n_modules: Input should be a valid integer.*'many'"),
+    ("data:\n  n_modules: -5\n", r"data\.n_modules: Input should be greater than or equal to 10 \(got -5\)"),
+    ("labels:\n  perturb:\n    dropout_max: 1.5\n", r"labels\.perturb\.dropout_max: Input should be less than 1"),
+    ("emd:\n  solver: magic\n", r"emd\.solver: Input should be 'auto', 'wasserstein' or 'pot'"),
+    ("emd:\n  n_jobs: 0\n", r"emd: n_jobs must be -1"),
+    ("data:\n  split: {train: 0.5, val: 0.1, test: 0.1}\n", r"data\.split: train \+ val \+ test must be 1"),
+    ("data:\n  source: csv\n", r"data: source 'csv' needs data\.path"),
+    ("seed: [1\n", r"not valid YAML at line"),
+    ("- 1\n- 2\n", r"top level must be a mapping"),
+])
+def test_errors_are_one_line_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_overrides(tmp_path):
+    cfg = load_config(write(tmp_path, "seed: 3\n"), ["data.n_modules=1234", "emd.solver=pot"])
+    assert cfg.data.n_modules == 1234 and cfg.emd.solver == "pot" and cfg.seed == 3
+    with pytest.raises(ConfigError, match="data.n_modules: Input should be greater"):
+        load_config(write(tmp_path, ""), ["data.n_modules=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(write(tmp_path, ""), ["data.n_modules"])
+
+
+def test_section_hash_tracks_only_named_sections(tmp_path):
+    a = load_config(write(tmp_path, ""))
+    b = load_config(write(tmp_path, ""), ["labels.random_pairs=10"])
+    assert a.section_hash("data") == b.section_hash("data")
+    assert a.section_hash("labels") != b.section_hash("labels")

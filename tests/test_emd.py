@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+import training.emd as emd_mod
+from training.emd import emd_chunk, exact_emd, pot_dense_emd
+from training.geometry import distance_matrix
+from training.pairs import perturb
+from training.params import PerturbParams
+
+
+def unit(i, n=48):
+    x = np.zeros(n)
+    x[i] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("solver", ["wasserstein", "pot"])
+def test_unit_mass_between_two_tcs_is_their_distance(solver):
+    d = distance_matrix()
+    pairs = [(0, 1), (0, 47), (5, 30), (16, 44)]
+    a = np.array([unit(i) for i, _ in pairs])
+    b = np.array([unit(j) for _, j in pairs])
+    got = exact_emd(a, b, solver=solver)
+    np.testing.assert_allclose(got, [d[i, j] for i, j in pairs], rtol=1e-12)
+    np.testing.assert_allclose(got[0], 2.0, rtol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["wasserstein", "pot"])
+def test_hand_computed_split_mass(solver):
+    # half of the charge moves one step, the other half stays: EMD = 0.5 * 2.0
+    a = np.zeros(48); a[[0, 1]] = [3.0, 3.0]
+    b = np.zeros(48); b[[0, 4]] = [10.0, 10.0]   # scale does not matter (unit sum)
+    d = distance_matrix()
+    assert exact_emd(a[None], b[None], solver=solver)[0] == pytest.approx(0.5 * d[1, 4], rel=1e-12)
+    # two units each moving to its own neighbour (general solver path, 2x2 problem)
+    a = np.zeros(48); a[[0, 8]] = 1
+    b = np.zeros(48); b[[1, 9]] = 1
+    assert exact_emd(a[None], b[None], solver=solver)[0] == pytest.approx(0.5 * (d[0, 1] + d[8, 9]), rel=1e-12)
+
+
+def test_identical_and_scaled_modules_give_zero(modules):
+    got = exact_emd(modules[:50], 7.0 * modules[:50])
+    np.testing.assert_allclose(got, 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["wasserstein", "pot"])
+def test_matches_dense_pot_and_is_symmetric(modules, solver):
+    a, b = modules[:150], modules[150:300]
+    rng = np.random.default_rng(0)
+    c = perturb(a, PerturbParams(), rng)
+    for x, y in ((a, b), (a, c)):
+        got = exact_emd(x, y, solver=solver)
+        ref = np.array([pot_dense_emd(x[i], y[i]) for i in range(len(x))])
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(exact_emd(y, x, solver=solver), got, atol=1e-12)
+    assert (ref > 0).all()
+
+
+def test_parallel_equals_serial(modules):
+    a, b = modules[:300], modules[300:]
+    serial = exact_emd(a, b, n_jobs=1, chunk_size=64)
+    parallel = exact_emd(a, b, n_jobs=2, chunk_size=64)
+    np.testing.assert_array_equal(serial, parallel)
+
+
+def test_cache_avoids_recomputation(modules, tmp_path, monkeypatch):
+    a, b = modules[:200], modules[200:400]
+    first = exact_emd(a, b, chunk_size=64, cache_dir=tmp_path)
+    assert len(list(tmp_path.rglob("*.npy"))) == 4
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed a cached chunk")
+
+    monkeypatch.setattr(emd_mod, "emd_chunk", boom)
+    np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
+    # a changed pair set is a different key: it must be computed
+    with pytest.raises(AssertionError, match="recomputed"):
+        exact_emd(a, b[::-1].copy(), chunk_size=64, cache_dir=tmp_path)
+
+
+def test_damaged_cache_entry_is_recomputed(modules, tmp_path):
+    a, b = modules[:64], modules[64:128]
+    first = exact_emd(a, b, chunk_size=64, cache_dir=tmp_path)
+    (entry,) = tmp_path.rglob("*.npy")
+    entry.write_bytes(b"garbage")
+    np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
+
+
+def test_invalid_pairs_raise():
+    good = np.ones((2, 48))
+    with pytest.raises(ValueError, match="zero charge sum"):
+        exact_emd(good, np.zeros((2, 48)))
+    with pytest.raises(ValueError, match="negative"):
+        exact_emd(good, -good)
+    with pytest.raises(ValueError, match="NaN"):
+        exact_emd(good, np.full((2, 48), np.nan))
+    with pytest.raises(ValueError, match="equal shape"):
+        exact_emd(good, np.ones((3, 48)))
+
+
+def test_dask_cluster_equals_local(modules):
+    distributed = pytest.importorskip("distributed")
+    a, b = modules[:200], modules[200:400]
+    local = exact_emd(a, b, chunk_size=50)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = exact_emd(a, b, chunk_size=50, dask_scheduler=cluster.scheduler_address)
+    np.testing.assert_array_equal(remote, local)
+
+
+def test_unreachable_dask_scheduler_is_a_clear_error(modules, monkeypatch):
+    monkeypatch.setattr(emd_mod, "DASK_CONNECT_TIMEOUT", "2s")
+    with pytest.raises(RuntimeError, match="cannot reach the Dask scheduler"):
+        exact_emd(modules[:4], modules[4:8], dask_scheduler="tcp://127.0.0.1:9")
