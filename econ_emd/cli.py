@@ -16,11 +16,14 @@ from . import __version__
 log = logging.getLogger("econ_emd")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-PIPELINE_ORDER = ("data", "label")
+PIPELINE_ORDER = ("data", "label", "emd_cnn")
+#: CLI command of each stage
+COMMANDS = {"data": "data", "label": "label", "emd_cnn": "train-emd-cnn"}
 
 STAGE_HELP = {
     "data": "generate or load the modules and write the train/val/test split",
     "label": "exact EMD labels for random and perturbed module pairs",
+    "emd_cnn": "train, freeze and evaluate the EMD-CNN on the exact labels",
 }
 
 
@@ -48,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"econ-emd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in PIPELINE_ORDER:
-        _common(sub.add_parser(name, help=STAGE_HELP[name], description=STAGE_HELP[name]))
+        _common(sub.add_parser(COMMANDS[name], help=STAGE_HELP[name], description=STAGE_HELP[name]))
     p = sub.add_parser("pipeline", help="run every stage in order, skipping up-to-date ones",
                        description="Run every stage in order; stages whose outputs match the "
                                    "config are skipped. --force reruns them all.")
@@ -86,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
             run_stage(cfg, run_dir, name, progress)
         log.info("pipeline done: %s", run_dir)
     else:
-        run_stage(cfg, run_dir, args.command, progress)
+        stage = next(k for k, v in COMMANDS.items() if v == args.command)
+        run_stage(cfg, run_dir, stage, progress)
     return EXIT_OK
 
 

@@ -70,9 +70,30 @@ def _run_label(cfg: RunConfig, out: Path, progress: bool) -> dict:
     return summary
 
 
+def _run_emd_cnn(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    from training import emd_cnn_train as ec
+    from training.labels import load_labels
+
+    pairs = load_labels(out.parent / "label")
+    model, history = ec.train_emd_cnn(pairs, cfg.emd_cnn, cfg.seed)
+    frozen = ec.freeze(model)
+    results = ec.evaluate_emd_cnn(frozen, pairs, "test")
+    metrics = {kind: r["stats"] for kind, r in results.items()}
+    ec.save_emd_cnn(frozen, out, ec.sidecar_for(cfg.emd_cnn, history, metrics, cfg.seed))
+    plots = ec.plot_evaluation(results, out)
+    for kind, st in metrics.items():
+        log.info("EMD-CNN on held-out %s pairs: relative error mean %+.4f, sigma %.4f (%s pairs)",
+                 kind, st["rel_mean"], st["rel_sigma"], f"{st['n_pairs']:,}")
+    return {"metrics": metrics, "plots": plots, "epochs_run": len(history["loss"]),
+            "best_epoch": history["best_epoch"], "train_seconds": history["seconds"],
+            "n_parameters": int(model.count_params())}
+
+
 STAGES: dict[str, Stage] = {
     "data": Stage("data", ("data",), (), _run_data, ("modules.h5",)),
     "label": Stage("label", ("labels",), ("data",), _run_label, ("labels.h5",)),
+    "emd_cnn": Stage("emd_cnn", ("emd_cnn",), ("label",), _run_emd_cnn,
+                     ("emd_cnn.h5", "emd_cnn.json", "emd_cnn_pred_vs_exact.png")),
 }
 
 
@@ -101,8 +122,10 @@ def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -
 
     missing = [up for up in STAGES[name].upstream if not is_current(cfg, run_dir, up)]
     if missing:
+        from .cli import COMMANDS
+
         raise StageOrderError(f"stage '{name}' needs up-to-date outputs of: {', '.join(missing)} "
-                              f"(run `econ-emd {missing[0]}` or `econ-emd pipeline`)")
+                              f"(run `econ-emd {COMMANDS[missing[0]]}` or `econ-emd pipeline`)")
     folder = run_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     summary = STAGES[name].run(cfg, folder, progress)

@@ -123,3 +123,27 @@ class LabelParams(Strict):
         if self.random_pairs + self.perturbed_pairs == 0:
             raise ValueError("random_pairs + perturbed_pairs must be > 0")
         return self
+
+
+class EmdCnnParams(Strict):
+    """EMD-CNN architecture and training (defaults: the published architecture)."""
+
+    arrangement: Literal["4x4x3", "8x8"] = "4x4x3"
+    filters: int = Field(32, ge=1, le=512)
+    kernel: int = Field(5, ge=1, le=9)
+    n_conv: int = Field(3, ge=1, le=8)
+    dense: int = Field(256, ge=1, le=4096)
+    output: Literal["linear", "log", "mass"] = Field(
+        "mass", description="linear: published; log: predict log EMD; mass: moved mass x mean distance")
+    difference_channel: bool = Field(True, description="feed a - b beside a and b")
+    epochs: int = Field(30, ge=1, le=1000)
+    batch_size: int = Field(256, ge=8, le=65536)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    patience: int = Field(5, ge=1, description="early stopping on validation loss")
+    augment_rotations: bool = Field(True, description="also train on the pairs rotated by 120 and 240 degrees")
+
+    def arch(self):
+        from models.emd_cnn import EmdCnnArch
+
+        return EmdCnnArch(self.arrangement, self.filters, self.kernel, self.n_conv, self.dense,
+                          self.output, self.difference_channel)

@@ -1,0 +1,135 @@
+"""The EMD-CNN: a convolutional network that approximates the exact EMD of two modules.
+
+Published architecture (default): both modules, each normalized to unit sum and arranged
+as an image (4x4x3 by default, or 8x8), concatenated on channels ->
+n_conv x [Conv2D(filters, kernel, same) + BatchNorm + ReLU] -> Flatten ->
+Dense(dense) + BatchNorm + ReLU -> Dense(1). The network is symmetrized: the output is the
+mean of f(a, b) and f(b, a), so EMD-CNN(a, b) == EMD-CNN(b, a) exactly.
+
+Unlike the published loss, the model normalizes its inputs itself (`UnitSum`), so a loss
+can feed it raw reconstructions, and an all-zero input gives a finite output and gradient.
+Inputs are modules in CALQ order, shape (batch, 48); the output has shape (batch,).
+
+Options beyond the published network (all off in `EmdCnnArch()`):
+* `output`: `linear` (published: the network output is the EMD); `log`: the network
+  predicts log(EMD), so a squared log error is a squared relative error; `mass`: the
+  output is the transported mass m = 0.5 * sum|a - b| (unit-sum inputs) times the mean
+  transport distance, which the network predicts through an exponential. The EMD is a norm
+  of a - b (Kantorovich-Rubinstein), so EMD(a, a) = 0 exactly, and the network only learns
+  the mean distance, a smooth quantity bounded by the TC distances (1.8 to 13.8).
+* `difference_channel`: the images of a - b join a and b on the channel axis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from .layers import IMAGE_SHAPES, ArrangeTCs, UnitSum
+
+N_TC = 48
+OUTPUTS = ("linear", "log", "mass")
+
+
+@dataclass(frozen=True)
+class EmdCnnArch:
+    arrangement: str = "4x4x3"
+    filters: int = 32
+    kernel: int = 5
+    n_conv: int = 3
+    dense: int = 256
+    output: str = "linear"  # linear (published) | log | mass
+    difference_channel: bool = False
+
+
+def _core(arch: EmdCnnArch) -> tf.keras.Model:
+    """f(a, b) on the concatenated image pair."""
+    h, w, c = IMAGE_SHAPES[arch.arrangement]
+    x_in = tf.keras.Input((h, w, (3 if arch.difference_channel else 2) * c), name="pair_image")
+    x = x_in
+    for i in range(arch.n_conv):
+        x = tf.keras.layers.Conv2D(arch.filters, arch.kernel, padding="same", name=f"conv{i}")(x)
+        x = tf.keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
+        x = tf.keras.layers.ReLU(name=f"conv{i}_relu")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = tf.keras.layers.Dense(arch.dense, name="dense")(x)
+    x = tf.keras.layers.BatchNormalization(name="dense_bn")(x)
+    x = tf.keras.layers.ReLU(name="dense_relu")(x)
+    out = tf.keras.layers.Dense(1, name="emd")(x)
+    return tf.keras.Model(x_in, out, name="emd_core")
+
+
+@tf.keras.utils.register_keras_serializable(package="econ_emd")
+class ExpOutput(tf.keras.layers.Layer):
+    """exp of a log-EMD prediction, clipped so that no float32 overflow can occur."""
+
+    def call(self, x):
+        return tf.exp(tf.clip_by_value(x, -30.0, 10.0))
+
+
+@tf.keras.utils.register_keras_serializable(package="econ_emd")
+class MovedMass(tf.keras.layers.Layer):
+    """0.5 * sum|a - b| of two unit-sum modules: the mass the EMD has to move."""
+
+    def call(self, inputs):
+        a, b = inputs
+        return 0.5 * tf.reduce_sum(tf.abs(a - b), axis=-1, keepdims=True)
+
+
+def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
+    """Symmetrized EMD-CNN taking two (batch, 48) CALQ-order modules, returning (batch,)."""
+    if arch.output not in OUTPUTS:
+        raise ValueError(f"unknown EMD-CNN output '{arch.output}' (choose {', '.join(OUTPUTS)})")
+    a_in = tf.keras.Input((N_TC,), name="module_a")
+    b_in = tf.keras.Input((N_TC,), name="module_b")
+    unit = UnitSum(name="unit_sum")
+    ua, ub = unit(a_in), unit(b_in)
+    arrange = ArrangeTCs(arch.arrangement, name="arrange")
+    ia, ib = arrange(ua), arrange(ub)
+    core = _core(arch)
+    if arch.difference_channel:
+        d = tf.keras.layers.Subtract(name="a_minus_b")([ia, ib])
+        nd = tf.keras.layers.Subtract(name="b_minus_a")([ib, ia])
+        ab = core(tf.keras.layers.Concatenate(axis=-1, name="ab")([ia, ib, d]))
+        ba = core(tf.keras.layers.Concatenate(axis=-1, name="ba")([ib, ia, nd]))
+    else:
+        ab = core(tf.keras.layers.Concatenate(axis=-1, name="ab")([ia, ib]))
+        ba = core(tf.keras.layers.Concatenate(axis=-1, name="ba")([ib, ia]))
+    y = tf.keras.layers.Average(name="symmetrize")([ab, ba])
+    if arch.output in ("log", "mass"):
+        y = ExpOutput(name="exp")(y)
+    if arch.output == "mass":
+        y = tf.keras.layers.Multiply(name="times_mass")([MovedMass(name="moved_mass")([ua, ub]), y])
+    y = tf.keras.layers.Reshape((), name="emd_pred")(y)
+    return tf.keras.Model([a_in, b_in], y, name="emd_cnn")
+
+
+@tf.keras.utils.register_keras_serializable(package="econ_emd")
+class SymmetrizedExternal(tf.keras.layers.Layer):
+    """Wraps an external two-input EMD model (published format: two unit-sum 4x4x3 images)
+    so it takes CALQ-order modules, normalizes them and is symmetrized like ours."""
+
+    def __init__(self, inner: tf.keras.Model, arrangement: str = "4x4x3", **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+        self.unit = UnitSum()
+        self.arrange = ArrangeTCs(arrangement)
+
+    def call(self, inputs):
+        a, b = inputs
+        ia, ib = self.arrange(self.unit(a)), self.arrange(self.unit(b))
+        ab = tf.reshape(self.inner([ia, ib]), (-1,))
+        ba = tf.reshape(self.inner([ib, ia]), (-1,))
+        return 0.5 * (ab + ba)
+
+
+def wrap_external(inner: tf.keras.Model) -> tf.keras.Model:
+    """A CALQ-input, symmetrized model around a published-format EMD-CNN."""
+    shapes = [tuple(i.shape[1:]) for i in inner.inputs]
+    if len(shapes) != 2 or shapes[0] != shapes[1] or shapes[0] not in IMAGE_SHAPES.values():
+        raise ValueError(f"an external EMD-CNN needs two inputs of shape (4, 4, 3) or (8, 8, 1); got {shapes}")
+    arrangement = next(k for k, v in IMAGE_SHAPES.items() if v == shapes[0])
+    a_in = tf.keras.Input((N_TC,), name="module_a")
+    b_in = tf.keras.Input((N_TC,), name="module_b")
+    y = SymmetrizedExternal(inner, arrangement, name="external_emd")([a_in, b_in])
+    return tf.keras.Model([a_in, b_in], y, name="emd_cnn_external")
