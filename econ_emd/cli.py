@@ -16,20 +16,36 @@ from . import __version__
 log = logging.getLogger("econ_emd")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-PIPELINE_ORDER = ("data", "label", "emd_cnn")
+PIPELINE_ORDER = ("data", "label", "emd_cnn", "encoder", "compare")
 #: CLI command of each stage
-COMMANDS = {"data": "data", "label": "label", "emd_cnn": "train-emd-cnn"}
+COMMANDS = {"data": "data", "label": "label", "emd_cnn": "train-emd-cnn", "encoder": "train-encoder",
+            "compare": "compare-losses"}
 
 STAGE_HELP = {
     "data": "generate or load the modules and write the train/val/test split",
     "label": "exact EMD labels for random and perturbed module pairs",
     "emd_cnn": "train, freeze and evaluate the EMD-CNN on the exact labels",
+    "encoder": "quantization-aware training of the ECON-T encoder, judged by exact EMD",
+    "compare": "train the encoder with every loss on the same split and compare by exact EMD",
 }
 
 
 def _quiet_libraries() -> None:
-    """No TensorFlow start-up chatter unless --verbose."""
+    """No TensorFlow/Keras chatter (start-up banners, retracing notes, HDF5 format
+    warnings) unless --verbose."""
+    import warnings
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("tensorflow", "absl", "h5py", "matplotlib", "distributed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:
+        pass
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -51,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"econ-emd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in PIPELINE_ORDER:
-        _common(sub.add_parser(COMMANDS[name], help=STAGE_HELP[name], description=STAGE_HELP[name]))
+        p = sub.add_parser(COMMANDS[name], help=STAGE_HELP[name], description=STAGE_HELP[name])
+        _common(p)
+        if name == "encoder":
+            p.add_argument("--loss", choices=("emd_cnn", "mse", "wmse", "telescope", "sinkhorn"),
+                           help="training loss (default: the config's encoder.loss)")
     p = sub.add_parser("pipeline", help="run every stage in order, skipping up-to-date ones",
                        description="Run every stage in order; stages whose outputs match the "
                                    "config are skipped. --force reruns them all.")
@@ -73,7 +93,10 @@ def _run(args: argparse.Namespace) -> int:
     from .config import dump_config, load_config
     from .stages import is_current, run_stage
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "loss", None):
+        overrides.append(f"encoder.loss={args.loss}")
+    cfg = load_config(args.config, overrides)
     if args.run_dir:
         cfg.run_dir = args.run_dir
     if args.command == "show-config":

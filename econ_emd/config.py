@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from training.params import DataParams, EmdCnnParams, EmdParams, LabelParams, Strict
+from training.params import DataParams, EmdCnnParams, EmdParams, EncoderParams, LabelParams, Strict
 
 #: the repository's configs/ directory (the project is installed in editable mode)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -33,6 +33,7 @@ class RunConfig(Strict):
     labels: LabelParams = LabelParams()
     emd: EmdParams = EmdParams()
     emd_cnn: EmdCnnParams = EmdCnnParams()
+    encoder: EncoderParams = EncoderParams()
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus the seed): a stage's identity for resuming."""

@@ -25,9 +25,12 @@ log = logging.getLogger("econ_emd")
 class Stage:
     name: str
     sections: tuple[str, ...]   # config sections the outputs depend on
-    upstream: tuple[str, ...]   # stages whose outputs this one reads
+    upstream: tuple[str, ...] | Callable[[RunConfig], tuple[str, ...]]  # stages it reads
     run: Callable[[RunConfig, Path, bool], dict]
     outputs: tuple[str, ...]    # files (relative to the stage folder) that must exist
+
+    def upstream_of(self, cfg: RunConfig) -> tuple[str, ...]:
+        return self.upstream(cfg) if callable(self.upstream) else self.upstream
 
 
 def _run_data(cfg: RunConfig, out: Path, progress: bool) -> dict:
@@ -89,18 +92,116 @@ def _run_emd_cnn(cfg: RunConfig, out: Path, progress: bool) -> dict:
             "n_parameters": int(model.count_params())}
 
 
+def _frozen_emd_cnn(cfg: RunConfig, run_dir: Path, losses) -> object | None:
+    if "emd_cnn" not in losses:
+        return None
+    from training.emd_cnn_train import load_frozen_emd_cnn
+
+    return load_frozen_emd_cnn(run_dir / "emd_cnn")
+
+
+def _train_and_evaluate(cfg: RunConfig, out: Path, loss_name: str, quantized: bool, frozen,
+                        runner, label: str) -> dict:
+    """Train one autoencoder, save it into `out`, evaluate it by exact EMD on test modules."""
+    from training import encoder_train as et
+    from training.dataset import load_dataset
+    from training.losses import get_loss
+
+    e = cfg.encoder
+    ds = load_dataset(out.parent.parent / "data" if out.parent.name == "compare" else out.parent / "data")
+    train = ds["train"][: e.max_train_modules]
+    test = ds["test"][: e.max_eval_modules]
+    loss_fn = get_loss(loss_name, frozen, e.sinkhorn_epsilon, e.sinkhorn_iter)
+    params = e.model_copy(update={"quantized": quantized})
+    enc, dec, history = et.train_autoencoder(train, ds["val"], params, loss_fn, cfg.seed, out, label)
+    et.save_encoder(enc, dec, out)
+    _, recon = et.reconstruct(enc, dec, test)
+    evaluation, _ = et.evaluate_reconstruction(test, recon, runner)
+    et.clear_checkpoint(out)
+    ov = evaluation["overall"]
+    log.info("%s: exact EMD on %s test modules: mean %.3f, median %.3f (16-84%%: %.3f-%.3f)", label,
+             f"{ov['n']:,}", ov["mean"], ov["median"], ov["p16"], ov["p84"])
+    return {"loss": loss_name, "quantized": quantized, "latent_bits": e.bits(), "elinks": e.elinks,
+            "epochs_run": len(history["loss"]) + history["initial_epoch"], "train_seconds": history["seconds"],
+            "history": history, "evaluation": evaluation}
+
+
+def _run_encoder(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    from training import encoder_train as et
+
+    frozen = _frozen_emd_cnn(cfg, out.parent, [cfg.encoder.loss])
+    runner = emd_runner(cfg, out.parent, progress)
+    summary = _train_and_evaluate(cfg, out, cfg.encoder.loss, cfg.encoder.quantized, frozen, runner,
+                                  f"encoder[{cfg.encoder.loss}]")
+    et.plot_emd_vs_occupancy({cfg.encoder.loss: summary["evaluation"]}, out / "emd_vs_occupancy.png")
+    summary["plots"] = ["emd_vs_occupancy.png"]
+    return summary
+
+
+def _run_compare(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    from training import encoder_train as et
+    from training.artifacts import atomic_write_text
+
+    e = cfg.encoder
+    frozen = _frozen_emd_cnn(cfg, out.parent, e.compare_losses)
+    runner = emd_runner(cfg, out.parent, progress)
+    runs = {}
+    for name in e.compare_losses:
+        runs[name] = _train_and_evaluate(cfg, out / name, name, True, frozen, runner, f"compare[{name}]")
+    if e.compare_float:
+        key = f"{e.loss} (float)"
+        frozen_main = frozen if e.loss in e.compare_losses else _frozen_emd_cnn(cfg, out.parent, [e.loss])
+        runs[key] = _train_and_evaluate(cfg, out / f"float_{e.loss}", e.loss, False, frozen_main, runner,
+                                        f"compare[{key}]")
+    et.plot_emd_vs_occupancy({k: r["evaluation"] for k, r in runs.items()}, out / "emd_vs_occupancy.png")
+    table = comparison_table(runs)
+    atomic_write_text(out / "compare.md", table["markdown"])
+    return {"runs": {k: {kk: vv for kk, vv in r.items() if kk != "history"} for k, r in runs.items()},
+            "ratios": table["ratios"], "plots": ["emd_vs_occupancy.png"], "table": "compare.md"}
+
+
+def comparison_table(runs: dict[str, dict]) -> dict:
+    """Markdown table of exact-EMD figures per loss, and the ratios the goals name."""
+    occ_labels = [f"occ {b['lo']}-{b['hi']}" for b in next(iter(runs.values()))["evaluation"]["by_occupancy"]]
+    head = "| loss | quantized | mean EMD | median | 16% | 84% | " + " | ".join(f"median {o}" for o in occ_labels) + " |"
+    lines = [head, "|" + "---|" * (6 + len(occ_labels))]
+    for name, r in runs.items():
+        ov = r["evaluation"]["overall"]
+        occ = " | ".join(f"{b['median']:.3f}" if b["n"] else "-" for b in r["evaluation"]["by_occupancy"])
+        lines.append(f"| {name} | {'yes' if r['quantized'] else 'no'} | {ov['mean']:.3f} | {ov['median']:.3f} | "
+                     f"{ov['p16']:.3f} | {ov['p84']:.3f} | {occ} |")
+    med = {k: r["evaluation"]["overall"]["median"] for k, r in runs.items()}
+    mean = {k: r["evaluation"]["overall"]["mean"] for k, r in runs.items()}
+    ratios = {}
+    if "emd_cnn" in med:
+        for other in ("telescope", "wmse", "mse", "sinkhorn"):
+            if other in med:
+                ratios[f"median emd_cnn / {other}"] = med["emd_cnn"] / med[other]
+        if "emd_cnn (float)" in mean:
+            ratios["mean quantized / float (emd_cnn)"] = mean["emd_cnn"] / mean["emd_cnn (float)"]
+    lines += ["", *(f"- {k}: {v:.3f}" for k, v in ratios.items())]
+    return {"markdown": "\n".join(lines) + "\n", "ratios": ratios}
+
+
 STAGES: dict[str, Stage] = {
     "data": Stage("data", ("data",), (), _run_data, ("modules.h5",)),
     "label": Stage("label", ("labels",), ("data",), _run_label, ("labels.h5",)),
     "emd_cnn": Stage("emd_cnn", ("emd_cnn",), ("label",), _run_emd_cnn,
                      ("emd_cnn.h5", "emd_cnn.json", "emd_cnn_pred_vs_exact.png")),
+    "encoder": Stage("encoder", ("encoder",),
+                     lambda cfg: ("data", "emd_cnn") if cfg.encoder.loss == "emd_cnn" else ("data",),
+                     _run_encoder, ("encoder.h5", "decoder.h5", "emd_vs_occupancy.png")),
+    "compare": Stage("compare", ("encoder",),
+                     lambda cfg: ("data", "emd_cnn") if "emd_cnn" in cfg.encoder.compare_losses
+                     or cfg.encoder.loss == "emd_cnn" else ("data",),
+                     _run_compare, ("compare.md", "emd_vs_occupancy.png")),
 }
 
 
 def stage_hash(cfg: RunConfig, name: str) -> str:
     stage = STAGES[name]
     h = hashlib.sha256(cfg.section_hash(*stage.sections).encode())
-    for up in stage.upstream:
+    for up in stage.upstream_of(cfg):
         h.update(stage_hash(cfg, up).encode())
     return h.hexdigest()[:16]
 
@@ -120,7 +221,7 @@ def is_current(cfg: RunConfig, run_dir: Path, name: str) -> bool:
 def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -> dict:
     from training.artifacts import atomic_write_json
 
-    missing = [up for up in STAGES[name].upstream if not is_current(cfg, run_dir, up)]
+    missing = [up for up in STAGES[name].upstream_of(cfg) if not is_current(cfg, run_dir, up)]
     if missing:
         from .cli import COMMANDS
 

@@ -147,3 +147,55 @@ class EmdCnnParams(Strict):
 
         return EmdCnnArch(self.arrangement, self.filters, self.kernel, self.n_conv, self.dense,
                           self.output, self.difference_channel)
+
+
+LossName = Literal["emd_cnn", "mse", "wmse", "telescope", "sinkhorn"]
+
+
+class EncoderParams(Strict):
+    """The quantized ECON-T encoder, its training and the loss comparison."""
+
+    elinks: int = Field(5, ge=2, le=5, description="output eLinks; sets the latent bits preset")
+    latent_bits: Optional[int] = Field(None, ge=1, le=16, description="default: the eLink preset")
+    latent_integer: int = Field(1, ge=0, le=8)
+    input_bits: int = Field(10, ge=2, le=24)
+    input_integer: int = Field(3, ge=1, le=8, description="must hold the sumlog2 range [0, 2)")
+    weight_bits: int = Field(5, ge=2, le=16)
+    weight_integer: int = Field(1, ge=0, le=8)
+    conv_act_bits: int = Field(11, ge=2, le=24)
+    conv_act_integer: int = Field(3, ge=0, le=12)
+    quantized: bool = True
+    loss: LossName = "emd_cnn"
+    compare_losses: list[LossName] = Field(
+        default_factory=lambda: ["emd_cnn", "telescope", "wmse", "mse", "sinkhorn"])
+    compare_float: bool = Field(True, description="compare-losses also trains the float twin (main loss)")
+    epochs: int = Field(20, ge=1, le=1000)
+    batch_size: int = Field(256, ge=8, le=65536)
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    patience: int = Field(4, ge=1)
+    max_train_modules: Optional[int] = Field(None, ge=10, description="cap on training modules")
+    max_eval_modules: Optional[int] = Field(None, ge=10, description="cap on test modules evaluated")
+    sinkhorn_epsilon: float = Field(0.3, gt=0, description="entropic regularization (distance units)")
+    sinkhorn_iter: int = Field(30, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _budget(self) -> "EncoderParams":
+        from models.econt import ElinkBudgetError, check_elink_budget
+
+        try:
+            check_elink_budget(self.elinks, self.bits())
+        except ElinkBudgetError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def bits(self) -> int:
+        from models.econt import elink_preset
+
+        return self.latent_bits if self.latent_bits is not None else elink_preset(self.elinks)
+
+    def arch(self, quantized: Optional[bool] = None):
+        from models.econt import EncoderArch
+
+        return EncoderArch(self.input_bits, self.input_integer, self.weight_bits, self.weight_integer,
+                           self.conv_act_bits, self.conv_act_integer, self.bits(), self.latent_integer,
+                           quantized=self.quantized if quantized is None else quantized)

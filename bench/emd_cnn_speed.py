@@ -1,0 +1,78 @@
+"""Throughput of the frozen EMD-CNN against exact EMD, on the same pairs, in one run.
+
+Prints pairs/s of
+  (a) a naive loop of POT `ot.emd2` on the full 48x48 problem,
+  (b) the project's exact EMD (`training.emd.exact_emd`, all cores),
+  (c) the frozen EMD-CNN, batched inference (TensorFlow, all cores),
+and the ratios c/a and c/b. Goal (issue 3): c/a >= 13.
+
+The model is the run's trained EMD-CNN when --run-dir holds one, else a freshly built
+model of the configured architecture (speed does not depend on the weights).
+
+    .venv/bin/python bench/emd_cnn_speed.py [--run-dir runs/default] [--config configs/default.yaml]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from econ_emd.config import load_config
+from training.dataset import build_dataset
+from training.emd import exact_emd
+from training.emd_cnn_train import MODEL_FILE, freeze, load_frozen_emd_cnn, predict_emd
+from training.geometry import distance_matrix
+from training.labels import make_pairs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--run-dir", default="runs/default")
+    ap.add_argument("--pairs", type=int, default=100_000)
+    ap.add_argument("--naive-pairs", type=int, default=3000)
+    ap.add_argument("--batch-size", type=int, default=8192)
+    args = ap.parse_args()
+    cfg = load_config(args.config)
+    cores = len(os.sched_getaffinity(0))
+    ds = build_dataset(cfg.data, cfg.seed)
+    pairs = make_pairs(ds, cfg.labels, cfg.seed)
+    a = np.concatenate([p.a for p in pairs.values()])[: args.pairs]
+    b = np.concatenate([p.b for p in pairs.values()])[: args.pairs]
+    model_path = Path(args.run_dir) / "emd_cnn" / MODEL_FILE
+    if model_path.exists():
+        model, source = load_frozen_emd_cnn(model_path), str(model_path)
+    else:
+        from models.emd_cnn import build_emd_cnn
+
+        model, source = freeze(build_emd_cnn(cfg.emd_cnn.arch())), "untrained, configured architecture"
+    print(f"pairs: {len(a):,}; cores: {cores}; model: {source} ({model.count_params():,} parameters)")
+
+    import ot
+
+    m = distance_matrix()
+    k = args.naive_pairs
+    t = time.perf_counter()
+    for x, y in zip(a[:k], b[:k]):
+        ot.emd2(x / x.sum(), y / y.sum(), m)
+    ra = k / (time.perf_counter() - t)
+    exact_emd(a[:20000], b[:20000], n_jobs=cores)  # start the worker pool
+    t = time.perf_counter()
+    exact_emd(a, b, n_jobs=cores)
+    rb = len(a) / (time.perf_counter() - t)
+    predict_emd(model, a[:20000], b[:20000], args.batch_size)  # trace the graph
+    t = time.perf_counter()
+    predict_emd(model, a, b, args.batch_size)
+    rc = len(a) / (time.perf_counter() - t)
+    print(f"(a) naive POT loop, 48x48     : {ra:12,.0f} pairs/s")
+    print(f"(b) exact_emd, {cores} cores        : {rb:12,.0f} pairs/s")
+    print(f"(c) frozen EMD-CNN, batched    : {rc:12,.0f} pairs/s  (batch {args.batch_size})")
+    print(f"c/a = {rc / ra:.1f}  (goal >= 13)  {'PASS' if rc / ra >= 13 else 'FAIL'}")
+    print(f"c/b = {rc / rb:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The ECON-T autoencoder: a quantized QKeras encoder (on the ASIC) and a float decoder.
+
+Encoder (reference architecture, 2,144 parameters):
+  Input(8, 8, 1) -> QActivation(input quantizer) -> QConv2D(8, 3x3, stride 2, same)
+  -> QActivation(quantized_relu) -> Flatten(128) -> QDense(16) -> QActivation(quantized_relu)
+Every weight and bias quantizer has alpha=1: QKeras 0.9.0 turns alpha=None into 'auto_po2'
+in QDense/QConv2D, and hls4ml then inserts a scaling layer that breaks bit-exactness.
+The input quantizer is signed (hls4ml maps any quantized_bits to a signed type).
+
+The latent width follows the number of output eLinks (each carries 32 bits per bunch
+crossing): 2 -> 3 bits, 3 -> 5, 4 -> 7, 5 -> 9. `check_elink_budget` verifies that the 16
+latents, the 9-bit module sum and the header fit.
+
+Decoder (float, off-detector, 2,833 parameters): Dense(128, relu) -> Reshape(4, 4, 8) ->
+Conv2DTranspose(8, 3x3, stride 2, same, relu) -> Conv2DTranspose(1, 3x3, same) -> sigmoid,
+multiplied by the mask of the 48 live pixels of the 8x8 image.
+Layer names avoid `input` (hls4ml reserves it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from training.geometry import MASK_8X8
+
+N_LATENT = 16
+ELINK_BITS = 32
+SUM_BITS = 9
+#: bits of the per-bunch-crossing header travelling with the latents
+HEADER_BITS = 4
+LATENT_BITS_FOR_ELINKS = {2: 3, 3: 5, 4: 7, 5: 9}
+
+
+class ElinkBudgetError(ValueError):
+    """The latent code does not fit into the output eLinks."""
+
+
+@dataclass(frozen=True)
+class EncoderArch:
+    input_bits: int = 10
+    input_integer: int = 3
+    weight_bits: int = 5
+    weight_integer: int = 1
+    conv_act_bits: int = 11
+    conv_act_integer: int = 3
+    latent_bits: int = 9
+    latent_integer: int = 1
+    filters: int = 8
+    n_latent: int = N_LATENT
+    quantized: bool = True
+
+
+def elink_preset(n_elinks: int) -> int:
+    """Latent bits for a number of output eLinks (2-5)."""
+    try:
+        return LATENT_BITS_FOR_ELINKS[n_elinks]
+    except KeyError:
+        raise ElinkBudgetError(f"no preset for {n_elinks} eLinks (choose 2, 3, 4 or 5)") from None
+
+
+def check_elink_budget(n_elinks: int, latent_bits: int, n_latent: int = N_LATENT) -> dict:
+    """Bits per bunch crossing: latents + sum + header must fit n_elinks x 32 bits."""
+    need = n_latent * latent_bits + SUM_BITS + HEADER_BITS
+    have = n_elinks * ELINK_BITS
+    if need > have:
+        raise ElinkBudgetError(
+            f"{n_latent} latents x {latent_bits} bits + {SUM_BITS}-bit sum + {HEADER_BITS}-bit header = "
+            f"{need} bits per bunch crossing, but {n_elinks} eLinks carry {have}")
+    return {"bits_needed": need, "bits_available": have}
+
+
+def quantizers(arch: EncoderArch) -> dict:
+    """The QKeras quantizers of the encoder (also used by firmware/ to derive precisions)."""
+    from qkeras import quantized_bits, quantized_relu
+
+    wq = quantized_bits(arch.weight_bits, arch.weight_integer, 1, alpha=1)
+    return {
+        "input": quantized_bits(arch.input_bits, arch.input_integer, 1, alpha=1),
+        "weight": wq,
+        "bias": quantized_bits(arch.weight_bits, arch.weight_integer, 1, alpha=1),
+        "conv_act": quantized_relu(arch.conv_act_bits, arch.conv_act_integer),
+        "latent": quantized_relu(arch.latent_bits, arch.latent_integer),
+    }
+
+
+def build_encoder(arch: EncoderArch = EncoderArch()) -> tf.keras.Model:
+    """The ECON-T encoder, quantized (QKeras) or, with quantized=False, its float twin."""
+    x_in = tf.keras.Input((8, 8, 1), name="wafer")
+    if arch.quantized:
+        from qkeras import QActivation, QConv2D, QDense
+
+        q = quantizers(arch)
+        x = QActivation(q["input"], name="input_qa")(x_in)
+        x = QConv2D(arch.filters, 3, strides=2, padding="same", kernel_quantizer=q["weight"],
+                    bias_quantizer=q["bias"], name="conv2d")(x)
+        x = QActivation(q["conv_act"], name="conv_act")(x)
+        x = tf.keras.layers.Flatten(name="flatten")(x)
+        x = QDense(arch.n_latent, kernel_quantizer=q["weight"], bias_quantizer=q["bias"], name="dense")(x)
+        x = QActivation(q["latent"], name="latent")(x)
+    else:
+        x = tf.keras.layers.Conv2D(arch.filters, 3, strides=2, padding="same", name="conv2d")(x_in)
+        x = tf.keras.layers.ReLU(name="conv_act")(x)
+        x = tf.keras.layers.Flatten(name="flatten")(x)
+        x = tf.keras.layers.Dense(arch.n_latent, name="dense")(x)
+        x = tf.keras.layers.ReLU(name="latent")(x)
+    return tf.keras.Model(x_in, x, name="encoder")
+
+
+@tf.keras.utils.register_keras_serializable(package="econ_emd")
+class LiveMask(tf.keras.layers.Layer):
+    """Zeroes the 16 dead pixels of an (8, 8, 1) image."""
+
+    def call(self, x):
+        return x * tf.constant(MASK_8X8[..., None], dtype=x.dtype)
+
+
+def build_decoder(n_latent: int = N_LATENT) -> tf.keras.Model:
+    z = tf.keras.Input((n_latent,), name="latent_code")
+    x = tf.keras.layers.Dense(128, activation="relu", name="dec_dense")(z)
+    x = tf.keras.layers.Reshape((4, 4, 8), name="dec_reshape")(x)
+    x = tf.keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu", name="dec_convt1")(x)
+    x = tf.keras.layers.Conv2DTranspose(1, 3, padding="same", name="dec_convt2")(x)
+    x = tf.keras.layers.Activation("sigmoid", name="dec_sigmoid")(x)
+    x = LiveMask(name="dec_mask")(x)
+    return tf.keras.Model(z, x, name="decoder")
+
+
+def build_autoencoder(encoder: tf.keras.Model, decoder: tf.keras.Model) -> tf.keras.Model:
+    x_in = tf.keras.Input((8, 8, 1), name="wafer_in")
+    return tf.keras.Model(x_in, decoder(encoder(x_in)), name="autoencoder")
+
+
+def qkeras_custom_objects() -> dict:
+    from qkeras.utils import _add_supported_quantized_objects
+
+    objects: dict = {"LiveMask": LiveMask}
+    _add_supported_quantized_objects(objects)
+    return objects

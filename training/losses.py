@@ -1,0 +1,158 @@
+"""Reconstruction losses of the autoencoder; each takes (target, reconstruction) images.
+
+Targets and reconstructions are (batch, 8, 8, 1) images; the targets are unit-sum modules
+(the decoder ends in a sigmoid, and the module sum travels separately).
+
+* `mse`: mean squared error over the 48 TCs.
+* `wmse`: mean((t - p)^2 * max(t, p)) over the 48 TCs.
+* `telescope`: 4 L_TC + 2 L_2x2 + L_4x4, each a weighted MSE as above over: the 48 TCs;
+  36 overlapping 2x2 TC groups (27 inside the rhombi, 9 across the seams between them),
+  weighted so every TC counts as equally as the group layout allows; the 3 rhombus sums.
+* `emd_cnn`: the frozen EMD-CNN (which normalizes both images to unit sum itself).
+* `sinkhorn`: entropic optimal transport on the hex metric (log-domain Sinkhorn), a second
+  differentiable EMD baseline.
+"""
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+import numpy as np
+import tensorflow as tf
+
+from training.geometry import N_TC, PIXEL_OF_CALQ_8X8, distance_matrix
+
+LOSSES = ("emd_cnn", "mse", "wmse", "telescope", "sinkhorn")
+
+
+def to_calq(img: tf.Tensor) -> tf.Tensor:
+    """(batch, 8, 8, 1) -> (batch, 48) in CALQ order."""
+    flat = tf.reshape(img, (-1, 64))
+    return tf.gather(flat, tf.constant(PIXEL_OF_CALQ_8X8, dtype=tf.int32), axis=-1)
+
+
+def _wmse(t: tf.Tensor, p: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+    w = tf.square(t - p) * tf.maximum(t, p)
+    if weights is not None:
+        w = w * weights
+    return tf.reduce_mean(w, axis=-1)
+
+
+def mse(target: tf.Tensor, recon: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.square(to_calq(target) - to_calq(recon)), axis=-1)
+
+
+def wmse(target: tf.Tensor, recon: tf.Tensor) -> tf.Tensor:
+    return _wmse(to_calq(target), to_calq(recon))
+
+
+@lru_cache(maxsize=1)
+def telescope_groups() -> tuple[np.ndarray, np.ndarray]:
+    """(36, 4) CALQ indices of the 2x2 groups and their (36,) weights.
+
+    Inside rhombus k, TC (r, c) of its 4x4 grid is CALQ 4r + c + 16k; its 9 overlapping 2x2
+    squares are groups. Across each of the 3 seams, 3 groups join 2 adjacent seam TCs of one
+    rhombus with the 2 facing TCs of the other: every 4-TC set with exactly two TCs in each
+    of two rhombi that is as compact as a 2x2 square (all distances <= 3.6, at least 5 of
+    the 6 pairs adjacent). Weights: the non-negative least-squares solution making every
+    TC's total group weight equal, scaled to a mean of 1/4 (the mean of one TC's share).
+    """
+    from scipy.optimize import nnls
+
+    groups = []
+    for k in range(3):
+        for r, c in itertools.product(range(3), range(3)):
+            base = 4 * r + c + 16 * k
+            groups.append((base, base + 1, base + 4, base + 5))
+    d = distance_matrix()
+    near = [np.flatnonzero((d[i] < 3.6) & (np.arange(N_TC) > i)) for i in range(N_TC)]
+    seam = set()
+    for i in range(N_TC):
+        for q in itertools.combinations(near[i], 3):
+            quad = (i, *q)
+            rh = np.bincount(np.array(quad) // 16, minlength=3)
+            if sorted(rh) != [0, 2, 2]:
+                continue
+            pd = [d[a, b] for a, b in itertools.combinations(quad, 2)]
+            if max(pd) <= 3.6 and sum(x <= 2.35 for x in pd) >= 5:
+                seam.add(quad)
+    groups += sorted(tuple(int(v) for v in q) for q in seam)
+    idx = np.array(groups, dtype=np.int64)
+    if idx.shape != (36, 4):
+        raise RuntimeError(f"expected 36 2x2 groups, found {len(idx)}")
+    coverage = np.bincount(idx.ravel(), minlength=N_TC).astype(np.float64)
+    w = 0.25 * (coverage.mean() / coverage[idx]).mean(axis=1)
+    return idx, w
+
+
+@lru_cache(maxsize=1)
+def _telescope_constants() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Numpy (cached) group matrices; tensors are made per trace (a cached tensor would
+    belong to the first graph that created it)."""
+    idx, w = telescope_groups()
+    m36 = np.zeros((N_TC, 36), dtype=np.float32)
+    for g, quad in enumerate(idx):
+        m36[quad, g] = 1.0
+    m3 = np.zeros((N_TC, 3), dtype=np.float32)
+    m3[np.arange(N_TC), np.arange(N_TC) // 16] = 1.0
+    return m36, w.astype(np.float32), m3
+
+
+def telescope(target: tf.Tensor, recon: tf.Tensor) -> tf.Tensor:
+    t, p = to_calq(target), to_calq(recon)
+    m36, w36, m3 = (tf.constant(c) for c in _telescope_constants())
+    l_tc = _wmse(t, p)
+    l_2x2 = _wmse(t @ m36, p @ m36, w36)
+    l_4x4 = _wmse(t @ m3, p @ m3)
+    return 4.0 * l_tc + 2.0 * l_2x2 + l_4x4
+
+
+def emd_cnn_loss(frozen_model):
+    """Loss closure around a frozen EMD-CNN taking (batch, 48) CALQ modules."""
+
+    def loss(target: tf.Tensor, recon: tf.Tensor) -> tf.Tensor:
+        return frozen_model([to_calq(target), to_calq(recon)], training=False)
+
+    return loss
+
+
+def sinkhorn_loss(epsilon: float = 0.5, n_iter: int = 40):
+    """Batched log-domain Sinkhorn transport cost on the hex metric (unit-sum inputs).
+
+    Returns <P, M> for the entropic plan P (not the regularized objective), which tends to
+    the exact EMD as epsilon -> 0. Zero-mass TCs get log-weight -inf-like (-1e9)."""
+    cost = tf.constant(distance_matrix(), dtype=tf.float32)
+    neg = -1e9
+
+    def loss(target: tf.Tensor, recon: tf.Tensor) -> tf.Tensor:
+        a, b = to_calq(target), to_calq(recon)
+        a = a / tf.maximum(tf.reduce_sum(a, -1, keepdims=True), 1e-12)
+        b = b / tf.maximum(tf.reduce_sum(b, -1, keepdims=True), 1e-12)
+        log_a = tf.where(a > 0, tf.math.log(tf.maximum(a, 1e-30)), neg)
+        log_b = tf.where(b > 0, tf.math.log(tf.maximum(b, 1e-30)), neg)
+        k = -cost / epsilon                                # (48, 48)
+        f = tf.zeros_like(a)
+        g = tf.zeros_like(b)
+        for _ in range(n_iter):
+            f = log_a - tf.reduce_logsumexp(k[None] + g[:, None, :], axis=-1)
+            g = log_b - tf.reduce_logsumexp(k[None] + f[:, :, None], axis=-2)
+        log_p = k[None] + f[:, :, None] + g[:, None, :]
+        return tf.reduce_sum(tf.exp(log_p) * cost[None], axis=(-2, -1))
+
+    return loss
+
+
+def get_loss(name: str, frozen_emd_cnn=None, sinkhorn_epsilon: float = 0.5, sinkhorn_iter: int = 40):
+    if name == "mse":
+        return mse
+    if name == "wmse":
+        return wmse
+    if name == "telescope":
+        return telescope
+    if name == "sinkhorn":
+        return sinkhorn_loss(sinkhorn_epsilon, sinkhorn_iter)
+    if name == "emd_cnn":
+        if frozen_emd_cnn is None:
+            raise ValueError("the emd_cnn loss needs a trained EMD-CNN (run `econ-emd train-emd-cnn`)")
+        return emd_cnn_loss(frozen_emd_cnn)
+    raise ValueError(f"unknown loss '{name}' (choose {', '.join(LOSSES)})")
