@@ -16,10 +16,10 @@ from . import __version__
 log = logging.getLogger("econ_emd")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-PIPELINE_ORDER = ("data", "label", "emd_cnn", "encoder", "compare")
+PIPELINE_ORDER = ("data", "label", "emd_cnn", "encoder", "compare", "firmware", "csim", "report")
 #: CLI command of each stage
 COMMANDS = {"data": "data", "label": "label", "emd_cnn": "train-emd-cnn", "encoder": "train-encoder",
-            "compare": "compare-losses"}
+            "compare": "compare-losses", "firmware": "firmware", "csim": "csim", "report": "report"}
 
 STAGE_HELP = {
     "data": "generate or load the modules and write the train/val/test split",
@@ -27,6 +27,9 @@ STAGE_HELP = {
     "emd_cnn": "train, freeze and evaluate the EMD-CNN on the exact labels",
     "encoder": "quantization-aware training of the ECON-T encoder, judged by exact EMD",
     "compare": "train the encoder with every loss on the same split and compare by exact EMD",
+    "firmware": "convert the encoder with hls4ml into an HLS project (vendor build when found)",
+    "csim": "C simulation of the HLS project with g++: bit-accuracy against QKeras",
+    "report": "resource/latency report (vendor reports, exact counts) and budget checks",
 }
 
 
@@ -69,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in PIPELINE_ORDER:
         p = sub.add_parser(COMMANDS[name], help=STAGE_HELP[name], description=STAGE_HELP[name])
         _common(p)
+        if name in ("firmware", "csim", "report"):
+            p.add_argument("--encoder", metavar="H5", help="a QKeras encoder .h5 instead of the run's")
         if name == "encoder":
             p.add_argument("--loss", choices=("emd_cnn", "mse", "wmse", "telescope", "sinkhorn"),
                            help="training loss (default: the config's encoder.loss)")
@@ -96,6 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if getattr(args, "loss", None):
         overrides.append(f"encoder.loss={args.loss}")
+    if getattr(args, "encoder", None):
+        overrides.append(f"firmware.encoder_path={args.encoder}")
     cfg = load_config(args.config, overrides)
     if args.run_dir:
         cfg.run_dir = args.run_dir
@@ -123,14 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args)
     from training.loaders import DataError
 
+    from firmware.convert import NotAnEncoderError
+
     from .config import ConfigError
-    from .stages import StageOrderError
+    from .stages import CheckFailed, StageOrderError
 
     try:
         return _run(args)
-    except (ConfigError, DataError, StageOrderError) as exc:
+    except (ConfigError, DataError, StageOrderError, NotAnEncoderError) as exc:
         print(f"econ-emd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except CheckFailed as exc:
+        print(f"econ-emd: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
     except KeyboardInterrupt:
         print("econ-emd: interrupted; completed stages are kept, rerun to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

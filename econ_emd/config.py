@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
+from firmware.params import FirmwareParams
 from training.params import DataParams, EmdCnnParams, EmdParams, EncoderParams, LabelParams, Strict
 
 #: the repository's configs/ directory (the project is installed in editable mode)
@@ -34,6 +35,7 @@ class RunConfig(Strict):
     emd: EmdParams = EmdParams()
     emd_cnn: EmdCnnParams = EmdCnnParams()
     encoder: EncoderParams = EncoderParams()
+    firmware: FirmwareParams = FirmwareParams()
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus the seed): a stage's identity for resuming."""

@@ -1,0 +1,125 @@
+"""hls4ml conversion of the QKeras encoder into an HLS project, set up for bit-exactness.
+
+What bit-exactness needs (DESIGN.md, hls4ml part), applied here:
+* the 'name'-granularity config from the QKeras model;
+* the input precision equal to the encoder's real input format (the signed format of its
+  input quantizer), instead of hls4ml's default fixed<16,6>;
+* accumulators and pre-activation results of the convolution and the dense layer wide
+  enough that nothing is truncated (`precision.accumulator_format`, from the weights);
+* `bit_exact=True` at conversion, so no quantizer layer is silently dropped;
+* alpha=1 in every weight/bias quantizer (enforced by `models.econt`; checked here).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .precision import FixedFormat, accumulator_format, format_of
+
+log = logging.getLogger("econ_emd")
+
+PROJECT_NAME = "myproject"
+
+
+@dataclass(frozen=True)
+class FirmwareOptions:
+    backend: str = "Vitis"
+    io_type: str = "io_parallel"
+    strategy: str = "Latency"
+    reuse_factor: int = 1
+    part: str = "xcvu13p-flga2577-2-e"
+    clock_period: float = 4.167
+
+
+class NotAnEncoderError(ValueError):
+    """The model is not a QKeras ECON-T-style encoder this stage can convert."""
+
+
+def _layer(model, name: str):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        raise NotAnEncoderError(f"the model has no layer '{name}': not an econ-emd QKeras encoder "
+                                f"(layers: {', '.join(l.name for l in model.layers)})") from None
+
+
+def encoder_formats(encoder) -> dict[str, FixedFormat]:
+    """Input, conv/dense accumulator and activation formats of a trained QKeras encoder."""
+    qin = _layer(encoder, "input_qa")
+    conv, act, dense, latent = (_layer(encoder, n) for n in ("conv2d", "conv_act", "dense", "latent"))
+    for layer in (conv, dense):
+        for q in (getattr(layer, "kernel_quantizer_internal", None), getattr(layer, "bias_quantizer_internal", None)):
+            if q is None:
+                raise NotAnEncoderError(f"layer '{layer.name}' is not a quantized QKeras layer")
+            if getattr(q, "alpha", None) not in (1, 1.0):
+                raise NotAnEncoderError(f"layer '{layer.name}': quantizer alpha is {q.alpha!r}; "
+                                        f"bit-exact firmware needs alpha=1")
+    x_fmt = format_of(qin.quantizer)
+    act_fmt = format_of(act.quantizer)
+    out_fmt = format_of(latent.quantizer)
+    fm = {"input": x_fmt, "conv_act": act_fmt, "latent": out_fmt}
+    for name, layer, src in (("conv2d", conv, x_fmt), ("dense", dense, act_fmt)):
+        w_q, b_q = layer.kernel_quantizer_internal, layer.bias_quantizer_internal
+        kernel = np.asarray(w_q(layer.kernel)).reshape(-1, layer.kernel.shape[-1])
+        bias = np.asarray(b_q(layer.bias))
+        fm[f"{name}_weight"] = format_of(w_q)
+        fm[f"{name}_bias"] = format_of(b_q)
+        fm[f"{name}_accum"] = accumulator_format(src, format_of(w_q), format_of(b_q), kernel, bias)
+    return fm
+
+
+def hls_config(encoder, opts: FirmwareOptions) -> tuple[dict, dict[str, FixedFormat]]:
+    import hls4ml
+
+    fm = encoder_formats(encoder)
+    cfg = hls4ml.utils.config_from_keras_model(encoder, granularity="name", backend=opts.backend)
+    cfg["Model"]["Strategy"] = opts.strategy
+    cfg["Model"]["ReuseFactor"] = opts.reuse_factor
+    layers = cfg["LayerName"]
+    in_name = encoder.layers[0].name
+    layers[in_name]["Precision"]["result"] = fm["input"].hls()
+    for name in ("conv2d", "dense"):
+        acc = fm[f"{name}_accum"].hls()
+        layers[name]["Precision"]["accum"] = acc
+        layers[name]["Precision"]["result"] = acc
+        if f"{name}_linear" in layers:
+            layers[f"{name}_linear"]["Precision"]["result"] = acc
+        layers[name]["ReuseFactor"] = opts.reuse_factor
+    return cfg, fm
+
+
+def convert(encoder, out_dir: str | Path, opts: FirmwareOptions, tb_input: np.ndarray | None = None,
+            tb_output: np.ndarray | None = None):
+    """Write the HLS project into out_dir (replacing it); return the hls4ml model."""
+    import hls4ml
+
+    out_dir = Path(out_dir)
+    if opts.strategy == "distributed_arithmetic" and opts.reuse_factor != 1:
+        raise ValueError("the distributed_arithmetic strategy requires reuse_factor 1")
+    cfg, _ = hls_config(encoder, opts)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    kwargs = {}
+    if tb_input is not None:
+        np.save(out_dir.parent / "tb_input.npy", tb_input.reshape(len(tb_input), -1))
+        kwargs["input_data_tb"] = str(out_dir.parent / "tb_input.npy")
+    if tb_output is not None:
+        np.save(out_dir.parent / "tb_output.npy", tb_output.reshape(len(tb_output), -1))
+        kwargs["output_data_tb"] = str(out_dir.parent / "tb_output.npy")
+    import contextlib
+    import io
+
+    chatter = io.StringIO()  # hls4ml prints its layer walk to stdout
+    with contextlib.redirect_stdout(chatter):
+        hls_model = hls4ml.converters.convert_from_keras_model(
+            encoder, output_dir=str(out_dir), project_name=PROJECT_NAME, backend=opts.backend,
+            hls_config=cfg, io_type=opts.io_type, part=opts.part, clock_period=opts.clock_period,
+            bit_exact=True, **kwargs)
+        hls_model.write()
+    log.debug("hls4ml: %s", chatter.getvalue())
+    return hls_model

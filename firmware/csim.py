@@ -1,0 +1,133 @@
+"""C simulation of the HLS project without vendor tools, and the bit-accuracy check.
+
+hls4ml writes a plain C++ testbench (`myproject_test.cpp`) that reads
+tb_data/tb_input_features.dat, runs the firmware's top function on each line and writes
+tb_data/csim_results.log: the same C simulation the vendor tool's csim runs. It is compiled
+here with g++ against the bundled ap_types headers and the weights directory. Its printed
+values have ~6 significant digits, so results are compared in units of the output LSB.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+TB_BINARY = "csim_tb"
+
+
+class CsimError(RuntimeError):
+    """The testbench could not be built or run."""
+
+
+def write_tb_data(project_dir: str | Path, inputs: np.ndarray, expected: np.ndarray) -> None:
+    """One module per line; values written exactly (17 significant digits)."""
+    tb = Path(project_dir) / "tb_data"
+    tb.mkdir(parents=True, exist_ok=True)
+    np.savetxt(tb / "tb_input_features.dat", inputs.reshape(len(inputs), -1), fmt="%.17g")
+    np.savetxt(tb / "tb_output_predictions.dat", expected.reshape(len(expected), -1), fmt="%.17g")
+
+
+def build_testbench(project_dir: str | Path, compiler: str = "g++") -> Path:
+    """Compile myproject_test.cpp + firmware/myproject.cpp; return the binary's path."""
+    project_dir = Path(project_dir).resolve()
+    cxx = shutil.which(compiler)
+    if cxx is None:
+        raise CsimError(f"no C++ compiler '{compiler}' on PATH: install g++ to run the C simulation")
+    test = project_dir / "myproject_test.cpp"
+    if not test.exists():
+        raise CsimError(f"{project_dir}: no myproject_test.cpp (not an hls4ml project? run `econ-emd firmware`)")
+    out = project_dir / TB_BINARY
+    weights = project_dir / "firmware" / "weights"
+    cmd = [cxx, "-O2", "-std=c++14", "-w", f"-I{project_dir / 'firmware' / 'ap_types'}",
+           f"-I{project_dir / 'firmware'}", f"-I{project_dir}", f'-DWEIGHTS_DIR="{weights}"',
+           str(test), str(project_dir / "firmware" / "myproject.cpp"), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CsimError(f"testbench compilation failed:\n{proc.stderr[-3000:]}")
+    return out
+
+
+def run_testbench(project_dir: str | Path, binary: Path) -> np.ndarray:
+    """Run the compiled testbench in the project directory; parse csim_results.log."""
+    project_dir = Path(project_dir)
+    log = project_dir / "tb_data" / "csim_results.log"
+    if log.exists():
+        log.unlink()
+    proc = subprocess.run([str(binary)], cwd=project_dir, capture_output=True, text=True)
+    if proc.returncode != 0 or not log.exists():
+        raise CsimError(f"testbench run failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return np.loadtxt(log, ndmin=2)
+
+
+def compare_lsb(expected: np.ndarray, got: np.ndarray, lsb: float, inputs: np.ndarray | None = None,
+                n_examples: int = 5) -> dict:
+    """Bit-accuracy in units of the output LSB (values rounded to the LSB grid first)."""
+    e = np.rint(np.asarray(expected, dtype=np.float64).reshape(len(expected), -1) / lsb).astype(np.int64)
+    g = np.rint(np.asarray(got, dtype=np.float64).reshape(len(got), -1) / lsb).astype(np.int64)
+    if e.shape != g.shape:
+        raise CsimError(f"C simulation returned shape {g.shape}, expected {e.shape}")
+    diff = g - e
+    bad_rows = np.flatnonzero((diff != 0).any(1))
+    examples = []
+    for r in bad_rows[:n_examples]:
+        ex = {"module": int(r), "expected_lsb": e[r].tolist(), "got_lsb": g[r].tolist()}
+        if inputs is not None:
+            ex["input"] = np.asarray(inputs[r]).reshape(-1).tolist()
+        examples.append(ex)
+    return {"n_modules": int(len(e)), "n_latents": int(e.size),
+            "bit_exact_fraction": float(1.0 - len(bad_rows) / max(len(e), 1)),
+            "mismatching_modules": int(len(bad_rows)), "mismatching_latents": int((diff != 0).sum()),
+            "max_abs_diff_lsb": int(np.abs(diff).max()) if diff.size else 0,
+            "first_mismatches": examples}
+
+
+def csim_check(project_dir: str | Path, inputs: np.ndarray, expected: np.ndarray, lsb: float) -> dict:
+    """Write tb_data, build and run the testbench, compare with the expected (QKeras) output."""
+    write_tb_data(project_dir, inputs, expected)
+    t0 = time.perf_counter()
+    binary = build_testbench(project_dir)
+    t1 = time.perf_counter()
+    got = run_testbench(project_dir, binary)
+    t2 = time.perf_counter()
+    report = compare_lsb(expected, got, lsb, inputs)
+    report.update(compile_seconds=t1 - t0, run_seconds=t2 - t1)
+    return report
+
+
+def predict_check(hls_model, inputs: np.ndarray, expected: np.ndarray, lsb: float) -> dict:
+    """hls4ml's own compiled model (`compile` + `predict`) compared the same way."""
+    import contextlib
+    import io
+
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        hls_model.compile()
+    t1 = time.perf_counter()
+    got = np.asarray(hls_model.predict(np.ascontiguousarray(inputs.reshape(len(inputs), -1))))
+    report = compare_lsb(expected, got, lsb, inputs)
+    report.update(compile_seconds=t1 - t0, run_seconds=time.perf_counter() - t1)
+    return report
+
+
+def vendor_tool() -> str | None:
+    """The vendor HLS tool on PATH, if any."""
+    for tool in ("vitis_hls", "vivado_hls"):
+        if shutil.which(tool):
+            return tool
+    return None
+
+
+def vendor_build(hls_model, cosim: bool = False) -> dict:
+    """csim + synthesis (+ cosim) with the vendor tool when present; a note otherwise."""
+    tool = vendor_tool()
+    if tool is None:
+        return {"ran": False, "message": "no vitis_hls/vivado_hls on PATH: vendor C synthesis skipped "
+                                         "(C simulation ran with g++; see the Yosys path for resources)"}
+    t0 = time.perf_counter()
+    result = hls_model.build(csim=True, synth=True, cosim=cosim, vsynth=False)
+    return {"ran": True, "tool": tool, "seconds": time.perf_counter() - t0, "result": result,
+            "env": os.environ.get("XILINX_VIVADO") or os.environ.get("XILINX_HLS")}

@@ -1,0 +1,39 @@
+"""Typed, validated parameters of the firmware stages (composed into the run config)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from training.params import Strict
+
+
+class BudgetParams(Strict):
+    """Limits checked against the report; a missing figure is 'n/a', never a pass."""
+
+    max_ii: Optional[float] = Field(1, ge=1, description="initiation interval, cycles")
+    max_latency_ns: Optional[float] = Field(25.0, gt=0, description="one bunch crossing")
+    max_lut_percent: Optional[float] = Field(None, gt=0, le=100)
+    max_ff_percent: Optional[float] = Field(None, gt=0, le=100)
+    max_dsp_percent: Optional[float] = Field(None, gt=0, le=100)
+    max_bram_percent: Optional[float] = Field(None, gt=0, le=100)
+
+
+class FirmwareParams(Strict):
+    encoder_path: Optional[str] = Field(None, description="a QKeras encoder .h5 to convert instead of the run's")
+    backend: Literal["Vitis", "Vivado"] = "Vitis"
+    io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
+    strategy: Literal["Latency", "Resource", "distributed_arithmetic"] = "Latency"
+    reuse_factor: int = Field(1, ge=1, le=4096)
+    part: str = Field("xcvu13p-flga2577-2-e", min_length=3)
+    clock_period_ns: float = Field(4.167, gt=0, le=100, description="4.167 ns = 240 MHz")
+    n_check: int = Field(10_000, ge=1, description="held-out modules in the bit-accuracy check")
+    tolerance_lsb: int = Field(0, ge=0, description="largest mismatch (in output LSB) still accepted")
+    cosim: bool = Field(False, description="vendor co-simulation when the vendor tool is present")
+    budget: BudgetParams = BudgetParams()
+
+    def options(self):
+        from .convert import FirmwareOptions
+
+        return FirmwareOptions(self.backend, self.io_type, self.strategy, self.reuse_factor, self.part,
+                               self.clock_period_ns)
