@@ -6,8 +6,13 @@ What bit-exactness needs (DESIGN.md, hls4ml part), applied here:
   input quantizer), instead of hls4ml's default fixed<16,6>;
 * accumulators and pre-activation results of the convolution and the dense layer wide
   enough that nothing is truncated (`precision.accumulator_format`, from the weights);
-* `bit_exact=True` at conversion, so no quantizer layer is silently dropped;
 * alpha=1 in every weight/bias quantizer (enforced by `models.econt`; checked here).
+
+hls4ml's own `bit_exact=True` mode re-derives every accumulator and result type itself and
+overrides the ones set in the config; it is not used, so the precisions above are what the
+firmware gets, and a too-narrow one shows up as a C-simulation mismatch (tested). The
+encoder ends in a quantized_relu, which hls4ml keeps without that mode, and the input
+precision is set explicitly (no float input is truncated into fixed<16,6>).
 """
 from __future__ import annotations
 
@@ -119,7 +124,7 @@ def convert(encoder, out_dir: str | Path, opts: FirmwareOptions, tb_input: np.nd
         hls_model = hls4ml.converters.convert_from_keras_model(
             encoder, output_dir=str(out_dir), project_name=PROJECT_NAME, backend=opts.backend,
             hls_config=cfg, io_type=opts.io_type, part=opts.part, clock_period=opts.clock_period,
-            bit_exact=True, **kwargs)
+            bit_exact=False, **kwargs)
         hls_model.write()
     log.debug("hls4ml: %s", chatter.getvalue())
     return hls_model

@@ -193,5 +193,6 @@ def to_markdown(report: dict) -> str:
     if budget:
         lines += ["", "## Budget", "", "| item | limit | value | source | verdict |", "|---|---|---|---|---|"]
         for b in budget:
-            lines.append(f"| {b['item']} | {b['limit']} | {b['value']} | {b['source'] or '-'} | {b['verdict']} |")
+            value = "-" if b["value"] is None else f"{b['value']:.4g}"
+            lines.append(f"| {b['item']} | {b['limit']} | {value} | {b['source'] or '-'} | {b['verdict']} |")
     return "\n".join(lines) + "\n"

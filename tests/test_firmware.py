@@ -1,0 +1,135 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from firmware import csim, reports
+from firmware.convert import FirmwareOptions, NotAnEncoderError, convert, encoder_formats, hls_config
+from models.econt import EncoderArch, build_encoder
+from training.encoder_train import encoder_inputs
+
+FIXTURE = Path(__file__).parent / "fixtures" / "econt_encoder_pynq_z2"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    tf.keras.utils.set_random_seed(3)
+    return build_encoder()
+
+
+@pytest.fixture(scope="module")
+def tb(encoder, modules):
+    x = encoder_inputs(modules, encoder)
+    return x, encoder.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_csim_bit_exact(encoder, tb, tmp_path, io_type):
+    x, y = tb
+    lsb = encoder_formats(encoder)["latent"].lsb
+    model = convert(encoder, tmp_path / "prj", FirmwareOptions(io_type=io_type))
+    rep = csim.csim_check(tmp_path / "prj", x, y, lsb)
+    assert rep["n_modules"] == len(x) and rep["bit_exact_fraction"] == 1.0
+    assert rep["mismatching_latents"] == 0 and rep["max_abs_diff_lsb"] == 0
+    pred = csim.predict_check(model, x, y, lsb)
+    assert pred["bit_exact_fraction"] == 1.0
+    for f in ("firmware/myproject.cpp", "myproject_test.cpp", "build_prj.tcl", "hls4ml_config.yml",
+              "tb_data/tb_input_features.dat", "tb_data/csim_results.log"):
+        assert (tmp_path / "prj" / f).exists(), f
+
+
+def test_too_narrow_accumulator_is_detected(encoder, tb, tmp_path, monkeypatch):
+    """The check can fail: a dense accumulator with 2 integer bits (wraps) and 4 fractional
+    bits fewer than needed (truncates) gives mismatches in the C simulation."""
+    import firmware.convert as conv
+
+    real = conv.hls_config
+
+    def narrow(enc, opts):
+        cfg, fm = real(enc, opts)
+        acc = fm["dense_accum"]
+        bad = f"fixed<{acc.fraction - 4 + 2},2,TRN,WRAP,0>"
+        for key in ("accum", "result"):
+            cfg["LayerName"]["dense"]["Precision"][key] = bad
+        cfg["LayerName"]["dense_linear"]["Precision"]["result"] = bad
+        return cfg, fm
+
+    monkeypatch.setattr(conv, "hls_config", narrow)
+    x, y = tb
+    lsb = encoder_formats(encoder)["latent"].lsb
+    convert(encoder, tmp_path / "prj", FirmwareOptions())
+    rep = csim.csim_check(tmp_path / "prj", x, y, lsb)
+    assert rep["bit_exact_fraction"] < 1.0 and rep["mismatching_latents"] > 0
+    assert rep["first_mismatches"] and len(rep["first_mismatches"][0]["input"]) == 64
+
+
+def test_input_precision_is_the_encoder_input_format(encoder):
+    cfg, fm = hls_config(encoder, FirmwareOptions())
+    assert cfg["LayerName"]["wafer"]["Precision"]["result"].startswith("fixed<10,4")
+    # accumulators hold the worst case exactly: fraction = input + weight fractions
+    assert fm["conv2d_accum"].fraction == fm["input"].fraction + fm["conv2d_weight"].fraction
+    assert fm["dense_accum"].fraction == fm["conv_act"].fraction + fm["dense_weight"].fraction
+
+
+def test_compare_lsb_counts():
+    e = np.array([[0.5, 0.25], [1.0, 0.0]])
+    g = np.array([[0.5, 0.25], [1.0078125, 0.0]])
+    rep = csim.compare_lsb(e, g, 2 ** -7)
+    assert rep["mismatching_modules"] == 1 and rep["mismatching_latents"] == 1
+    assert rep["max_abs_diff_lsb"] == 1 and rep["bit_exact_fraction"] == 0.5
+
+
+def test_not_a_qkeras_encoder_is_a_clear_error():
+    with pytest.raises(NotAnEncoderError, match="not an econ-emd QKeras encoder"):
+        encoder_formats(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]))
+    with pytest.raises(NotAnEncoderError, match="has no layer 'input_qa'"):
+        encoder_formats(build_encoder(EncoderArch(quantized=False)))
+
+
+def test_vendor_fixture_figures(tmp_path):
+    prj = tmp_path / "prj"
+    shutil.copytree(FIXTURE, prj)
+    f = reports.parse_vendor_reports(prj)
+    assert f["latency_cycles"]["value"] == 103 and f["ii"]["value"] == 92
+    assert f["estimated_clock_ns"]["value"] == pytest.approx(5.019)
+    assert f["latency_ns"]["value"] == pytest.approx(515.0)
+    assert f["hls_lut"]["value"] == 59895 and f["hls_dsp"]["value"] == 132 and f["hls_ff"]["value"] == 34199
+    assert f["hls_bram_18k"]["value"] == 1 and f["hls_lut"]["available"] == 53200
+    assert f["lut"]["value"] == 36023 and f["ff"]["value"] == 29474 and f["dsp"]["value"] == 59
+    assert f["lut"]["source"] == reports.SRC_SYNTH and f["hls_lut"]["source"] == reports.SRC_HLS
+    assert f["lut"]["percent"] == pytest.approx(100 * 36023 / 53200)
+    assert f["cosim"]["value"] == "Pass" and f["cosim"]["rtl"] == "Verilog"
+
+
+def test_budget_pass_and_fail(tmp_path):
+    prj = tmp_path / "prj"
+    shutil.copytree(FIXTURE, prj)
+    f = reports.parse_vendor_reports(prj)
+    lines = reports.check_budget(f, {"max_ii": 100, "max_latency_ns": 500, "max_lut_percent": 80,
+                                     "max_bram_percent": None})
+    verdict = {b["item"]: b["verdict"] for b in lines}
+    assert verdict == {"max_ii": "pass", "max_latency_ns": "fail", "max_lut_percent": "pass"}
+    assert reports.check_budget({}, {"max_ii": 1})[0]["verdict"] == "n/a"
+    md = reports.to_markdown({"figures": f, "budget": lines})
+    assert "| max_latency_ns | 500 | 515 | vendor HLS estimate | fail |" in md
+
+
+def test_no_vendor_reports_gives_empty(tmp_path):
+    assert reports.parse_vendor_reports(tmp_path) == {}
+
+
+def test_missing_vendor_tool_is_a_message(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = csim.vendor_build(hls_model=None)
+    assert out["ran"] is False and "no vitis_hls/vivado_hls on PATH" in out["message"]
+
+
+def test_exact_counts(encoder):
+    ex = reports.exact_counts(encoder, encoder_formats(encoder))
+    kd = np.asarray(encoder.get_layer("dense").kernel_quantizer_internal(encoder.get_layer("dense").kernel))
+    assert ex["dense"]["nonzero_weights"] == int((kd != 0).sum())
+    assert ex["dense"]["multipliers"] + ex["dense"]["power_of_two_products"] == ex["dense"]["nonzero_weights"]
+    assert ex["weight_storage_bits"] == 2144 * 5
+    assert ex["source"] == reports.SRC_EXACT
