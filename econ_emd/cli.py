@@ -130,14 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args)
     from training.loaders import DataError
 
-    from firmware.convert import NotAnEncoderError
+    from training.artifacts import ModelFileError
 
     from .config import ConfigError
     from .stages import CheckFailed, StageOrderError
 
     try:
         return _run(args)
-    except (ConfigError, DataError, StageOrderError, NotAnEncoderError) as exc:
+    except (ConfigError, DataError, StageOrderError, ModelFileError) as exc:
         print(f"econ-emd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CheckFailed as exc:

@@ -154,6 +154,10 @@ def _run_compare(cfg: RunConfig, out: Path, progress: bool) -> dict:
     runner = emd_runner(cfg, out.parent, progress)
     runs = {}
     for name in e.compare_losses:
+        if name == e.loss and e.quantized and is_current(cfg, out.parent, "encoder"):
+            runs[name] = _reuse_encoder_stage(out.parent / "encoder", out / name)
+            log.info("compare[%s]: same training as the encoder stage, reused", name)
+            continue
         runs[name] = _train_and_evaluate(cfg, out / name, name, True, frozen, runner, f"compare[{name}]")
     if e.compare_float:
         key = f"{e.loss} (float)"
@@ -165,6 +169,19 @@ def _run_compare(cfg: RunConfig, out: Path, progress: bool) -> dict:
     atomic_write_text(out / "compare.md", table["markdown"])
     return {"runs": {k: {kk: vv for kk, vv in r.items() if kk != "history"} for k, r in runs.items()},
             "ratios": table["ratios"], "plots": ["emd_vs_occupancy.png"], "table": "compare.md"}
+
+
+def _reuse_encoder_stage(src: Path, dst: Path) -> dict:
+    """The encoder stage trained this very configuration: copy its models and results."""
+    import shutil
+
+    from training.encoder_train import DECODER_FILE, ENCODER_FILE
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in (ENCODER_FILE, DECODER_FILE):
+        shutil.copy2(src / f, dst / f)
+    summary = read_json(src / "summary.json")
+    return {k: v for k, v in summary.items() if k not in ("stage_hash", "plots")}
 
 
 def comparison_table(runs: dict[str, dict]) -> dict:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.artifacts import ModelFileError
+
 from .precision import FixedFormat, accumulator_format, format_of
 
 log = logging.getLogger("econ_emd")
@@ -40,7 +42,7 @@ class FirmwareOptions:
     clock_period: float = 4.167
 
 
-class NotAnEncoderError(ValueError):
+class NotAnEncoderError(ModelFileError):
     """The model is not a QKeras ECON-T-style encoder this stage can convert."""
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 from training.geometry import MASK_8X8
@@ -30,6 +31,8 @@ SUM_BITS = 9
 #: bits of the per-bunch-crossing header travelling with the latents
 HEADER_BITS = 4
 LATENT_BITS_FOR_ELINKS = {2: 3, 3: 5, 4: 7, 5: 9}
+#: logit of 1/48, the mean pixel of a unit-sum module over the 48 live pixels
+OUTPUT_BIAS = float(np.log(1.0 / 47.0))
 
 
 class ElinkBudgetError(ValueError):
@@ -120,7 +123,11 @@ def build_decoder(n_latent: int = N_LATENT) -> tf.keras.Model:
     x = tf.keras.layers.Dense(128, activation="relu", name="dec_dense")(z)
     x = tf.keras.layers.Reshape((4, 4, 8), name="dec_reshape")(x)
     x = tf.keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu", name="dec_convt1")(x)
-    x = tf.keras.layers.Conv2DTranspose(1, 3, padding="same", name="dec_convt2")(x)
+    # Output bias at logit(1/48): the untrained decoder already outputs a unit-sum-like image
+    # (the targets), instead of 0.5 everywhere, so MSE-type losses do not start by
+    # crushing every pixel (which can leave the latents dead).
+    x = tf.keras.layers.Conv2DTranspose(1, 3, padding="same", name="dec_convt2",
+                                        bias_initializer=tf.keras.initializers.Constant(OUTPUT_BIAS))(x)
     x = tf.keras.layers.Activation("sigmoid", name="dec_sigmoid")(x)
     x = LiveMask(name="dec_mask")(x)
     return tf.keras.Model(z, x, name="decoder")

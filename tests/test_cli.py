@@ -12,11 +12,25 @@ from training.labels import load_labels
 from training.loaders import CALQ_COLUMNS
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
+#: keep the end-to-end tests short: two losses in the comparison
+FAST = ["--set", "encoder.compare_losses=[emd_cnn, mse]", "--set", "encoder.compare_float=false"]
 
 
-def test_smoke_pipeline_writes_data_and_labels(tmp_path, capsys):
+def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["pipeline", "-c", SMOKE, "--run-dir", str(run), "-q"]) == 0
+    assert main(["pipeline", "-c", SMOKE, "--run-dir", str(run), "-q", *FAST]) == 0
+    for f in ("emd_cnn/emd_cnn.h5", "emd_cnn/emd_cnn.json", "emd_cnn/emd_cnn_pred_vs_exact.png",
+              "emd_cnn/emd_cnn_rel_error.png", "encoder/encoder.h5", "encoder/decoder.h5",
+              "encoder/emd_vs_occupancy.png", "compare/compare.md", "compare/emd_vs_occupancy.png",
+              "compare/mse/encoder.h5", "firmware/hls_project/myproject_test.cpp", "csim/csim.md",
+              "report/report.md"):
+        assert (run / f).exists(), f
+    csim = json.loads((run / "csim" / "summary.json").read_text())
+    assert csim["check_passed"] and csim["testbench"]["bit_exact_fraction"] == 1.0
+    assert csim["testbench"]["n_modules"] == 300
+    cmp = json.loads((run / "compare" / "summary.json").read_text())
+    assert set(cmp["runs"]) == {"emd_cnn", "mse"}
+    assert "median emd_cnn / mse" in cmp["ratios"]
     ds = load_dataset(run / "data")
     assert ds.n_modules == 600
     assert {k: v.shape[0] for k, v in ds.splits.items()} == {"train": 420, "val": 90, "test": 90}
@@ -32,17 +46,21 @@ def test_smoke_pipeline_writes_data_and_labels(tmp_path, capsys):
 
 def test_rerun_skips_up_to_date_stages_and_reruns_changed(tmp_path, caplog):
     run = str(tmp_path / "run")
-    assert main(["pipeline", "-c", SMOKE, "--run-dir", run, "-q"]) == 0
+    stages = ["data", "label", "emd_cnn"]
+    args = ["-c", SMOKE, "--run-dir", run, *FAST]
+    for s in stages:
+        assert main([{"emd_cnn": "train-emd-cnn"}.get(s, s), "-q", *args]) == 0
     caplog.clear()
     with caplog.at_level("INFO", logger="econ_emd"):
-        assert main(["pipeline", "-c", SMOKE, "--run-dir", run]) == 0
-    assert "data: up to date, skipped" in caplog.text
-    assert "label: up to date, skipped" in caplog.text
+        assert main(["pipeline", *args, "--set", "encoder.epochs=1", "--set", "firmware.n_check=50"]) == 0
+    for s in stages:
+        assert f"{s}: up to date, skipped" in caplog.text
     caplog.clear()
     with caplog.at_level("INFO", logger="econ_emd"):
-        assert main(["pipeline", "-c", SMOKE, "--run-dir", run, "--set", "labels.random_pairs=200"]) == 0
-    assert "data: up to date, skipped" in caplog.text
-    assert "label: up to date" not in caplog.text
+        assert main(["pipeline", *args, "--set", "encoder.epochs=1", "--set", "firmware.n_check=50",
+                     "--set", "emd_cnn.epochs=2"]) == 0
+    assert "data: up to date, skipped" in caplog.text and "label: up to date, skipped" in caplog.text
+    assert "emd_cnn: up to date" not in caplog.text
 
 
 def test_label_before_data_is_a_usage_error(tmp_path, capsys):
@@ -92,3 +110,46 @@ def test_help_and_show_config(capsys):
     assert main(["show-config", "-c", SMOKE]) == 0
     out = capsys.readouterr().out
     assert "n_modules: 600" in out and "zero_suppression_adc" in out
+
+
+def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
+    from models.econt import build_decoder, build_encoder
+    from training.encoder_train import save_encoder
+
+    save_encoder(build_encoder(), build_decoder(), tmp_path / "enc")
+    run = str(tmp_path / "run")
+    args = ["-c", SMOKE, "--run-dir", run, "-q", "--encoder", str(tmp_path / "enc" / "encoder.h5"),
+            "--set", "firmware.n_check=40"]
+    assert main(["firmware", *args]) == 0
+    assert main(["csim", *args]) == 0
+    assert main(["report", *args]) == 0
+    report = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
+    assert report["exact_counts"]["weight_storage_bits"] == 2144 * 5
+    assert [b["verdict"] for b in report["budget"]] == ["n/a", "n/a"]
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not a model")
+    assert main(["firmware", "-c", SMOKE, "--run-dir", run, "-q", "--encoder", str(bad)]) == 2
+    assert "not a loadable QKeras encoder" in capsys.readouterr().err
+
+
+def test_budget_failure_exit_code_1(tmp_path, capsys):
+    """A budget line that fails makes `report` exit 1, and the report is still written."""
+    import shutil
+    from pathlib import Path
+
+    from models.econt import build_decoder, build_encoder
+    from training.encoder_train import save_encoder
+
+    save_encoder(build_encoder(), build_decoder(), tmp_path / "enc")
+    run = tmp_path / "run"
+    args = ["-c", SMOKE, "--run-dir", str(run), "-q", "--encoder", str(tmp_path / "enc" / "encoder.h5"),
+            "--set", "firmware.n_check=20"]
+    assert main(["firmware", *args]) == 0
+    prj = run / "firmware" / "hls_project"
+    fixture = Path(__file__).parent / "fixtures" / "econt_encoder_pynq_z2"
+    shutil.copytree(fixture / "myproject_prj", prj / "myproject_prj")
+    shutil.copy(fixture / "vivado_synth.rpt", prj / "vivado_synth.rpt")
+    assert main(["report", *args]) == 1          # latency 515 ns > 25 ns, II 92 > 1
+    assert "check failed" in capsys.readouterr().err
+    md = (run / "report" / "report.md").read_text()
+    assert "| max_ii | 1 | 92 | vendor HLS estimate | fail |" in md

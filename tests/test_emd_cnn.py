@@ -133,7 +133,7 @@ def test_not_a_model_is_a_clear_error(tmp_path):
     bad.write_text("nope")
     with pytest.raises(ValueError, match="not a loadable Keras EMD-CNN"):
         ec.load_frozen_emd_cnn(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="no EMD-CNN model file"):
         ec.load_frozen_emd_cnn(tmp_path / "none.h5")
 
 

@@ -15,6 +15,10 @@ from typing import Any, Iterator
 import numpy as np
 
 
+class ModelFileError(ValueError):
+    """A model file given by the user is missing or is not the kind of model expected."""
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
@@ -54,6 +58,16 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Write a matplotlib figure as PNG atomically and release it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
 
 
 def read_json(path: str | Path) -> Any:

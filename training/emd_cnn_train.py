@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_path, atomic_write_json
+from .artifacts import ModelFileError, atomic_path, atomic_write_json, save_figure
 from .geometry import geometry_hash
 from .labels import PairSet
 from .params import EmdCnnParams
@@ -146,18 +146,18 @@ def load_frozen_emd_cnn(path: str | Path):
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no EMD-CNN model file")
+        raise ModelFileError(f"{path}: no EMD-CNN model file (train one with `econ-emd train-emd-cnn`)")
     sidecar = path.with_suffix(".json")
     if sidecar.exists():
         meta = json.loads(sidecar.read_text())
         if meta.get("geometry_hash") not in (None, geometry_hash()):
-            raise ValueError(f"{path} was trained for another TC geometry")
+            raise ModelFileError(f"{path} was trained for another TC geometry")
     objects = {**CUSTOM_OBJECTS, "ExpOutput": ExpOutput, "SymmetrizedExternal": SymmetrizedExternal,
                "MovedMass": MovedMass}
     try:
         model = tf.keras.models.load_model(path, custom_objects=objects, compile=False)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a loadable Keras EMD-CNN ({exc})") from None
+        raise ModelFileError(f"{path}: not a loadable Keras EMD-CNN ({str(exc).splitlines()[0]})") from None
     shapes = [tuple(i.shape[1:]) for i in model.inputs]
     if shapes != [(48,), (48,)]:
         model = wrap_external(model)
@@ -220,12 +220,8 @@ def plot_evaluation(results: dict, out_dir: str | Path) -> list[str]:
         ax.set(xlabel="exact EMD", ylabel="EMD-CNN", title=f"{kind} pairs (test): mean {st['rel_mean']:+.3f}, "
                                                           f"sigma {st['rel_sigma']:.3f}")
         ax.title.set_fontsize(9)
-    fig.tight_layout()
-    path = out_dir / "emd_cnn_pred_vs_exact.png"
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    files.append(path.name)
+    save_figure(fig, out_dir / "emd_cnn_pred_vs_exact.png")
+    files.append("emd_cnn_pred_vs_exact.png")
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for kind in kinds:
@@ -238,12 +234,8 @@ def plot_evaluation(results: dict, out_dir: str | Path) -> list[str]:
     ax.set(xlabel="(EMD-CNN - exact) / exact (clipped to +-0.5)", ylabel="pairs", yscale="log",
            title="EMD-CNN relative error on held-out pairs")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / "emd_cnn_rel_error.png"
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    files.append(path.name)
+    save_figure(fig, out_dir / "emd_cnn_rel_error.png")
+    files.append("emd_cnn_rel_error.png")
     return files
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_path, atomic_write_json
+from .artifacts import ModelFileError, atomic_path, atomic_write_json, save_figure
 from .emd import exact_emd
 from .geometry import calq_to_8x8, image8x8_to_calq
 from .normalization import sumlog2_normalize
@@ -174,11 +174,11 @@ def load_encoder(path: str | Path):
     if path.is_dir():
         path = path / ENCODER_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no encoder model file")
+        raise ModelFileError(f"{path}: no encoder model file (train one with `econ-emd train-encoder`)")
     try:
         model = tf.keras.models.load_model(path, custom_objects=qkeras_custom_objects(), compile=False)
     except (OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a loadable QKeras encoder ({str(exc).splitlines()[0]})") from None
+        raise ModelFileError(f"{path}: not a loadable QKeras encoder ({str(exc).splitlines()[0]})") from None
     return model
 
 
@@ -210,7 +210,4 @@ def plot_emd_vs_occupancy(results: dict[str, dict], path: str | Path) -> None:
     ax.set(xlabel="occupancy (TCs above 1 MIP_T)", ylabel="exact EMD (input, reconstruction)",
            title="Median EMD with 16-84% band, test modules")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
