@@ -107,15 +107,15 @@ def _frozen_emd_cnn(cfg: RunConfig, run_dir: Path, losses) -> object | None:
     return load_frozen_emd_cnn(run_dir / "emd_cnn")
 
 
-def _train_and_evaluate(cfg: RunConfig, out: Path, loss_name: str, quantized: bool, frozen,
-                        runner, label: str) -> dict:
+def _train_and_evaluate(cfg: RunConfig, run_dir: Path, out: Path, loss_name: str, quantized: bool,
+                        frozen, runner, label: str) -> dict:
     """Train one autoencoder, save it into `out`, evaluate it by exact EMD on test modules."""
     from training import encoder_train as et
     from training.dataset import load_dataset
     from training.losses import get_loss
 
     e = cfg.encoder
-    ds = load_dataset(out.parent.parent / "data" if out.parent.name == "compare" else out.parent / "data")
+    ds = load_dataset(run_dir / "data")
     train = ds["train"][: e.max_train_modules]
     test = ds["test"][: e.max_eval_modules]
     loss_fn = get_loss(loss_name, frozen, e.sinkhorn_epsilon, e.sinkhorn_iter)
@@ -138,7 +138,7 @@ def _run_encoder(cfg: RunConfig, out: Path, progress: bool) -> dict:
 
     frozen = _frozen_emd_cnn(cfg, out.parent, [cfg.encoder.loss])
     runner = emd_runner(cfg, out.parent, progress)
-    summary = _train_and_evaluate(cfg, out, cfg.encoder.loss, cfg.encoder.quantized, frozen, runner,
+    summary = _train_and_evaluate(cfg, out.parent, out, cfg.encoder.loss, cfg.encoder.quantized, frozen, runner,
                                   f"encoder[{cfg.encoder.loss}]")
     et.plot_emd_vs_occupancy({cfg.encoder.loss: summary["evaluation"]}, out / "emd_vs_occupancy.png")
     summary["plots"] = ["emd_vs_occupancy.png"]
@@ -158,12 +158,13 @@ def _run_compare(cfg: RunConfig, out: Path, progress: bool) -> dict:
             runs[name] = _reuse_encoder_stage(out.parent / "encoder", out / name)
             log.info("compare[%s]: same training as the encoder stage, reused", name)
             continue
-        runs[name] = _train_and_evaluate(cfg, out / name, name, True, frozen, runner, f"compare[{name}]")
+        runs[name] = _train_and_evaluate(cfg, out.parent, out / name, name, True, frozen, runner,
+                                         f"compare[{name}]")
     if e.compare_float:
         key = f"{e.loss} (float)"
         frozen_main = frozen if e.loss in e.compare_losses else _frozen_emd_cnn(cfg, out.parent, [e.loss])
-        runs[key] = _train_and_evaluate(cfg, out / f"float_{e.loss}", e.loss, False, frozen_main, runner,
-                                        f"compare[{key}]")
+        runs[key] = _train_and_evaluate(cfg, out.parent, out / f"float_{e.loss}", e.loss, False, frozen_main,
+                                        runner, f"compare[{key}]")
     et.plot_emd_vs_occupancy({k: r["evaluation"] for k, r in runs.items()}, out / "emd_vs_occupancy.png")
     table = comparison_table(runs)
     atomic_write_text(out / "compare.md", table["markdown"])
