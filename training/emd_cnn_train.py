@@ -69,24 +69,22 @@ def make_loss(output: str):
     return log_mse
 
 
-class EpochLog:
+def epoch_logger(total: int, what: str):
     """A Keras callback logging one line per epoch (the CLI's progress)."""
+    import tensorflow as tf
 
-    def __new__(cls, total: int, what: str):
-        import tensorflow as tf
+    class EpochLog(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
 
-        class _Cb(tf.keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
+            log.info("%s epoch %d/%d: loss %.4g, val_loss %.4g, lr %.2g (%.0f s)", what, epoch + 1, total,
+                     logs.get("loss", float("nan")), logs.get("val_loss", float("nan")), lr,
+                     time.perf_counter() - self._t)
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                lr = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
-                log.info("%s epoch %d/%d: loss %.4g, val_loss %.4g, lr %.2g (%.0f s)", what,
-                         epoch + 1, total, logs.get("loss", float("nan")),
-                         logs.get("val_loss", float("nan")), lr, time.perf_counter() - self._t)
-
-        return _Cb()
+    return EpochLog()
 
 
 def train_emd_cnn(pairs: dict[tuple[str, str], PairSet], params: EmdCnnParams, seed: int):
@@ -104,7 +102,7 @@ def train_emd_cnn(pairs: dict[tuple[str, str], PairSet], params: EmdCnnParams, s
     callbacks = [
         tf.keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
         tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, params.patience // 2), min_lr=1e-5),
-        EpochLog(params.epochs, "EMD-CNN"),
+        epoch_logger(params.epochs, "EMD-CNN"),
     ]
     log.info("EMD-CNN: %s training pairs (%s), %s validation pairs, %s parameters",
              f"{len(y):,}", "with rotations" if params.augment_rotations else "no augmentation",

@@ -69,7 +69,7 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     checkpoint in out_dir if one exists. Returns (encoder, decoder, history dict)."""
     import tensorflow as tf
 
-    from .emd_cnn_train import EpochLog
+    from .emd_cnn_train import epoch_logger
 
     tf.keras.utils.set_random_seed(seed)
     enc, dec, ae = build_models(params)
@@ -81,7 +81,7 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
 
     ae.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate), loss=mean_loss)
     callbacks = [tf.keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
-                 EpochLog(params.epochs, label)]
+                 epoch_logger(params.epochs, label)]
     initial_epoch = 0
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -93,7 +93,7 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
             ae.load_weights(ckpt)
             initial_epoch = int(json.loads(state.read_text())["epoch"])
             log.info("%s: resuming after epoch %d from %s", label, initial_epoch, ckpt)
-        callbacks.append(_Checkpoint(ckpt, state))
+        callbacks.append(_checkpointer(ckpt, state))
     t0 = time.perf_counter()
     hist = ae.fit(x, y, validation_data=(vx, vy), epochs=params.epochs, initial_epoch=initial_epoch,
                   batch_size=params.batch_size, callbacks=callbacks, verbose=0, shuffle=True)
@@ -103,7 +103,7 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     return enc, dec, history
 
 
-def _Checkpoint(weights_path: Path, state_path: Path):
+def _checkpointer(weights_path: Path, state_path: Path):
     """Saves the autoencoder weights and the epoch after every epoch (atomically)."""
     import tensorflow as tf
 
