@@ -180,7 +180,7 @@ class EncoderParams(Strict):
 
     @model_validator(mode="after")
     def _budget(self) -> "EncoderParams":
-        from models.econt import ElinkBudgetError, check_elink_budget
+        from models.elinks import ElinkBudgetError, check_elink_budget
 
         try:
             check_elink_budget(self.elinks, self.bits())
@@ -189,7 +189,7 @@ class EncoderParams(Strict):
         return self
 
     def bits(self) -> int:
-        from models.econt import elink_preset
+        from models.elinks import elink_preset
 
         return self.latent_bits if self.latent_bits is not None else elink_preset(self.elinks)
 
