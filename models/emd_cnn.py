@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from .layers import CUSTOM_OBJECTS as LAYER_OBJECTS
 from .layers import IMAGE_SHAPES, ArrangeTCs, UnitSum
 
 N_TC = 48
@@ -133,3 +134,8 @@ def wrap_external(inner: tf.keras.Model) -> tf.keras.Model:
     b_in = tf.keras.Input((N_TC,), name="module_b")
     y = SymmetrizedExternal(inner, arrangement, name="external_emd")([a_in, b_in])
     return tf.keras.Model([a_in, b_in], y, name="emd_cnn_external")
+
+
+#: everything needed to load a saved EMD-CNN (ours or a wrapped external one)
+CUSTOM_OBJECTS = {**LAYER_OBJECTS, "ExpOutput": ExpOutput, "MovedMass": MovedMass,
+                  "SymmetrizedExternal": SymmetrizedExternal}

@@ -59,13 +59,4 @@ class ArrangeTCs(tf.keras.layers.Layer):
         return {**super().get_config(), "arrangement": self.arrangement}
 
 
-@tf.keras.utils.register_keras_serializable(package="econ_emd")
-class ImageToCalq(tf.keras.layers.Layer):
-    """(batch, 8, 8, 1) autoencoder image -> (batch, 48) CALQ order (dead pixels dropped)."""
-
-    def call(self, img):
-        flat = tf.reshape(img, (-1, 64))
-        return tf.gather(flat, tf.constant(PIXEL_OF_CALQ_8X8, dtype=tf.int32), axis=-1)
-
-
-CUSTOM_OBJECTS = {"UnitSum": UnitSum, "ArrangeTCs": ArrangeTCs, "ImageToCalq": ImageToCalq}
+CUSTOM_OBJECTS = {"UnitSum": UnitSum, "ArrangeTCs": ArrangeTCs}

@@ -33,6 +33,7 @@ import numpy as np
 for _backend in ("TENSORFLOW", "TORCH", "JAX", "CUPY"):
     os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
 
+from .artifacts import atomic_save_npy  # noqa: E402
 from .geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
 
 SOLVERS = ("wasserstein", "pot")
@@ -180,12 +181,6 @@ def _cache_load(path: Path, n: int) -> np.ndarray | None:
     return values if values.shape == (n,) and np.isfinite(values).all() else None
 
 
-def _cache_store(path: Path, values: np.ndarray) -> None:
-    from .artifacts import atomic_save_npy
-
-    atomic_save_npy(path, values)
-
-
 def _run_local(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
                n_jobs: int) -> Iterator[tuple[int, np.ndarray]]:
     if n_jobs == 1 or len(todo) == 1:
@@ -219,9 +214,7 @@ def _run_local(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], s
 
 def _mapped_chunk(idx: int, path_a: str, path_b: str, start: int, stop: int,
                   solver: str) -> tuple[int, np.ndarray]:
-    a = np.load(path_a, mmap_mode="r")
-    b = np.load(path_b, mmap_mode="r")
-    return idx, emd_chunk(a[start:stop], b[start:stop], solver)
+    return _indexed(idx, np.load(path_a, mmap_mode="r"), np.load(path_b, mmap_mode="r"), start, stop, solver)
 
 
 def _indexed(idx: int, a: np.ndarray, b: np.ndarray, start: int, stop: int,
@@ -279,6 +272,6 @@ def exact_emd(a: np.ndarray, b: np.ndarray, *, solver: str = "auto", n_jobs: int
             s, e = bounds[idx]
             out[s:e] = values
             if cache_dir is not None:
-                _cache_store(keys[idx], values)
+                atomic_save_npy(keys[idx], values)
             bar.update(e - s)
     return out

@@ -136,9 +136,7 @@ def load_frozen_emd_cnn(path: str | Path):
     or from an external published-format model (two (4, 4, 3) or (8, 8, 1) inputs)."""
     import tensorflow as tf
 
-    from models.emd_cnn import wrap_external
-    from models.layers import CUSTOM_OBJECTS
-    from models.emd_cnn import ExpOutput, MovedMass, SymmetrizedExternal
+    from models.emd_cnn import CUSTOM_OBJECTS, wrap_external
 
     path = Path(path)
     if path.is_dir():
@@ -150,10 +148,8 @@ def load_frozen_emd_cnn(path: str | Path):
         meta = json.loads(sidecar.read_text())
         if meta.get("geometry_hash") not in (None, geometry_hash()):
             raise ModelFileError(f"{path} was trained for another TC geometry")
-    objects = {**CUSTOM_OBJECTS, "ExpOutput": ExpOutput, "SymmetrizedExternal": SymmetrizedExternal,
-               "MovedMass": MovedMass}
     try:
-        model = tf.keras.models.load_model(path, custom_objects=objects, compile=False)
+        model = tf.keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{path}: not a loadable Keras EMD-CNN ({str(exc).splitlines()[0]})") from None
     shapes = [tuple(i.shape[1:]) for i in model.inputs]
