@@ -16,10 +16,10 @@ from . import __version__
 log = logging.getLogger("econ_emd")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-PIPELINE_ORDER = ("data", "label", "emd_cnn", "encoder", "compare", "firmware", "csim", "report")
+PIPELINE_ORDER = ("data", "label", "emd_cnn", "encoder", "compare", "firmware", "csim", "rtl", "report")
 #: CLI command of each stage
 COMMANDS = {"data": "data", "label": "label", "emd_cnn": "train-emd-cnn", "encoder": "train-encoder",
-            "compare": "compare-losses", "firmware": "firmware", "csim": "csim", "report": "report"}
+            "compare": "compare-losses", "firmware": "firmware", "csim": "csim", "rtl": "rtl", "report": "report"}
 
 STAGE_HELP = {
     "data": "generate or load the modules and write the train/val/test split",
@@ -29,7 +29,8 @@ STAGE_HELP = {
     "compare": "train the encoder with every loss on the same split and compare by exact EMD",
     "firmware": "convert the encoder with hls4ml into an HLS project (vendor build when found)",
     "csim": "C simulation of the HLS project with g++: bit-accuracy against QKeras",
-    "report": "resource/latency report (vendor reports, exact counts) and budget checks",
+    "rtl": "vendor-free RTL: da4ml Verilog, Verilator bit-accuracy and latency, Yosys resources",
+    "report": "resource/latency report (vendor, Yosys, exact counts) and budget checks",
 }
 
 
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in PIPELINE_ORDER:
         p = sub.add_parser(COMMANDS[name], help=STAGE_HELP[name], description=STAGE_HELP[name])
         _common(p)
-        if name in ("firmware", "csim", "report"):
+        if name in ("firmware", "csim", "rtl", "report"):
             p.add_argument("--encoder", metavar="H5", help="a QKeras encoder .h5 instead of the run's")
         if name == "encoder":
             p.add_argument("--loss", choices=("emd_cnn", "mse", "wmse", "telescope", "sinkhorn"),
@@ -89,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # our messages at `level`; other libraries' (QKeras logs on the root logger) only when verbose
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s",
+                        stream=sys.stderr)
+    log.setLevel(level)
     if not args.verbose:
         _quiet_libraries()
 
@@ -113,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.command == "pipeline":
         for name in PIPELINE_ORDER:
+            if name == "rtl" and not cfg.rtl.enabled:
+                log.info("rtl: disabled (rtl.enabled: false), skipped")
+                continue
             if not args.force and is_current(cfg, run_dir, name):
                 log.info("%s: up to date, skipped", name)
                 continue
@@ -132,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.artifacts import ModelFileError
 
+    from firmware.rtl_sim import RtlToolError
+
     from .config import ConfigError
     from .stages import CheckFailed, StageOrderError
 
     try:
         return _run(args)
-    except (ConfigError, DataError, StageOrderError, ModelFileError) as exc:
+    except (ConfigError, DataError, StageOrderError, ModelFileError, RtlToolError) as exc:
         print(f"econ-emd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CheckFailed as exc:

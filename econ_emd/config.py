@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from firmware.params import FirmwareParams
+from firmware.params import FirmwareParams, RtlParams
 from training.params import DataParams, EmdCnnParams, EmdParams, EncoderParams, LabelParams, Strict
 
 #: the repository's configs/ directory (the project is installed in editable mode)
@@ -36,6 +36,7 @@ class RunConfig(Strict):
     emd_cnn: EmdCnnParams = EmdCnnParams()
     encoder: EncoderParams = EncoderParams()
     firmware: FirmwareParams = FirmwareParams()
+    rtl: RtlParams = RtlParams()
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus the seed): a stage's identity for resuming."""

@@ -310,7 +310,8 @@ def _run_report(cfg: RunConfig, out: Path, progress: bool) -> dict:
     run_dir = out.parent
     encoder, _ = _load_run_encoder(cfg, run_dir)
     figures = reports.parse_vendor_reports(run_dir / "firmware" / "hls_project")
-    figures.update(_rtl_figures(run_dir))
+    if cfg.rtl.enabled:
+        figures.update(read_json(run_dir / "rtl" / "summary.json").get("figures", {}))
     report = {"figures": figures, "exact_counts": reports.exact_counts(encoder, encoder_formats(encoder)),
               "clock_period_ns": cfg.firmware.clock_period_ns}
     report["budget"] = reports.check_budget(figures, cfg.firmware.budget.model_dump())
@@ -322,12 +323,20 @@ def _run_report(cfg: RunConfig, out: Path, progress: bool) -> dict:
     return {**report, "check_passed": not failed}
 
 
-def _rtl_figures(run_dir: Path) -> dict:
-    """Figures of the vendor-free RTL path, when it has run."""
-    try:
-        return read_json(run_dir / "rtl" / "summary.json").get("figures", {})
-    except (OSError, ValueError):
-        return {}
+def _run_rtl(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    from firmware.reports import rtl_markdown
+    from firmware.rtl import build_rtl
+    from training.artifacts import atomic_write_text
+
+    run_dir = out.parent
+    encoder, enc_path = _load_run_encoder(cfg, run_dir)
+    fw = run_dir / "firmware"
+    x, y = np.load(fw / "tb_inputs.npy"), np.load(fw / "tb_expected.npy")
+    summary = build_rtl(encoder, x, y, cfg.rtl, cfg.firmware.part, cfg.firmware.clock_period_ns, out,
+                        cfg.firmware.tolerance_lsb)
+    summary["encoder"] = enc_path
+    atomic_write_text(out / "rtl.md", rtl_markdown(summary))
+    return summary
 
 
 STAGES: dict[str, Stage] = {
@@ -346,7 +355,11 @@ STAGES: dict[str, Stage] = {
                       lambda cfg: () if cfg.firmware.encoder_path else ("encoder",),
                       _run_firmware, ("hls_project/myproject_test.cpp", "tb_inputs.npy", "tb_expected.npy")),
     "csim": Stage("csim", ("firmware",), ("firmware",), _run_csim, ("csim.md",)),
-    "report": Stage("report", ("firmware",), ("firmware",), _run_report, ("report.md",)),
+    "rtl": Stage("rtl", ("firmware", "rtl"), ("firmware",), _run_rtl,
+                 ("verilog/src/econt_encoder.v", "rtl.md")),
+    "report": Stage("report", ("firmware", "rtl"),
+                    lambda cfg: ("firmware", "rtl") if cfg.rtl.enabled else ("firmware",),
+                    _run_report, ("report.md",)),
 }
 
 

