@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config are skipped. --force reruns them all.")
     _common(p)
     p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
+    from .neemo_cmd import add_parser as add_neemo
+
+    add_neemo(sub)
     p = sub.add_parser("show-config", help="print the validated config with all defaults")
     _common(p)
     return parser
@@ -115,6 +118,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     run_dir = Path(cfg.run_dir)
     progress = not args.quiet
+    if args.command == "neemo":
+        from .neemo_cmd import run_estimate, run_fit
+
+        (run_estimate if args.neemo_command == "estimate" else run_fit)(cfg, args, progress)
+        return EXIT_OK
     if args.command == "pipeline":
         for name in PIPELINE_ORDER:
             if name == "rtl" and not cfg.rtl.enabled:
@@ -124,7 +132,9 @@ def _run(args: argparse.Namespace) -> int:
                 log.info("%s: up to date, skipped", name)
                 continue
             run_stage(cfg, run_dir, name, progress)
-        log.info("pipeline done: %s", run_dir)
+        from . import run_report
+
+        log.info("pipeline done: read %s", run_report.write(run_dir))
     else:
         stage = next(k for k, v in COMMANDS.items() if v == args.command)
         run_stage(cfg, run_dir, stage, progress)

@@ -16,7 +16,8 @@ import yaml
 from pydantic import Field, ValidationError
 
 from firmware.params import FirmwareParams, RtlParams
-from training.params import DataParams, EmdCnnParams, EmdParams, EncoderParams, LabelParams, Strict
+from training.params import (DataParams, EmdCnnParams, EmdParams, EncoderParams, LabelParams, NeemoConfig,
+                             Strict)
 
 #: the repository's configs/ directory (the project is installed in editable mode)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -37,6 +38,7 @@ class RunConfig(Strict):
     encoder: EncoderParams = EncoderParams()
     firmware: FirmwareParams = FirmwareParams()
     rtl: RtlParams = RtlParams()
+    neemo: NeemoConfig = NeemoConfig()
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus the seed): a stage's identity for resuming."""

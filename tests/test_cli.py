@@ -30,6 +30,13 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     assert rtl["simulation"]["n_modules"] == 300 and rtl["synthesis"] is None
     report = json.loads((run / "report" / "summary.json").read_text())
     assert report["figures"]["rtl_latency_cycles"] == rtl["figures"]["rtl_latency_cycles"]
+    # the run summary agrees with the stage outputs it aggregates
+    summary = json.loads((run / "report.json").read_text())
+    assert summary["bit_exact"]["RTL simulation (Verilator)"] == rtl["simulation"]["bit_exact_fraction"]
+    assert summary["data"]["n_modules"] == {"train": 420, "val": 90, "test": 90}
+    assert summary["budget"] == report["budget"] and "emd_cnn/emd_cnn_pred_vs_exact.png" in summary["plots"]
+    md = (run / "report.md").read_text()
+    assert "## EMD-CNN accuracy" in md and "| RTL simulation (Verilator, da4ml Verilog) | 300 | 100.0000% | 0 |" in md
     csim = json.loads((run / "csim" / "summary.json").read_text())
     assert csim["check_passed"] and csim["testbench"]["bit_exact_fraction"] == 1.0
     assert csim["testbench"]["n_modules"] == 300

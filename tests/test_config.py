@@ -9,7 +9,7 @@ def write(tmp_path, text):
     return p
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml", "paper.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(CONFIG_DIR / name)
     assert cfg.data.source == "synthetic"
@@ -26,6 +26,9 @@ def test_shipped_configs_validate(name):
     ("data:\n  source: csv\n", r"data: source 'csv' needs data\.path"),
     ("seed: [1\n", r"not valid YAML at line"),
     ("- 1\n- 2\n", r"top level must be a mapping"),
+    ("neemo:\n  width: 100\n", r"neemo: width 100 is not a multiple of group_size 8"),
+    ("rtl:\n  synthesize: maybe\n", r"rtl\.synthesize: Input should be 'auto', 'always' or 'never'"),
+    ("neemo:\n  fit:\n    shape: ellipse\n", r"neemo\.fit\.shape: Input should be 'point', 'circle' or 'ring'"),
 ])
 def test_errors_are_one_line_naming_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:

@@ -199,3 +199,49 @@ class EncoderParams(Strict):
         return EncoderArch(self.input_bits, self.input_integer, self.weight_bits, self.weight_integer,
                            self.conv_act_bits, self.conv_act_integer, self.bits(), self.latent_integer,
                            quantized=self.quantized if quantized is None else quantized)
+
+
+class NeemoFitConfig(Strict):
+    """The NEEMo geometric fit (training.neemo.FitParams)."""
+
+    shape: Literal["point", "circle", "ring"] = "point"
+    k: int = Field(3, ge=1, le=50, description="number of shapes")
+    learn_fractions: bool = True
+    init: Literal["energy", "kmeans"] = Field("kmeans", description="start from k-means centres or energy draws")
+    warmup_steps: int = Field(500, ge=0)
+    shape_steps: int = Field(200, ge=0)
+    inner_steps: int = Field(20, ge=1, description="potential steps per shape step")
+    potential_learning_rate: float = Field(3e-3, gt=0)
+    shape_learning_rate: float = Field(0.01, gt=0, description="in units of the event's extent; decays 10x")
+    samples_per_shape: int = Field(64, ge=4, le=4096)
+    track_every: int = Field(25, ge=1)
+
+
+class NeemoConfig(Strict):
+    """NEEMo: the Lipschitz potential and its optimization (training.neemo)."""
+
+    width: int = Field(128, ge=8, le=4096)
+    n_linear: int = Field(5, ge=2, le=20)
+    group_size: int = Field(8, ge=1)
+    steps: int = Field(3000, ge=1, description="potential steps of an estimate")
+    learning_rate: float = Field(1e-2, gt=0)
+    final_learning_rate: float = Field(1e-4, gt=0)
+    random_pairs: int = Field(200, ge=1, description="`neemo estimate` without files: random module pairs")
+    fit: NeemoFitConfig = NeemoFitConfig()
+
+    @model_validator(mode="after")
+    def _groups_divide_width(self):
+        if self.width % self.group_size:
+            raise ValueError(f"width {self.width} is not a multiple of group_size {self.group_size}")
+        return self
+
+    def optimizer(self, seed: int):
+        from .neemo import NeemoParams as Opt
+
+        return Opt(self.width, self.n_linear, self.group_size, self.steps, self.learning_rate,
+                   self.final_learning_rate, seed)
+
+    def fit_params(self, **overrides):
+        from .neemo import FitParams
+
+        return FitParams(**{**self.fit.model_dump(), **overrides})
