@@ -385,7 +385,26 @@ def is_current(cfg: RunConfig, run_dir: Path, name: str) -> bool:
         return False
     if summary.get("stage_hash") != stage_hash(cfg, name) or summary.get("check_passed") is False:
         return False
-    return all((folder / f).exists() for f in STAGES[name].outputs)
+    recorded = summary.get("output_digests", {})
+    for f in STAGES[name].outputs:
+        path = folder / f
+        if not path.exists():
+            return False
+        if f in recorded and file_digest(path) != recorded[f]:
+            log.warning("%s: %s differs from what the stage wrote (corrupted or replaced); rerunning", name, path)
+            return False
+    return True
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file: a stage's outputs are checked against it before they are reused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -> dict:
@@ -401,6 +420,7 @@ def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -
     folder.mkdir(parents=True, exist_ok=True)
     summary = STAGES[name].run(cfg, folder, progress)
     summary["stage_hash"] = stage_hash(cfg, name)
+    summary["output_digests"] = {f: file_digest(folder / f) for f in STAGES[name].outputs if (folder / f).exists()}
     atomic_write_json(folder / "summary.json", summary)
     if summary.get("check_passed") is False:
         raise CheckFailed(f"stage '{name}': check failed (see {folder})")
