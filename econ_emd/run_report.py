@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from firmware.reports import budget_table, figures_table
 from training.artifacts import atomic_write_json, atomic_write_text
 
 STAGES = ("data", "label", "emd_cnn", "encoder", "compare", "firmware", "csim", "rtl", "report")
@@ -94,11 +95,7 @@ def build(run_dir: str | Path) -> tuple[str, dict]:
         out["figures"], out["budget"] = rep["figures"], rep["budget"]
         md += ["## Resources and latency (each figure with its source)", ""]
         if rep["figures"]:
-            md += ["| figure | value | % of device | source |", "|---|---|---|---|"]
-            for name, f in rep["figures"].items():
-                pct = f.get("percent")
-                md.append(f"| {name} | {f.get('value')} {f.get('unit', '')} | "
-                          f"{'' if pct is None else f'{pct:.2f}'} | {f['source']} |")
+            md += figures_table(rep["figures"])
         else:
             md.append("No vendor, Yosys or RTL figures (run `econ-emd rtl`, or install Vivado/Vitis).")
         ex = rep.get("exact_counts")
@@ -106,10 +103,7 @@ def build(run_dir: str | Path) -> tuple[str, dict]:
             md += ["", f"Exact counts: conv2d {ex['conv2d']['multipliers']} multipliers / {ex['conv2d']['adders']} "
                    f"adders; dense {ex['dense']['multipliers']} multipliers / {ex['dense']['adders']} adders; "
                    f"weights {ex['weight_storage_bits']:,} bits."]
-        md += ["", "### Budget", "", "| item | limit | value | source | verdict |", "|---|---|---|---|---|"]
-        for b in rep["budget"]:
-            value = "-" if b["value"] is None else f"{b['value']:.4g}"
-            md.append(f"| {b['item']} | {b['limit']} | {value} | {b['source'] or '-'} | {b['verdict']} |")
+        md += ["", "### Budget", ""] + budget_table(rep["budget"])
         md += [""]
     pngs = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*.png"))
     out["plots"] = [str(p) for p in pngs]

@@ -171,15 +171,29 @@ def check_budget(figures: dict, budget: dict) -> list[dict]:
     return lines
 
 
+def figures_table(figs: dict) -> list[str]:
+    """Markdown rows of the figures, each with its source (firmware report and run summary)."""
+    lines = ["| figure | value | of | % | source |", "|---|---|---|---|---|"]
+    for name, f in figs.items():
+        pct = f.get("percent")
+        lines.append(f"| {name} | {f.get('value')} {f.get('unit', '')} | {f.get('available', '')} | "
+                     f"{'' if pct is None else f'{pct:.1f}'} | {f['source']} |")
+    return lines
+
+
+def budget_table(budget: list[dict]) -> list[str]:
+    lines = ["| item | limit | value | source | verdict |", "|---|---|---|---|---|"]
+    for b in budget:
+        value = "-" if b["value"] is None else f"{b['value']:.4g}"
+        lines.append(f"| {b['item']} | {b['limit']} | {value} | {b['source'] or '-'} | {b['verdict']} |")
+    return lines
+
+
 def to_markdown(report: dict) -> str:
     lines = ["# Firmware report", ""]
     figs = report.get("figures", {})
     if figs:
-        lines += ["| figure | value | of | % | source |", "|---|---|---|---|---|"]
-        for name, f in figs.items():
-            pct = f.get("percent")
-            lines.append(f"| {name} | {f.get('value')} {f.get('unit', '')} | {f.get('available', '')} | "
-                         f"{'' if pct is None else f'{pct:.1f}'} | {f['source']} |")
+        lines += figures_table(figs)
     else:
         lines.append("No vendor, Yosys or RTL-simulation figures: only exact counts below.")
     ex = report.get("exact_counts")
@@ -195,10 +209,7 @@ def to_markdown(report: dict) -> str:
         lines += [f"{i + 1}. {p['layer']}: `{p['format']}`" for i, p in enumerate(ex["pipeline"])]
     budget = report.get("budget", [])
     if budget:
-        lines += ["", "## Budget", "", "| item | limit | value | source | verdict |", "|---|---|---|---|---|"]
-        for b in budget:
-            value = "-" if b["value"] is None else f"{b['value']:.4g}"
-            lines.append(f"| {b['item']} | {b['limit']} | {value} | {b['source'] or '-'} | {b['verdict']} |")
+        lines += ["", "## Budget", ""] + budget_table(budget)
     return "\n".join(lines) + "\n"
 
 

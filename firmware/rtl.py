@@ -14,6 +14,7 @@ import numpy as np
 
 from . import parts
 from .params import RtlParams
+from .reports import _figure
 from .rtl_sim import RtlToolError, port_layout, rtl_check, write_project
 from .rtl_synth import SRC_YOSYS, run_yosys, yosys_command, yosys_version
 from .rtl_trace import encoder_arithmetic, input_integers, trace_encoder
@@ -21,16 +22,6 @@ from .rtl_trace import encoder_arithmetic, input_integers, trace_encoder
 log = logging.getLogger("econ_emd")
 
 SRC_RTL_SIM = "RTL simulation (Verilator)"
-
-
-def _figure(value, source: str, unit: str = "", available=None) -> dict:
-    d = {"value": value, "source": source}
-    if unit:
-        d["unit"] = unit
-    if available:
-        d["available"] = available
-        d["percent"] = None if value is None else 100.0 * value / available
-    return d
 
 
 def rtl_figures(sim: dict, synth: dict | None, part: str) -> dict:
@@ -42,7 +33,7 @@ def rtl_figures(sim: dict, synth: dict | None, part: str) -> dict:
     if synth:
         cap = parts.capacity(part) or {}
         for name in ("lut", "ff", "carry", "dsp", "bram_18k"):
-            figs[f"yosys_{name}"] = _figure(synth["counts"][name], SRC_YOSYS, available=cap.get(name))
+            figs[f"yosys_{name}"] = _figure(synth["counts"][name], SRC_YOSYS, of=cap.get(name))
     return figs
 
 
