@@ -124,14 +124,21 @@ def _run(args: argparse.Namespace) -> int:
         (run_estimate if args.neemo_command == "estimate" else run_fit)(cfg, args, progress)
         return EXIT_OK
     if args.command == "pipeline":
-        for name in PIPELINE_ORDER:
-            if name == "rtl" and not cfg.rtl.enabled:
-                log.info("rtl: disabled (rtl.enabled: false), skipped")
-                continue
-            if not args.force and is_current(cfg, run_dir, name):
-                log.info("%s: up to date, skipped", name)
-                continue
-            run_stage(cfg, run_dir, name, progress)
+        from firmware import rtl_warmup
+
+        if cfg.rtl.enabled and (args.force or not is_current(cfg, run_dir, "rtl")):
+            rtl_warmup.start()      # da4ml's first-use JIT compile, beside the training stages
+        try:
+            for name in PIPELINE_ORDER:
+                if name == "rtl" and not cfg.rtl.enabled:
+                    log.info("rtl: disabled (rtl.enabled: false), skipped")
+                    continue
+                if not args.force and is_current(cfg, run_dir, name):
+                    log.info("%s: up to date, skipped", name)
+                    continue
+                run_stage(cfg, run_dir, name, progress)
+        finally:
+            rtl_warmup.stop()
         from . import run_report
 
         log.info("pipeline done: read %s", run_report.write(run_dir))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import parts
+from . import parts, rtl_warmup
 from .params import RtlParams
 from .reports import _figure
 from .rtl_sim import RtlToolError, port_layout, rtl_check, write_project
@@ -55,6 +55,7 @@ def build_rtl(encoder, inputs: np.ndarray, expected: np.ndarray, params: RtlPara
     out_dir = Path(out_dir)
     arith = encoder_arithmetic(encoder)
     input_integers(inputs, arith.input_format)           # validates the grid and range
+    rtl_warmup.wait()
     t0 = time.perf_counter()
     comb = trace_encoder(arith)
     t1 = time.perf_counter()

@@ -18,6 +18,10 @@ Options beyond the published network (all off in `EmdCnnArch()`):
   of a - b (Kantorovich-Rubinstein), so EMD(a, a) = 0 exactly, and the network only learns
   the mean distance, a smooth quantity bounded by the TC distances (1.8 to 13.8).
 * `difference_channel`: the images of a - b join a and b on the channel axis.
+* `inputs`: `pair` (published: the images of a and b); `difference`: only the image of
+  d = (a - b) / m, m the moved mass (so d has +1 and -1 of mass). With unit-sum inputs the
+  EMD depends on a - b alone and scales with m, so the network sees exactly the quantity it
+  is a function of; symmetrized as the mean of f(d) and f(-d). Needs `output: mass`.
 """
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from .layers import CUSTOM_OBJECTS as LAYER_OBJECTS
-from .layers import IMAGE_SHAPES, ArrangeTCs, UnitSum
+from .layers import IMAGE_SHAPES, SUM_FLOOR, ArrangeTCs, UnitSum
 
 N_TC = 48
 OUTPUTS = ("linear", "log", "mass")
+INPUTS = ("pair", "difference")
 
 
 @dataclass(frozen=True)
@@ -41,12 +46,20 @@ class EmdCnnArch:
     dense: int = 256
     output: str = "linear"  # linear (published) | log | mass
     difference_channel: bool = False
+    inputs: str = "pair"    # pair (published) | difference
+
+
+def _core_channels(arch: EmdCnnArch) -> int:
+    c = IMAGE_SHAPES[arch.arrangement][2]
+    if arch.inputs == "difference":
+        return c
+    return (3 if arch.difference_channel else 2) * c
 
 
 def _core(arch: EmdCnnArch) -> tf.keras.Model:
-    """f(a, b) on the concatenated image pair."""
-    h, w, c = IMAGE_SHAPES[arch.arrangement]
-    x_in = tf.keras.Input((h, w, (3 if arch.difference_channel else 2) * c), name="pair_image")
+    """f(a, b) on the concatenated image pair (or f(d) on the normalized difference)."""
+    h, w, _ = IMAGE_SHAPES[arch.arrangement]
+    x_in = tf.keras.Input((h, w, _core_channels(arch)), name="pair_image")
     x = x_in
     for i in range(arch.n_conv):
         x = tf.keras.layers.Conv2D(arch.filters, arch.kernel, padding="same", name=f"conv{i}")(x)
@@ -77,10 +90,26 @@ class MovedMass(tf.keras.layers.Layer):
         return 0.5 * tf.reduce_sum(tf.abs(a - b), axis=-1, keepdims=True)
 
 
+@tf.keras.utils.register_keras_serializable(package="econ_emd")
+class NormalizedDifference(tf.keras.layers.Layer):
+    """(a - b) / m of two unit-sum modules, m = 0.5 * sum|a - b| (0 where a == b)."""
+
+    def call(self, inputs):
+        a, b = inputs
+        d = a - b
+        m = 0.5 * tf.reduce_sum(tf.abs(d), axis=-1, keepdims=True)
+        return d / tf.maximum(m, SUM_FLOOR)
+
+
 def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
     """Symmetrized EMD-CNN taking two (batch, 48) CALQ-order modules, returning (batch,)."""
     if arch.output not in OUTPUTS:
         raise ValueError(f"unknown EMD-CNN output '{arch.output}' (choose {', '.join(OUTPUTS)})")
+    if arch.inputs not in INPUTS:
+        raise ValueError(f"unknown EMD-CNN inputs '{arch.inputs}' (choose {', '.join(INPUTS)})")
+    if arch.inputs == "difference" and arch.output != "mass":
+        raise ValueError("EMD-CNN inputs 'difference' needs output 'mass' (the network sees a - b "
+                         "normalized to unit moved mass, so the mass has to be multiplied back)")
     a_in = tf.keras.Input((N_TC,), name="module_a")
     b_in = tf.keras.Input((N_TC,), name="module_b")
     unit = UnitSum(name="unit_sum")
@@ -88,7 +117,11 @@ def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
     arrange = ArrangeTCs(arch.arrangement, name="arrange")
     ia, ib = arrange(ua), arrange(ub)
     core = _core(arch)
-    if arch.difference_channel:
+    if arch.inputs == "difference":
+        d = arrange(NormalizedDifference(name="normalized_difference")([ua, ub]))
+        ab = core(d)
+        ba = core(tf.keras.layers.Rescaling(-1.0, name="negate")(d))
+    elif arch.difference_channel:
         d = tf.keras.layers.Subtract(name="a_minus_b")([ia, ib])
         nd = tf.keras.layers.Subtract(name="b_minus_a")([ib, ia])
         ab = core(tf.keras.layers.Concatenate(axis=-1, name="ab")([ia, ib, d]))
@@ -138,4 +171,5 @@ def wrap_external(inner: tf.keras.Model) -> tf.keras.Model:
 
 #: everything needed to load a saved EMD-CNN (ours or a wrapped external one)
 CUSTOM_OBJECTS = {**LAYER_OBJECTS, "ExpOutput": ExpOutput, "MovedMass": MovedMass,
+                  "NormalizedDifference": NormalizedDifference,
                   "SymmetrizedExternal": SymmetrizedExternal}

@@ -73,6 +73,16 @@ def test_rerun_skips_up_to_date_stages_and_reruns_changed(tmp_path, caplog):
                      "--set", "emd_cnn.epochs=2"]) == 0
     assert "data: up to date, skipped" in caplog.text and "label: up to date, skipped" in caplog.text
     assert "emd_cnn: up to date" not in caplog.text
+    # a firmware-only change reruns the firmware stages and nothing upstream of them
+    caplog.clear()
+    with caplog.at_level("INFO", logger="econ_emd"):
+        assert main(["pipeline", *args, "--set", "encoder.epochs=1", "--set", "firmware.n_check=40",
+                     "--set", "emd_cnn.epochs=2"]) == 0
+    for s in ("data", "label", "emd_cnn", "encoder", "compare"):
+        assert f"{s}: up to date, skipped" in caplog.text
+    for s in ("firmware", "csim", "rtl", "report"):
+        assert f"{s}: up to date" not in caplog.text
+    assert len(np.load(tmp_path / "run" / "firmware" / "tb_inputs.npy")) == 40
 
 
 def test_label_before_data_is_a_usage_error(tmp_path, capsys):

@@ -28,6 +28,7 @@ def test_shipped_configs_validate(name):
     ("- 1\n- 2\n", r"top level must be a mapping"),
     ("neemo:\n  width: 100\n", r"neemo: width 100 is not a multiple of group_size 8"),
     ("rtl:\n  synthesize: maybe\n", r"rtl\.synthesize: Input should be 'auto', 'always' or 'never'"),
+    ("emd_cnn:\n  inputs: difference\n  output: linear\n", r"emd_cnn: inputs 'difference' needs output 'mass'"),
     ("neemo:\n  fit:\n    shape: ellipse\n", r"neemo\.fit\.shape: Input should be 'point', 'circle' or 'ring'"),
 ])
 def test_errors_are_one_line_naming_the_key(tmp_path, text, message):

@@ -35,8 +35,11 @@ def test_published_architecture_size():
     assert len(model.inputs) == 2 and tuple(model.inputs[0].shape[1:]) == (48,)
 
 
+DIFFERENCE = EmdCnnArch(filters=8, kernel=3, dense=16, output="mass", inputs="difference")
+
+
 @pytest.mark.parametrize("arch", [EmdCnnArch(), EmdCnnArch("8x8", 8, 3, 2, 16, "mass", True),
-                                  EmdCnnArch(output="log")])
+                                  EmdCnnArch(output="log"), DIFFERENCE])
 def test_symmetric_and_unit_sum_invariant(arch, modules):
     model = build_emd_cnn(arch)
     a, b = modules[:32].astype(np.float32), modules[32:64].astype(np.float32)
@@ -47,9 +50,9 @@ def test_symmetric_and_unit_sum_invariant(arch, modules):
     np.testing.assert_allclose(scaled, ab, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("output", ["linear", "mass"])
-def test_gradients_finite_for_zero_and_sparse_inputs(output):
-    model = build_emd_cnn(EmdCnnArch(filters=8, dense=16, output=output, difference_channel=True))
+@pytest.mark.parametrize("output,inputs", [("linear", "pair"), ("mass", "pair"), ("mass", "difference")])
+def test_gradients_finite_for_zero_and_sparse_inputs(output, inputs):
+    model = build_emd_cnn(EmdCnnArch(filters=8, dense=16, output=output, difference_channel=True, inputs=inputs))
     zero = tf.zeros((2, 48))
     sparse = tf.constant(np.eye(48, dtype=np.float32)[[0, 5]])
     for a, b in ((zero, zero), (zero, sparse), (sparse, sparse)):
@@ -60,6 +63,26 @@ def test_gradients_finite_for_zero_and_sparse_inputs(output):
         ga, gb = tape.gradient(y, [a, b])
         assert np.isfinite(y.numpy()).all()
         assert np.isfinite(ga.numpy()).all() and np.isfinite(gb.numpy()).all()
+
+
+def test_difference_inputs_give_zero_for_identical_modules_and_round_trip(modules, tmp_path):
+    model = build_emd_cnn(DIFFERENCE)
+    a = modules[:64].astype(np.float32)
+    np.testing.assert_array_equal(model([a, 3 * a], training=False).numpy(), 0.0)
+    frozen = ec.freeze(model)
+    ec.save_emd_cnn(frozen, tmp_path, {"arch": "test"})
+    b = modules[64:128]
+    np.testing.assert_array_equal(ec.predict_emd(ec.load_frozen_emd_cnn(tmp_path), a, b),
+                                  ec.predict_emd(frozen, a, b))
+    with pytest.raises(ValueError, match="needs output 'mass'"):
+        build_emd_cnn(EmdCnnArch(output="linear", inputs="difference"))
+
+
+def test_cosine_schedule_trains_and_decays(smoke_pairs):
+    params = EmdCnnParams(epochs=2, lr_schedule="cosine", inputs="difference", kernel=3, **SMALL)
+    model, history = ec.train_emd_cnn(smoke_pairs, params, seed=0)
+    assert np.isfinite(history["val_loss"]).all()
+    assert float(model.optimizer.learning_rate) < 0.05 * params.learning_rate
 
 
 def test_training_lowers_validation_loss(trained):

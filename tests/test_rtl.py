@@ -177,3 +177,15 @@ def test_missing_yosys_always_is_an_error(tiny, tmp_path, monkeypatch):
     assert not run and why.startswith("synthesis skipped: Yosys not found")
     with pytest.raises(rtl_sim.RtlToolError):
         rtl._should_synthesize("always")
+
+
+def test_background_solver_compile_runs_and_is_waited_for():
+    from firmware import rtl_warmup
+
+    assert rtl_warmup.wait() is None                 # nothing started: nothing to wait for
+    rtl_warmup.start()
+    assert rtl_warmup._proc is not None
+    assert rtl_warmup.wait() == 0                    # the child traced its matrix product
+    rtl_warmup.start()
+    rtl_warmup.stop()                                # an interrupted pipeline kills the child
+    assert rtl_warmup._proc is None and rtl_warmup.wait() is None

@@ -98,12 +98,16 @@ def train_emd_cnn(pairs: dict[tuple[str, str], PairSet], params: EmdCnnParams, s
     a, b, y = training_arrays(pairs, "train", kinds, params.augment_rotations)
     va, vb, vy = training_arrays(pairs, "val", kinds, False)
     model = build_emd_cnn(params.arch())
-    model.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate), loss=make_loss(params.output))
-    callbacks = [
-        tf.keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
-        tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, params.patience // 2), min_lr=1e-5),
-        epoch_logger(params.epochs, "EMD-CNN"),
-    ]
+    callbacks = [tf.keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
+                 epoch_logger(params.epochs, "EMD-CNN")]
+    if params.lr_schedule == "cosine":
+        steps = params.epochs * int(np.ceil(len(y) / params.batch_size))
+        lr = tf.keras.optimizers.schedules.CosineDecay(params.learning_rate, steps, alpha=0.01)
+    else:
+        lr = params.learning_rate
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, params.patience // 2),
+                                                              min_lr=1e-5))
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=make_loss(params.output))
     log.info("EMD-CNN: %s training pairs (%s), %s validation pairs, %s parameters",
              f"{len(y):,}", "with rotations" if params.augment_rotations else "no augmentation",
              f"{len(vy):,}", f"{model.count_params():,}")

@@ -136,17 +136,27 @@ class EmdCnnParams(Strict):
     output: Literal["linear", "log", "mass"] = Field(
         "mass", description="linear: published; log: predict log EMD; mass: moved mass x mean distance")
     difference_channel: bool = Field(True, description="feed a - b beside a and b")
+    inputs: Literal["pair", "difference"] = Field(
+        "pair", description="pair: images of a and b (published); difference: only (a - b) / moved mass")
     epochs: int = Field(30, ge=1, le=1000)
     batch_size: int = Field(256, ge=8, le=65536)
     learning_rate: float = Field(1e-3, gt=0, le=1)
+    lr_schedule: Literal["plateau", "cosine"] = Field(
+        "plateau", description="plateau: halve on a validation plateau; cosine: decay to 1% over the epochs")
     patience: int = Field(5, ge=1, description="early stopping on validation loss")
     augment_rotations: bool = Field(True, description="also train on the pairs rotated by 120 and 240 degrees")
+
+    @model_validator(mode="after")
+    def _difference_needs_mass(self) -> "EmdCnnParams":
+        if self.inputs == "difference" and self.output != "mass":
+            raise ValueError("inputs 'difference' needs output 'mass'")
+        return self
 
     def arch(self):
         from models.emd_cnn import EmdCnnArch
 
         return EmdCnnArch(self.arrangement, self.filters, self.kernel, self.n_conv, self.dense,
-                          self.output, self.difference_channel)
+                          self.output, self.difference_channel, self.inputs)
 
 
 LossName = Literal["emd_cnn", "mse", "wmse", "telescope", "sinkhorn"]
