@@ -101,8 +101,7 @@ class NormalizedDifference(tf.keras.layers.Layer):
         return d / tf.maximum(m, SUM_FLOOR)
 
 
-def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
-    """Symmetrized EMD-CNN taking two (batch, 48) CALQ-order modules, returning (batch,)."""
+def _check(arch: EmdCnnArch) -> None:
     if arch.output not in OUTPUTS:
         raise ValueError(f"unknown EMD-CNN output '{arch.output}' (choose {', '.join(OUTPUTS)})")
     if arch.inputs not in INPUTS:
@@ -110,32 +109,52 @@ def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
     if arch.inputs == "difference" and arch.output != "mass":
         raise ValueError("EMD-CNN inputs 'difference' needs output 'mass' (the network sees a - b "
                          "normalized to unit moved mass, so the mass has to be multiplied back)")
+
+
+def _assemble(arch: EmdCnnArch, core: tf.keras.Model, symmetric: bool) -> tf.keras.Model:
+    """The model around `core`: f(a, b) alone, or the mean of f(a, b) and f(b, a)."""
     a_in = tf.keras.Input((N_TC,), name="module_a")
     b_in = tf.keras.Input((N_TC,), name="module_b")
     unit = UnitSum(name="unit_sum")
     ua, ub = unit(a_in), unit(b_in)
     arrange = ArrangeTCs(arch.arrangement, name="arrange")
-    ia, ib = arrange(ua), arrange(ub)
-    core = _core(arch)
     if arch.inputs == "difference":
         d = arrange(NormalizedDifference(name="normalized_difference")([ua, ub]))
         ab = core(d)
-        ba = core(tf.keras.layers.Rescaling(-1.0, name="negate")(d))
-    elif arch.difference_channel:
-        d = tf.keras.layers.Subtract(name="a_minus_b")([ia, ib])
-        nd = tf.keras.layers.Subtract(name="b_minus_a")([ib, ia])
-        ab = core(tf.keras.layers.Concatenate(axis=-1, name="ab")([ia, ib, d]))
-        ba = core(tf.keras.layers.Concatenate(axis=-1, name="ba")([ib, ia, nd]))
+        ba = core(tf.keras.layers.Rescaling(-1.0, name="negate")(d)) if symmetric else None
     else:
-        ab = core(tf.keras.layers.Concatenate(axis=-1, name="ab")([ia, ib]))
-        ba = core(tf.keras.layers.Concatenate(axis=-1, name="ba")([ib, ia]))
-    y = tf.keras.layers.Average(name="symmetrize")([ab, ba])
+        ia, ib = arrange(ua), arrange(ub)
+        if arch.difference_channel:
+            ab = core(tf.keras.layers.Concatenate(axis=-1, name="ab")(
+                [ia, ib, tf.keras.layers.Subtract(name="a_minus_b")([ia, ib])]))
+            ba = core(tf.keras.layers.Concatenate(axis=-1, name="ba")(
+                [ib, ia, tf.keras.layers.Subtract(name="b_minus_a")([ib, ia])])) if symmetric else None
+        else:
+            ab = core(tf.keras.layers.Concatenate(axis=-1, name="ab")([ia, ib]))
+            ba = core(tf.keras.layers.Concatenate(axis=-1, name="ba")([ib, ia])) if symmetric else None
+    y = tf.keras.layers.Average(name="symmetrize")([ab, ba]) if symmetric else ab
     if arch.output in ("log", "mass"):
         y = ExpOutput(name="exp")(y)
     if arch.output == "mass":
         y = tf.keras.layers.Multiply(name="times_mass")([MovedMass(name="moved_mass")([ua, ub]), y])
     y = tf.keras.layers.Reshape((), name="emd_pred")(y)
-    return tf.keras.Model([a_in, b_in], y, name="emd_cnn")
+    return tf.keras.Model([a_in, b_in], y, name="emd_cnn" if symmetric else "emd_cnn_one_way")
+
+
+def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
+    """Symmetrized EMD-CNN taking two (batch, 48) CALQ-order modules, returning (batch,)."""
+    return build_emd_cnn_trainer(arch)[0]
+
+
+def build_emd_cnn_trainer(arch: EmdCnnArch = EmdCnnArch()) -> tuple[tf.keras.Model, tf.keras.Model]:
+    """(symmetrized model, one-way model f(a, b)) sharing one core.
+
+    Training the one-way model on pairs swapped at random costs half the symmetrized
+    model's compute per pair and teaches the core both orders; the symmetrized model is
+    what is saved and used."""
+    _check(arch)
+    core = _core(arch)
+    return _assemble(arch, core, True), _assemble(arch, core, False)
 
 
 @tf.keras.utils.register_keras_serializable(package="econ_emd")

@@ -91,13 +91,17 @@ def train_emd_cnn(pairs: dict[tuple[str, str], PairSet], params: EmdCnnParams, s
     """Train on the train split, early-stop on the val split; return (model, history dict)."""
     import tensorflow as tf
 
-    from models.emd_cnn import build_emd_cnn
+    from models.emd_cnn import build_emd_cnn_trainer
 
     tf.keras.utils.set_random_seed(seed)
     kinds = tuple(sorted({k for k, _ in pairs}))
     a, b, y = training_arrays(pairs, "train", kinds, params.augment_rotations)
     va, vb, vy = training_arrays(pairs, "val", kinds, False)
-    model = build_emd_cnn(params.arch())
+    model, trainer = build_emd_cnn_trainer(params.arch())
+    if params.one_way_training:
+        swap = np.random.default_rng(seed).random(len(y)) < 0.5
+        a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
+    fitted = trainer if params.one_way_training else model
     callbacks = [tf.keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
                  epoch_logger(params.epochs, "EMD-CNN")]
     if params.lr_schedule == "cosine":
@@ -107,15 +111,16 @@ def train_emd_cnn(pairs: dict[tuple[str, str], PairSet], params: EmdCnnParams, s
         lr = params.learning_rate
         callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, params.patience // 2),
                                                               min_lr=1e-5))
-    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=make_loss(params.output))
+    fitted.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=make_loss(params.output))
     log.info("EMD-CNN: %s training pairs (%s), %s validation pairs, %s parameters",
              f"{len(y):,}", "with rotations" if params.augment_rotations else "no augmentation",
              f"{len(vy):,}", f"{model.count_params():,}")
     t0 = time.perf_counter()
-    hist = model.fit([a, b], y, validation_data=([va, vb], vy), epochs=params.epochs,
+    hist = fitted.fit([a, b], y, validation_data=([va, vb], vy), epochs=params.epochs,
                      batch_size=params.batch_size, callbacks=callbacks, verbose=0, shuffle=True)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["seconds"] = time.perf_counter() - t0
+    history["final_learning_rate"] = float(tf.keras.backend.get_value(fitted.optimizer.learning_rate))
     history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1
     return model, history
 

@@ -144,6 +144,8 @@ class EmdCnnParams(Strict):
     lr_schedule: Literal["plateau", "cosine"] = Field(
         "plateau", description="plateau: halve on a validation plateau; cosine: decay to 1% over the epochs")
     patience: int = Field(5, ge=1, description="early stopping on validation loss")
+    one_way_training: bool = Field(
+        False, description="train f(a, b) on randomly swapped pairs (half the compute); the symmetrized model is saved")
     augment_rotations: bool = Field(True, description="also train on the pairs rotated by 120 and 240 degrees")
 
     @model_validator(mode="after")
