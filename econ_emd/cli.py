@@ -34,6 +34,9 @@ STAGE_HELP = {
 }
 
 
+_NEVER_CHATTY = ("numba", "matplotlib", "PIL", "fsspec", "asyncio")
+
+
 def _quiet_libraries() -> None:
     """No TensorFlow/Keras chatter (start-up banners, retracing notes, HDF5 format
     warnings) unless --verbose."""
@@ -93,10 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    # our messages at `level`; other libraries' (QKeras logs on the root logger) only when verbose
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s",
+    # our messages at `level`; other libraries' (QKeras logs on the root logger) at INFO only when
+    # verbose, and never the compilers' internals (numba's debug log is thousands of lines of IR
+    # per traced function; matplotlib's scores every font)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s",
                         stream=sys.stderr)
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)  # basicConfig keeps an existing root
     log.setLevel(level)
+    for name in _NEVER_CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if not args.verbose:
         _quiet_libraries()
 

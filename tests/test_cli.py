@@ -232,3 +232,25 @@ def test_sigint_mid_training_then_rerun_resumes(tmp_path):
     assert "encoder[emd_cnn]: resuming after epoch" in rerun.stderr
     assert int(rerun.stderr.split("encoder[emd_cnn]: resuming after epoch ")[1].split()[0]) >= done
     assert (run / "report.md").exists()
+
+
+def test_verbose_shows_our_debug_but_not_compiler_internals():
+    """--verbose is for reading: our debug messages and library INFO, never numba's IR dumps
+    (thousands of lines per traced function) or matplotlib's font scoring."""
+    import argparse
+    import logging
+
+    from econ_emd.cli import _setup_logging
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers)
+    try:
+        _setup_logging(argparse.Namespace(verbose=True, quiet=False))
+        assert logging.getLogger("econ_emd").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("qkeras").isEnabledFor(logging.INFO)
+        for name in ("numba.core.ssa", "matplotlib.font_manager"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        logging.getLogger("econ_emd").setLevel(logging.NOTSET)

@@ -286,16 +286,20 @@ def _pad_events(events: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return x, w
 
 
-def _initial_centres(x: np.ndarray, w: np.ndarray, k: int, init: str, rng) -> np.ndarray:
-    out = np.zeros((len(x), k, 2))
+def _initial_shapes(x: np.ndarray, w: np.ndarray, k: int, init: str, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Initial centres [E, K, 2] and energy fractions [E, K]: k-means' centres and cluster
+    fractions (a warm start the fit must improve on), or K deposits drawn by energy with
+    equal fractions."""
+    centres, fractions = np.zeros((len(x), k, 2)), np.full((len(x), k), 1.0 / k)
     for i in range(len(x)):
         if init == "kmeans":
-            out[i] = kmeans_baseline(x[i], w[i], k, seed=int(rng.integers(1 << 30)))["centres"]
+            km = kmeans_baseline(x[i], w[i], k, seed=int(rng.integers(1 << 30)))
+            centres[i], fractions[i] = km["centres"], np.maximum(km["fractions"], 1e-3)
         else:
             nz = np.flatnonzero(w[i] > 0)
             pick = rng.choice(nz, size=k, replace=len(nz) < k, p=w[i][nz] / w[i][nz].sum())
-            out[i] = x[i][pick] + rng.normal(0, 1e-3, (k, 2))
-    return out
+            centres[i] = x[i][pick] + rng.normal(0, 1e-3, (k, 2))
+    return centres, fractions / fractions.sum(1, keepdims=True)
 
 
 def fit_shapes(events: list[tuple[np.ndarray, np.ndarray]], fit: FitParams = FitParams(),
@@ -310,12 +314,13 @@ def fit_shapes(events: list[tuple[np.ndarray, np.ndarray]], fit: FitParams = Fit
     tf.keras.utils.set_random_seed(params.seed)
     xn = tf.constant(((x_np - centre) / scale).astype(np.float32))
     wt = tf.constant(w_np.astype(np.float32))
-    c0 = (_initial_centres(x_np, w_np, fit.k, fit.init, rng) - centre) / scale
+    c0, frac0 = _initial_shapes(x_np, w_np, fit.k, fit.init, rng)
+    c0 = (c0 - centre) / scale
     dirs, offs, rel_w = (tf.constant(a.astype(np.float32)) for a in _unit_templates(fit.shape, fit.samples_per_shape))
     v_centres = tf.Variable(c0.astype(np.float32))
     v_log_r = tf.Variable(np.full((e, fit.k), np.log(0.05), np.float32))
     v_log_w = tf.Variable(np.full((e, fit.k), np.log(0.02), np.float32))
-    v_logits = tf.Variable(np.zeros((e, fit.k), np.float32))
+    v_logits = tf.Variable(np.log(frac0).astype(np.float32))
     shape_vars = [v_centres]
     if fit.shape in ("circle", "ring"):
         shape_vars.append(v_log_r)
@@ -345,6 +350,18 @@ def fit_shapes(events: list[tuple[np.ndarray, np.ndarray]], fit: FitParams = Fit
         fx, fs = pot(xn), pot(s_pts)
         return tf.reduce_sum(wt * fx, -1) - tf.reduce_sum(s_w * fs, -1)
 
+    def refined_dual():
+        """The dual after a double c-transform of the potential (`c_transform_refine`), as a
+        function of the shapes: its gradient moves each shape towards the deposits that the
+        transform assigns to it (a Weiszfeld-like step), where the network's own gradient at
+        a shape is the slope of a cone tip the network only approximates."""
+        s_pts, s_w = samples()
+        fx = pot(xn)
+        d = scale * tf.sqrt(tf.reduce_sum(tf.square(xn[:, :, None, :] - s_pts[:, None, :, :]), -1) + 1e-12)
+        v = tf.reduce_max(fx[:, :, None] - d - 1e9 * tf.cast(wt <= 0, tf.float32)[:, :, None], axis=1)
+        u = tf.reduce_min(v[:, None, :] + d, axis=2)
+        return tf.reduce_sum(wt * u, -1) - tf.reduce_sum(s_w * v, -1)
+
     @tf.function
     def potential_step():
         with tf.GradientTape() as tape:
@@ -356,7 +373,7 @@ def fit_shapes(events: list[tuple[np.ndarray, np.ndarray]], fit: FitParams = Fit
     @tf.function
     def shape_step():
         with tf.GradientTape() as tape:
-            value = dual()
+            value = refined_dual()
             loss = tf.reduce_sum(value)
         opt_s.apply_gradients(zip(tape.gradient(loss, shape_vars), shape_vars))
         return value
@@ -379,7 +396,8 @@ def fit_shapes(events: list[tuple[np.ndarray, np.ndarray]], fit: FitParams = Fit
         for _ in range(fit.inner_steps):
             value = potential_step()
         if s % fit.track_every == 0 or s == fit.shape_steps:
-            track.append({"step": s, "estimate": value.numpy().astype(np.float64) * 1.0, "exact": exact_now()})
+            est = np.maximum(value.numpy(), refined_dual().numpy()).astype(np.float64)
+            track.append({"step": s, "estimate": est, "exact": exact_now()})
         if s < fit.shape_steps:
             shape_step()
             if bar is not None:
