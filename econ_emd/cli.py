@@ -64,7 +64,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override one config value, e.g. --set data.n_modules=5000 (repeatable)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--verbose", "-v", action="store_true", help="debug logging, library logs")
-    g.add_argument("--quiet", "-q", action="store_true", help="errors only, no progress bars")
+    g.add_argument("--quiet", "-q", action="store_true", help="errors only, no progress bars (bars show on a terminal only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
         print(dump_config(cfg), end="")
         return EXIT_OK
     run_dir = Path(cfg.run_dir)
-    progress = not args.quiet
+    # bars on a terminal only: in a log file each refresh is another carriage-return run
+    progress = not args.quiet and sys.stderr.isatty()
     if args.command == "neemo":
         from .neemo_cmd import run_estimate, run_fit
 
