@@ -86,6 +86,9 @@ def test_two_point_fit_recovers_two_separated_clusters():
     km = kmeans_baseline(ev["points"], ev["energies"], 2)
     assert res.exact[0] <= 1.2 * km["exact_emd"]
     assert [t["step"] for t in res.track][0] == 0 and len(res.track[0]["exact"]) == 1
+    # learned fractions: the energy nearest to each fitted point (the free-fraction plan)
+    nearest = np.argmin(np.linalg.norm(ev["points"][:, None, :] - found[None], axis=-1), axis=1)
+    np.testing.assert_allclose(res.fractions[0], [ev["energies"][nearest == j].sum() for j in range(2)], atol=1e-4)
 
 
 def test_fit_params_validation():

@@ -218,7 +218,7 @@ class NeemoFitConfig(Strict):
 
     shape: Literal["point", "circle", "ring"] = "point"
     k: int = Field(3, ge=1, le=50, description="number of shapes")
-    learn_fractions: bool = True
+    learn_fractions: bool = Field(True, description="fractions = energy nearest each shape, after every shape step")
     init: Literal["energy", "kmeans"] = Field("kmeans", description="start from k-means centres or energy draws")
     warmup_steps: int = Field(500, ge=0)
     shape_steps: int = Field(200, ge=0)
