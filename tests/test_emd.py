@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,10 +60,23 @@ def test_matches_dense_pot_and_is_symmetric(modules, solver):
     assert (ref > 0).all()
 
 
-def test_parallel_equals_serial(modules):
+@pytest.mark.parametrize("fork", [False, True], ids=["loky", "fork"])
+def test_parallel_equals_serial(modules, monkeypatch, tmp_path, fork):
     a, b = modules[:300], modules[300:]
     serial = exact_emd(a, b, n_jobs=1, chunk_size=64)
-    parallel = exact_emd(a, b, n_jobs=2, chunk_size=64)
+    if fork and "tensorflow" in sys.modules:
+        # never fork a process with TensorFlow's threads: check the forked pool in a fresh one
+        code = ("import numpy as np, sys; from training.emd import exact_emd, _fork_is_safe; "
+                "assert _fork_is_safe(); a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); "
+                "np.save(sys.argv[3], exact_emd(a, b, n_jobs=2, chunk_size=64))")
+        paths = [str(tmp_path / n) for n in ("a.npy", "b.npy", "out.npy")]
+        np.save(paths[0], a)
+        np.save(paths[1], b)
+        subprocess.run([sys.executable, "-c", code, *paths], check=True, cwd=Path(__file__).parent.parent)
+        parallel = np.load(paths[2])
+    else:
+        monkeypatch.setattr(emd_mod, "_fork_is_safe", lambda: fork)
+        parallel = exact_emd(a, b, n_jobs=2, chunk_size=64)
     np.testing.assert_array_equal(serial, parallel)
 
 

@@ -14,7 +14,8 @@ Speed without approximation comes from three exact reductions, applied per pair:
 What is left goes to the C++ network simplex of the `wasserstein` package (solver
 'wasserstein'), or to POT (solver 'pot'). Both agree with dense POT to ~1e-14.
 
-Batches run in worker processes (joblib) or on a running Dask cluster; results are cached
+Batches run in worker processes (forked on Linux before TensorFlow is loaded, else a
+joblib/loky pool) or on a running Dask cluster; results are cached
 on disk per chunk of pairs, keyed by the content of the chunk, so reruns and interrupted
 runs do not recompute what is done.
 """
@@ -183,10 +184,56 @@ def _cache_load(path: Path, n: int) -> np.ndarray | None:
 
 def _run_local(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
                n_jobs: int) -> Iterator[tuple[int, np.ndarray]]:
+    if n_jobs < 0:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if n_jobs == 1 or len(todo) == 1:
         for idx, s, e in todo:
             yield idx, emd_chunk(a[s:e], b[s:e], solver)
         return
+    runner = _run_forked if _fork_is_safe() else _run_loky
+    yield from runner(a, b, todo, solver, n_jobs)
+
+
+def _fork_is_safe() -> bool:
+    """Forked workers inherit the pairs (no copy, no transfer) and run as fast as the parent;
+    measured here, workers of a spawned pool solved the same chunks ~10-20% slower. Fork only
+    where it is the platform's normal way (Linux) and before TensorFlow is loaded: forking a
+    process whose runtime threads may hold locks is unsafe."""
+    import multiprocessing as mp
+    import sys
+
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods() \
+        and "tensorflow" not in sys.modules
+
+
+_FORK_PAIRS: dict[str, np.ndarray] = {}   # the current batch, inherited by forked workers
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+
+
+def _forked_chunk(job: tuple[int, int, int, str]) -> tuple[int, np.ndarray]:
+    idx, s, e, solver = job
+    return idx, emd_chunk(_FORK_PAIRS["a"][s:e], _FORK_PAIRS["b"][s:e], solver)
+
+
+def _run_forked(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
+                n_jobs: int) -> Iterator[tuple[int, np.ndarray]]:
+    import multiprocessing as mp
+
+    _FORK_PAIRS.update(a=a, b=b)
+    try:
+        with mp.get_context("fork").Pool(min(n_jobs, len(todo)), initializer=_ignore_sigint) as pool:
+            yield from pool.imap_unordered(_forked_chunk, [(idx, s, e, solver) for idx, s, e in todo])
+    finally:
+        _FORK_PAIRS.clear()
+
+
+def _run_loky(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
+              n_jobs: int) -> Iterator[tuple[int, np.ndarray]]:
     import tempfile
     from concurrent.futures import as_completed
 
