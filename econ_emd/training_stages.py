@@ -57,15 +57,17 @@ def _run_label(cfg: RunConfig, out: Path, progress: bool) -> dict:
 
 
 def _run_emd_cnn(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    from models.emd_cnn import fold_batchnorm
     from training import emd_cnn_train as ec
     from training.labels import load_labels
 
     pairs = load_labels(out.parent / "label")
     model, history = ec.train_emd_cnn(pairs, cfg.emd_cnn, cfg.seed)
-    frozen = ec.freeze(model)
+    frozen = ec.freeze(fold_batchnorm(model, cfg.emd_cnn.arch()))
     results = ec.evaluate_emd_cnn(frozen, pairs, "test")
     metrics = {kind: r["stats"] for kind, r in results.items()}
-    ec.save_emd_cnn(frozen, out, ec.sidecar_for(cfg.emd_cnn, history, metrics, cfg.seed))
+    ec.save_emd_cnn(frozen, out, {**ec.sidecar_for(cfg.emd_cnn, history, metrics, cfg.seed),
+                                  "batchnorm_folded": True})
     plots = ec.plot_evaluation(results, out)
     for kind, st in metrics.items():
         log.info("EMD-CNN on held-out %s pairs: relative error mean %+.4f, sigma %.4f (%s pairs)",

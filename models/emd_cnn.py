@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 from .layers import CUSTOM_OBJECTS as LAYER_OBJECTS
@@ -56,18 +57,20 @@ def _core_channels(arch: EmdCnnArch) -> int:
     return (3 if arch.difference_channel else 2) * c
 
 
-def _core(arch: EmdCnnArch) -> tf.keras.Model:
+def _core(arch: EmdCnnArch, batchnorm: bool = True) -> tf.keras.Model:
     """f(a, b) on the concatenated image pair (or f(d) on the normalized difference)."""
     h, w, _ = IMAGE_SHAPES[arch.arrangement]
     x_in = tf.keras.Input((h, w, _core_channels(arch)), name="pair_image")
     x = x_in
     for i in range(arch.n_conv):
         x = tf.keras.layers.Conv2D(arch.filters, arch.kernel, padding="same", name=f"conv{i}")(x)
-        x = tf.keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
+        if batchnorm:
+            x = tf.keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
         x = tf.keras.layers.ReLU(name=f"conv{i}_relu")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
     x = tf.keras.layers.Dense(arch.dense, name="dense")(x)
-    x = tf.keras.layers.BatchNormalization(name="dense_bn")(x)
+    if batchnorm:
+        x = tf.keras.layers.BatchNormalization(name="dense_bn")(x)
     x = tf.keras.layers.ReLU(name="dense_relu")(x)
     out = tf.keras.layers.Dense(1, name="emd")(x)
     return tf.keras.Model(x_in, out, name="emd_core")
@@ -155,6 +158,27 @@ def build_emd_cnn_trainer(arch: EmdCnnArch = EmdCnnArch()) -> tuple[tf.keras.Mod
     _check(arch)
     core = _core(arch)
     return _assemble(arch, core, True), _assemble(arch, core, False)
+
+
+def fold_batchnorm(model: tf.keras.Model, arch: EmdCnnArch) -> tf.keras.Model:
+    """The trained symmetrized model as the same function without BatchNorm layers.
+
+    In inference mode a BatchNorm after a Conv2D/Dense is an affine map per output unit,
+    s = gamma / sqrt(var + eps): folded into the layer, kernel * s and (bias - mean) * s + beta
+    (in float64, then float32; outputs agree to float32 rounding). The frozen EMD-CNN then
+    skips 4 element-wise passes per core evaluation: ~10% of its inference time here, in
+    `predict_emd` and inside an encoder's loss alike."""
+    old = model.get_layer("emd_core")
+    core = _core(arch, batchnorm=False)
+    for name in [f"conv{i}" for i in range(arch.n_conv)] + ["dense"]:
+        kernel, bias = (w.astype(np.float64) for w in old.get_layer(name).get_weights())
+        bn = old.get_layer(f"{name}_bn")
+        gamma, beta, mean, var = (w.astype(np.float64) for w in bn.get_weights())
+        s = gamma / np.sqrt(var + bn.epsilon)
+        core.get_layer(name).set_weights([(kernel * s).astype(np.float32),
+                                          ((bias - mean) * s + beta).astype(np.float32)])
+    core.get_layer("emd").set_weights(old.get_layer("emd").get_weights())
+    return _assemble(arch, core, True)
 
 
 @tf.keras.utils.register_keras_serializable(package="econ_emd")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.emd_cnn import EmdCnnArch, build_emd_cnn
+from models.emd_cnn import EmdCnnArch, build_emd_cnn, fold_batchnorm
 from training import emd_cnn_train as ec
 from training.dataset import Dataset, split_indices
 from training.emd import exact_emd
@@ -117,6 +117,20 @@ def test_frozen_model_has_no_trainable_weights_and_round_trips(trained, tmp_path
     assert loaded.trainable_weights == []
     a, b = modules[:100], modules[100:200]
     np.testing.assert_array_equal(ec.predict_emd(loaded, a, b), ec.predict_emd(model, a, b))
+
+
+def test_folding_batchnorm_keeps_the_function(trained, tmp_path, modules):
+    model, _ = trained
+    folded = ec.freeze(fold_batchnorm(model, EmdCnnParams(**SMALL).arch()))
+    core = folded.get_layer("emd_core")
+    assert not any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in core.layers)
+    assert any(isinstance(layer, tf.keras.layers.BatchNormalization)
+               for layer in model.get_layer("emd_core").layers)
+    a, b = modules[:200], modules[200:400]
+    want = ec.predict_emd(model, a, b)
+    np.testing.assert_allclose(ec.predict_emd(folded, a, b), want, rtol=2e-5, atol=1e-6)
+    ec.save_emd_cnn(folded, tmp_path, {"arch": "test"})
+    np.testing.assert_allclose(ec.predict_emd(ec.load_frozen_emd_cnn(tmp_path), a, b), want, rtol=2e-5, atol=1e-6)
 
 
 def test_frozen_model_works_inside_a_loss(trained, modules):

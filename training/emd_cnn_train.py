@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from dataclasses import asdict
 from pathlib import Path
 
@@ -167,10 +168,31 @@ def load_frozen_emd_cnn(path: str | Path):
     return freeze(model)
 
 
+_INFERENCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _inference_fn(model):
+    """The model's forward pass as one traced graph per model (any batch size). Keras'
+    `predict` runs the same graph through its data pipeline and callbacks: measured here
+    ~35,000 pairs/s against ~52,000 for the default EMD-CNN on 2 cores."""
+    import tensorflow as tf
+
+    fn = _INFERENCE.get(model)
+    if fn is None:
+        spec = tf.TensorSpec([None, model.inputs[0].shape[-1]], tf.float32)
+        ref = weakref.ref(model)   # the graph must not keep its model (the cache key) alive
+        fn = _INFERENCE[model] = tf.function(lambda x, y: ref()([x, y], training=False),
+                                             input_signature=[spec, spec])
+    return fn
+
+
 def predict_emd(model, a: np.ndarray, b: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Batched inference in float32 (inputs are normalized here, as in training)."""
-    return np.asarray(model.predict([unit_sum32(a), unit_sum32(b)], batch_size=batch_size, verbose=0),
-                      dtype=np.float64).reshape(-1)
+    a32, b32 = unit_sum32(a), unit_sum32(b)
+    fn = _inference_fn(model)
+    out = [fn(a32[s:s + batch_size], b32[s:s + batch_size]).numpy().reshape(-1)
+           for s in range(0, len(a32), batch_size)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
 def relative_error_stats(pred: np.ndarray, exact: np.ndarray, n_bins: int = 5) -> dict:
