@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import training.emd as emd_mod
-from training.emd import emd_chunk, exact_emd, pot_dense_emd
+from training.emd import exact_emd, pot_dense_emd
 from training.geometry import distance_matrix
 from training.pairs import perturb
 from training.params import PerturbParams
