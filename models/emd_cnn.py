@@ -22,6 +22,12 @@ Options beyond the published network (all off in `EmdCnnArch()`):
   d = (a - b) / m, m the moved mass (so d has +1 and -1 of mass). With unit-sum inputs the
   EMD depends on a - b alone and scales with m, so the network sees exactly the quantity it
   is a function of; symmetrized as the mean of f(d) and f(-d). Needs `output: mass`.
+* `symmetrize`: `mean` (published): the mean of the network on both orders, two passes
+  per pair; `canonical`: the pair is put in a canonical order first (b, a) when
+  v . (a - b) < 0 for a fixed direction v in CALQ space, (a, b) otherwise, and the
+  network runs once. Both orders of a pair give bit-identical inputs, so the model is
+  exactly symmetric at half the compute, and the network learns f on half the space
+  instead of learning the symmetry.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from .layers import IMAGE_SHAPES, SUM_FLOOR, ArrangeTCs, UnitSum
 N_TC = 48
 OUTPUTS = ("linear", "log", "mass")
 INPUTS = ("pair", "difference")
+SYMMETRIZE = ("mean", "canonical")
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class EmdCnnArch:
     output: str = "linear"  # linear (published) | log | mass
     difference_channel: bool = False
     inputs: str = "pair"    # pair (published) | difference
+    symmetrize: str = "mean"  # mean (published) | canonical
 
 
 def _core_channels(arch: EmdCnnArch) -> int:
@@ -104,22 +112,50 @@ class NormalizedDifference(tf.keras.layers.Layer):
         return d / tf.maximum(m, SUM_FLOOR)
 
 
+@tf.keras.utils.register_keras_serializable(package="econ_emd")
+class CanonicalOrder(tf.keras.layers.Layer):
+    """(a, b) -> (b, a) where v . (a - b) < 0, else unchanged, for a fixed direction v.
+
+    The projection of b - a is the exact negative of that of a - b in floating point (same
+    products, same order of summation), so both orders of a pair come out identical and a
+    one-way network behind this layer is exactly symmetric. v is a stored, non-trainable
+    weight (a saved model keeps its own); its irregular entries make a tie (projection 0)
+    a coincidence, apart from a == b, where the order does not matter."""
+
+    def build(self, input_shape):
+        v = np.random.default_rng(48).standard_normal(input_shape[0][-1])
+        self.direction = self.add_weight(name="direction", shape=v.shape, trainable=False,
+                                         initializer=tf.keras.initializers.Constant(v))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        a, b = inputs
+        keep = tf.reduce_sum((a - b) * self.direction, axis=-1, keepdims=True) >= 0
+        return tf.where(keep, a, b), tf.where(keep, b, a)
+
+
 def _check(arch: EmdCnnArch) -> None:
     if arch.output not in OUTPUTS:
         raise ValueError(f"unknown EMD-CNN output '{arch.output}' (choose {', '.join(OUTPUTS)})")
     if arch.inputs not in INPUTS:
         raise ValueError(f"unknown EMD-CNN inputs '{arch.inputs}' (choose {', '.join(INPUTS)})")
+    if arch.symmetrize not in SYMMETRIZE:
+        raise ValueError(f"unknown EMD-CNN symmetrize '{arch.symmetrize}' (choose {', '.join(SYMMETRIZE)})")
     if arch.inputs == "difference" and arch.output != "mass":
         raise ValueError("EMD-CNN inputs 'difference' needs output 'mass' (the network sees a - b "
                          "normalized to unit moved mass, so the mass has to be multiplied back)")
 
 
 def _assemble(arch: EmdCnnArch, core: tf.keras.Model, symmetric: bool) -> tf.keras.Model:
-    """The model around `core`: f(a, b) alone, or the mean of f(a, b) and f(b, a)."""
+    """The model around `core`: f(a, b) alone, the mean of f(a, b) and f(b, a), or f of the
+    canonically ordered pair."""
     a_in = tf.keras.Input((N_TC,), name="module_a")
     b_in = tf.keras.Input((N_TC,), name="module_b")
     unit = UnitSum(name="unit_sum")
     ua, ub = unit(a_in), unit(b_in)
+    if arch.symmetrize == "canonical":
+        ua, ub = CanonicalOrder(name="canonical_order")([ua, ub])
+        symmetric = False    # already symmetric: one pass
     arrange = ArrangeTCs(arch.arrangement, name="arrange")
     if arch.inputs == "difference":
         d = arrange(NormalizedDifference(name="normalized_difference")([ua, ub]))
@@ -141,7 +177,8 @@ def _assemble(arch: EmdCnnArch, core: tf.keras.Model, symmetric: bool) -> tf.ker
     if arch.output == "mass":
         y = tf.keras.layers.Multiply(name="times_mass")([MovedMass(name="moved_mass")([ua, ub]), y])
     y = tf.keras.layers.Reshape((), name="emd_pred")(y)
-    return tf.keras.Model([a_in, b_in], y, name="emd_cnn" if symmetric else "emd_cnn_one_way")
+    one_way = not symmetric and arch.symmetrize == "mean"
+    return tf.keras.Model([a_in, b_in], y, name="emd_cnn_one_way" if one_way else "emd_cnn")
 
 
 def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
@@ -154,10 +191,12 @@ def build_emd_cnn_trainer(arch: EmdCnnArch = EmdCnnArch()) -> tuple[tf.keras.Mod
 
     Training the one-way model on pairs swapped at random costs half the symmetrized
     model's compute per pair and teaches the core both orders; the symmetrized model is
-    what is saved and used."""
+    what is saved and used. With `symmetrize: canonical` the symmetric model costs one
+    pass already and is its own one-way model."""
     _check(arch)
     core = _core(arch)
-    return _assemble(arch, core, True), _assemble(arch, core, False)
+    sym = _assemble(arch, core, True)
+    return sym, (sym if arch.symmetrize == "canonical" else _assemble(arch, core, False))
 
 
 def fold_batchnorm(model: tf.keras.Model, arch: EmdCnnArch) -> tf.keras.Model:
@@ -178,7 +217,10 @@ def fold_batchnorm(model: tf.keras.Model, arch: EmdCnnArch) -> tf.keras.Model:
         core.get_layer(name).set_weights([(kernel * s).astype(np.float32),
                                           ((bias - mean) * s + beta).astype(np.float32)])
     core.get_layer("emd").set_weights(old.get_layer("emd").get_weights())
-    return _assemble(arch, core, True)
+    folded = _assemble(arch, core, True)
+    if arch.symmetrize == "canonical":
+        folded.get_layer("canonical_order").set_weights(model.get_layer("canonical_order").get_weights())
+    return folded
 
 
 @tf.keras.utils.register_keras_serializable(package="econ_emd")
@@ -214,5 +256,5 @@ def wrap_external(inner: tf.keras.Model) -> tf.keras.Model:
 
 #: everything needed to load a saved EMD-CNN (ours or a wrapped external one)
 CUSTOM_OBJECTS = {**LAYER_OBJECTS, "ExpOutput": ExpOutput, "MovedMass": MovedMass,
-                  "NormalizedDifference": NormalizedDifference,
+                  "NormalizedDifference": NormalizedDifference, "CanonicalOrder": CanonicalOrder,
                   "SymmetrizedExternal": SymmetrizedExternal}

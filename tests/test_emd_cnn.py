@@ -36,10 +36,12 @@ def test_published_architecture_size():
 
 
 DIFFERENCE = EmdCnnArch(filters=8, kernel=3, dense=16, output="mass", inputs="difference")
+CANONICAL = EmdCnnArch(filters=8, kernel=3, dense=16, output="mass", inputs="difference", symmetrize="canonical")
 
 
 @pytest.mark.parametrize("arch", [EmdCnnArch(), EmdCnnArch("8x8", 8, 3, 2, 16, "mass", True),
-                                  EmdCnnArch(output="log"), DIFFERENCE])
+                                  EmdCnnArch(output="log"), DIFFERENCE, CANONICAL,
+                                  EmdCnnArch(filters=8, dense=16, symmetrize="canonical")])
 def test_symmetric_and_unit_sum_invariant(arch, modules):
     model = build_emd_cnn(arch)
     a, b = modules[:32].astype(np.float32), modules[32:64].astype(np.float32)
@@ -50,9 +52,12 @@ def test_symmetric_and_unit_sum_invariant(arch, modules):
     np.testing.assert_allclose(scaled, ab, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("output,inputs", [("linear", "pair"), ("mass", "pair"), ("mass", "difference")])
-def test_gradients_finite_for_zero_and_sparse_inputs(output, inputs):
-    model = build_emd_cnn(EmdCnnArch(filters=8, dense=16, output=output, difference_channel=True, inputs=inputs))
+@pytest.mark.parametrize("output,inputs,symmetrize", [("linear", "pair", "mean"), ("mass", "pair", "mean"),
+                                                      ("mass", "difference", "mean"),
+                                                      ("mass", "difference", "canonical")])
+def test_gradients_finite_for_zero_and_sparse_inputs(output, inputs, symmetrize):
+    model = build_emd_cnn(EmdCnnArch(filters=8, dense=16, output=output, difference_channel=True, inputs=inputs,
+                                     symmetrize=symmetrize))
     zero = tf.zeros((2, 48))
     sparse = tf.constant(np.eye(48, dtype=np.float32)[[0, 5]])
     for a, b in ((zero, zero), (zero, sparse), (sparse, sparse)):
@@ -194,3 +199,26 @@ def test_relative_error_stats_hand_example():
     assert st["n_excluded_tiny"] == 1
     np.testing.assert_allclose(st["rel_mean"], (0.1 - 0.1 + 0.0) / 3, atol=1e-12)
     np.testing.assert_allclose(st["rel_sigma"], np.std([0.1, -0.1, 0.0]), atol=1e-12)
+
+
+def test_canonical_order_runs_the_network_once_and_survives_folding_and_saving(modules, tmp_path):
+    model = build_emd_cnn(CANONICAL)
+    assert len(model.get_layer("emd_core")._inbound_nodes) == 1     # one pass per pair
+    assert len(build_emd_cnn(DIFFERENCE).get_layer("emd_core")._inbound_nodes) > 1
+    rng = np.random.default_rng(0)
+    for layer in model.get_layer("emd_core").layers:   # non-trivial statistics to fold
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 2, g.shape), rng.normal(0, 0.1, b.shape),
+                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2, v.shape)])
+    order = model.get_layer("canonical_order")
+    order.set_weights([rng.standard_normal(48)])   # a saved model keeps its own direction
+    a, b = modules[:200], modules[200:400]
+    want = ec.predict_emd(model, a, b)
+    folded = ec.freeze(fold_batchnorm(model, CANONICAL))
+    np.testing.assert_allclose(ec.predict_emd(folded, a, b), want, rtol=2e-5, atol=1e-6)
+    np.testing.assert_array_equal(ec.predict_emd(folded, b, a), ec.predict_emd(folded, a, b))
+    ec.save_emd_cnn(folded, tmp_path, {"arch": "test"})
+    loaded = ec.load_frozen_emd_cnn(tmp_path)
+    np.testing.assert_array_equal(loaded.get_layer("canonical_order").get_weights()[0], order.get_weights()[0])
+    np.testing.assert_array_equal(ec.predict_emd(loaded, a, b), ec.predict_emd(folded, a, b))

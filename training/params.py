@@ -138,6 +138,9 @@ class EmdCnnParams(Strict):
     difference_channel: bool = Field(True, description="feed a - b beside a and b")
     inputs: Literal["pair", "difference"] = Field(
         "pair", description="pair: images of a and b (published); difference: only (a - b) / moved mass")
+    symmetrize: Literal["mean", "canonical"] = Field(
+        "mean", description="mean: of the network on both orders (published, two passes); "
+        "canonical: the pair in a canonical order, one pass")
     epochs: int = Field(30, ge=1, le=1000)
     batch_size: int = Field(256, ge=8, le=65536)
     learning_rate: float = Field(1e-3, gt=0, le=1)
@@ -158,7 +161,7 @@ class EmdCnnParams(Strict):
         from models.emd_cnn import EmdCnnArch
 
         return EmdCnnArch(self.arrangement, self.filters, self.kernel, self.n_conv, self.dense,
-                          self.output, self.difference_channel, self.inputs)
+                          self.output, self.difference_channel, self.inputs, self.symmetrize)
 
 
 LossName = Literal["emd_cnn", "mse", "wmse", "telescope", "sinkhorn"]
