@@ -83,9 +83,10 @@ def test_difference_inputs_give_zero_for_identical_modules_and_round_trip(module
         build_emd_cnn(EmdCnnArch(output="linear", inputs="difference"))
 
 
-def test_one_way_cosine_training_learns_the_symmetrized_model(smoke_pairs):
+@pytest.mark.parametrize("symmetrize", ["mean", "canonical"])
+def test_one_way_cosine_training_learns_the_symmetrized_model(smoke_pairs, symmetrize):
     params = EmdCnnParams(epochs=6, lr_schedule="cosine", inputs="difference", kernel=3, one_way_training=True,
-                          **SMALL)
+                          symmetrize=symmetrize, **SMALL)
     model, history = ec.train_emd_cnn(smoke_pairs, params, seed=0)
     assert history["val_loss"][-1] < 0.5 * history["val_loss"][0]
     assert history["final_learning_rate"] < 0.05 * params.learning_rate
