@@ -61,6 +61,11 @@ def build(run_dir: str | Path) -> tuple[str, dict]:
         md += ["## EMD-CNN accuracy (held-out pairs, relative error (pred - exact) / exact)", "",
                "| pairs | n | mean | sigma |", "|---|---|---|---|"]
         md += [f"| {k} | {v['n_pairs']:,} | {v['rel_mean']:+.4f} | {v['rel_sigma']:.4f} |" for k, v in m.items()]
+        own = (s["encoder"] or {}).get("emd_cnn_on_reconstructions")
+        if own:
+            out["emd_cnn"]["encoder_reconstructions"] = {"rel_mean": own["rel_mean"], "rel_sigma": own["rel_sigma"]}
+            md.append(f"| the trained encoder's reconstructions (test modules) | {own['n_pairs']:,} | "
+                      f"{own['rel_mean']:+.4f} | {own['rel_sigma']:.4f} |")
         md += [""]
     if s["compare"]:
         c = s["compare"]

@@ -101,14 +101,29 @@ def _train_and_evaluate(cfg: RunConfig, run_dir: Path, out: Path, loss_name: str
     enc, dec, history = et.train_autoencoder(train, ds["val"], params, loss_fn, cfg.seed, out, label)
     et.save_encoder(enc, dec, out)
     _, recon = et.reconstruct(enc, dec, test)
-    evaluation, _ = et.evaluate_reconstruction(test, recon, runner)
+    evaluation, exact = et.evaluate_reconstruction(test, recon, runner)
     et.clear_checkpoint(out)
     ov = evaluation["overall"]
     log.info("%s: exact EMD on %s test modules: mean %.3f, median %.3f (16-84%%: %.3f-%.3f)", label,
              f"{ov['n']:,}", ov["mean"], ov["median"], ov["p16"], ov["p84"])
-    return {"loss": loss_name, "quantized": quantized, "latent_bits": e.bits(), "elinks": e.elinks,
-            "epochs_run": len(history["loss"]) + history["initial_epoch"], "train_seconds": history["seconds"],
-            "history": history, "evaluation": evaluation}
+    summary = {"loss": loss_name, "quantized": quantized, "latent_bits": e.bits(), "elinks": e.elinks,
+               "epochs_run": len(history["loss"]) + history["initial_epoch"], "train_seconds": history["seconds"],
+               "history": history, "evaluation": evaluation}
+    if loss_name == "emd_cnn":
+        summary["emd_cnn_on_reconstructions"] = _loss_network_accuracy(frozen, test, recon, exact, label)
+    return summary
+
+
+def _loss_network_accuracy(frozen, test, recon, exact, label: str) -> dict:
+    """The EMD-CNN against the exact EMD on the pairs it was a loss for: the trained encoder's
+    own (module, reconstruction) pairs, which no held-out label set contains."""
+    from training import encoder_train as et
+    from training.emd_cnn_train import predict_emd, relative_error_stats
+
+    stats = relative_error_stats(predict_emd(frozen, test, et.judged_reconstruction(recon)[0]), exact)
+    log.info("%s: EMD-CNN on its own reconstructions: relative error mean %+.4f, sigma %.4f (%s pairs)", label,
+             stats["rel_mean"], stats["rel_sigma"], f"{stats['n_pairs']:,}")
+    return {k: stats[k] for k in ("n_pairs", "n_excluded_tiny", "rel_mean", "rel_sigma", "rel_median")}
 
 
 def _run_encoder(cfg: RunConfig, out: Path, progress: bool) -> dict:

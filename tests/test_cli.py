@@ -37,6 +37,11 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     assert summary["budget"] == report["budget"] and "emd_cnn/emd_cnn_pred_vs_exact.png" in summary["plots"]
     md = (run / "report.md").read_text()
     assert "## EMD-CNN accuracy" in md and "| RTL simulation (Verilator, da4ml Verilog) | 300 | 100.0000% | 0 |" in md
+    # the loss network judged on the pairs it was a loss for, as logged by the encoder stage
+    own = json.loads((run / "encoder" / "summary.json").read_text())["emd_cnn_on_reconstructions"]
+    assert own["n_pairs"] == 90 and 0 < own["rel_sigma"] < 10
+    assert summary["emd_cnn"]["encoder_reconstructions"]["rel_sigma"] == own["rel_sigma"]
+    assert f"| the trained encoder's reconstructions (test modules) | 90 | {own['rel_mean']:+.4f} |" in md
     csim = json.loads((run / "csim" / "summary.json").read_text())
     assert csim["check_passed"] and csim["testbench"]["bit_exact_fraction"] == 1.0
     assert csim["testbench"]["n_modules"] == 300

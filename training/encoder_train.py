@@ -137,12 +137,19 @@ def _pct(v: np.ndarray) -> dict:
     return {"n": int(v.size), "mean": float(v.mean()), "median": float(p50), "p16": float(p16), "p84": float(p84)}
 
 
+def judged_reconstruction(recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reconstruction as it is judged (negative charges clipped, a dead reconstruction
+    replaced by a flat one), and which rows were dead."""
+    recon = np.maximum(recon, 0.0)
+    empty = recon.sum(1) <= 0
+    recon[empty] = 1.0
+    return recon, empty
+
+
 def evaluate_reconstruction(charges: np.ndarray, recon: np.ndarray, emd_runner=None) -> dict:
     """Exact EMD of every (input, reconstruction) pair: overall, per occupancy bin and per
     module-charge bin."""
-    recon = np.maximum(recon, 0.0)
-    empty = recon.sum(1) <= 0
-    recon[empty] = 1.0  # a dead reconstruction is judged as a flat one
+    recon, empty = judged_reconstruction(recon)
     emd = emd_runner(charges, recon, desc="exact EMD of reconstructions") if emd_runner else exact_emd(charges, recon)
     occ = occupancy(charges)
     sums = charges.sum(1) / 35.0
