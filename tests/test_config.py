@@ -20,7 +20,7 @@ def test_shipped_configs_validate(name):
     ("data:\n  n_modules: many\n", r"data\.n_modules: Input should be a valid integer.*'many'"),
     ("data:\n  n_modules: -5\n", r"data\.n_modules: Input should be greater than or equal to 10 \(got -5\)"),
     ("labels:\n  perturb:\n    dropout_max: 1.5\n", r"labels\.perturb\.dropout_max: Input should be less than 1"),
-    ("emd:\n  solver: magic\n", r"emd\.solver: Input should be 'auto', 'wasserstein' or 'pot'"),
+    ("emd:\n  solver: magic\n", r"emd\.solver: Input should be 'auto', 'simplex', 'wasserstein' or 'pot'"),
     ("emd:\n  n_jobs: 0\n", r"emd: n_jobs must be -1"),
     ("data:\n  split: {train: 0.5, val: 0.1, test: 0.1}\n", r"data\.split: train \+ val \+ test must be 1"),
     ("data:\n  source: csv\n", r"data: source 'csv' needs data\.path"),

@@ -18,7 +18,7 @@ def unit(i, n=48):
     return x
 
 
-@pytest.mark.parametrize("solver", ["wasserstein", "pot"])
+@pytest.mark.parametrize("solver", ["simplex", "wasserstein", "pot"])
 def test_unit_mass_between_two_tcs_is_their_distance(solver):
     d = distance_matrix()
     pairs = [(0, 1), (0, 47), (5, 30), (16, 44)]
@@ -29,7 +29,7 @@ def test_unit_mass_between_two_tcs_is_their_distance(solver):
     np.testing.assert_allclose(got[0], 2.0, rtol=1e-9)
 
 
-@pytest.mark.parametrize("solver", ["wasserstein", "pot"])
+@pytest.mark.parametrize("solver", ["simplex", "wasserstein", "pot"])
 def test_hand_computed_split_mass(solver):
     # half of the charge moves one step, the other half stays: EMD = 0.5 * 2.0
     a = np.zeros(48); a[[0, 1]] = [3.0, 3.0]
@@ -47,7 +47,7 @@ def test_identical_and_scaled_modules_give_zero(modules):
     np.testing.assert_allclose(got, 0.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver", ["wasserstein", "pot"])
+@pytest.mark.parametrize("solver", ["simplex", "wasserstein", "pot"])
 def test_matches_dense_pot_and_is_symmetric(modules, solver):
     a, b = modules[:150], modules[150:300]
     rng = np.random.default_rng(0)
@@ -58,6 +58,40 @@ def test_matches_dense_pot_and_is_symmetric(modules, solver):
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
         np.testing.assert_allclose(exact_emd(y, x, solver=solver), got, atol=1e-12)
     assert (ref > 0).all()
+
+
+def test_simplex_on_degenerate_problems_matches_dense_pot():
+    """Few distinct charges on random TCs: ties in costs and masses, degenerate bases (a
+    row and a column exhausted at once), many pivots of zero flow."""
+    from training.transport_simplex import emd_rows
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    a = rng.integers(0, 3, (n, 48)) * (rng.random((n, 48)) < rng.random((n, 1)))
+    b = rng.integers(0, 3, (n, 48)) * (rng.random((n, 48)) < rng.random((n, 1)))
+    a[a.sum(1) == 0, 0] = 1
+    b[b.sum(1) == 0, 47] = 1
+    a, b = a.astype(float), b.astype(float)
+    out, status = np.empty(n), np.zeros(n, dtype=np.int64)
+    emd_rows(a, b, distance_matrix(), out, status)
+    assert not status.any(), "the simplex handed pairs back"
+    ref = np.array([pot_dense_emd(a[i], b[i]) for i in range(n)])
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
+
+
+def test_pairs_the_simplex_hands_back_are_solved_by_the_fallback(modules, monkeypatch):
+    import training.transport_simplex as simplex
+
+    def hand_back_odd_rows(a, b, dist, out, status):
+        status[:] = np.arange(len(out)) % 2
+        out[:] = np.where(status == 1, np.nan, 0.0)
+
+    a, b = modules[:40], modules[40:80]
+    want = exact_emd(a, b, solver="pot")
+    monkeypatch.setattr(simplex, "emd_rows", hand_back_odd_rows)
+    got = exact_emd(a, b, solver="simplex")
+    np.testing.assert_allclose(got[1::2], want[1::2], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got[::2], 0.0)
 
 
 @pytest.mark.parametrize("fork", [False, True], ids=["loky", "fork"])

@@ -98,8 +98,9 @@ class PerturbParams(Strict):
 
 
 class EmdParams(Strict):
-    solver: Literal["auto", "wasserstein", "pot"] = Field(
-        "auto", description="auto: the C++ wasserstein package if importable, else POT")
+    solver: Literal["auto", "simplex", "wasserstein", "pot"] = Field(
+        "auto", description="auto: the compiled simplex if numba is importable, else the C++ "
+                            "wasserstein package if importable, else POT")
     n_jobs: int = Field(-1, ge=-1, description="worker processes (-1: all cores)")
     chunk_size: int = Field(4000, ge=1, description="pairs per task (and per cache entry)")
     dask_scheduler: Optional[str] = Field(None, description="address of a running Dask scheduler")
