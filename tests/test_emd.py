@@ -114,6 +114,35 @@ def test_parallel_equals_serial(modules, monkeypatch, tmp_path, fork):
     np.testing.assert_array_equal(serial, parallel)
 
 
+FORKED_FAILURE = """
+import os, sys, numpy as np
+import training.emd as emd_mod
+real = emd_mod.emd_chunk
+def failing(a, b, solver):
+    if a.shape[0] == 10:          # the last, short chunk (138 = 4 x 32 + 10)
+        if sys.argv[1] == "raise":
+            raise ValueError("boom in a worker")
+        os._exit(3)
+    return real(a, b, solver)
+emd_mod.emd_chunk = failing
+assert emd_mod._fork_is_safe()
+x = np.random.default_rng(0).random((138, 48))
+try:
+    emd_mod.exact_emd(x, x[::-1].copy(), n_jobs=2, chunk_size=32)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("how, message", [("raise", "ValueError boom in a worker"),
+                                          ("die", "RuntimeError an exact-EMD worker process died (exit code 3)")])
+def test_forked_worker_failures_reach_the_caller(how, message):
+    # in a fresh process: never fork one that holds TensorFlow's threads
+    done = subprocess.run([sys.executable, "-c", FORKED_FAILURE, how], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.stdout.strip() == message, done.stderr
+
+
 def test_cache_avoids_recomputation(modules, tmp_path, monkeypatch):
     a, b = modules[:200], modules[200:400]
     first = exact_emd(a, b, chunk_size=64, cache_dir=tmp_path)
@@ -145,6 +174,8 @@ def test_invalid_pairs_raise():
         exact_emd(good, -good)
     with pytest.raises(ValueError, match="NaN"):
         exact_emd(good, np.full((2, 48), np.nan))
+    with pytest.raises(ValueError, match="charge sums overflow"):
+        exact_emd(good, np.full((2, 48), 1e308))
     with pytest.raises(ValueError, match="equal shape"):
         exact_emd(good, np.ones((3, 48)))
 
