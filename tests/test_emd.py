@@ -79,6 +79,14 @@ def test_simplex_on_degenerate_problems_matches_dense_pot():
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
 
 
+def test_prepare_solver_compiles_the_simplex_only():
+    from training.emd import prepare_solver
+    from training.transport_simplex import emd_rows
+
+    assert prepare_solver("pot") == 0.0 and prepare_solver("wasserstein") == 0.0
+    assert prepare_solver("simplex") > 0 and emd_rows.signatures   # compiled, or loaded from cache
+
+
 def test_pairs_the_simplex_hands_back_are_solved_by_the_fallback(modules, monkeypatch):
     import training.transport_simplex as simplex
 
