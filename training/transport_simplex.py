@@ -68,9 +68,11 @@ def _least_cost_start(C, s, d, m, n, order, bi, bj, bx, rs, rd, row_out, col_out
 
 
 @njit(cache=True)
-def _hang(C, m, root, bi, bj, u, v, adj, deg, parent, parent_edge, depth, queue, sign, shift):
-    """Depths below `root` (its own set) and potential shifts (rows -sign*shift, columns
-    +sign*shift) over the subtree of `root`, walking the tree from it away from its parent.
+def _hang(C, m, root, bi, bj, u, v, adj, deg, parent, parent_edge, depth, queue, build, sign, shift):
+    """Walk the subtree of `root` away from its parent, setting parents and depths below
+    `root` (its own depth is set by the caller). `build`: the first walk from the root of the
+    whole tree, which computes the potentials from the tree cells; else the potentials of
+    the subtree move as a block (rows -sign*shift, columns +sign*shift).
 
     Nodes 0..m-1 are rows, m.. columns; returns the number of nodes reached."""
     queue[0] = root
@@ -88,7 +90,7 @@ def _hang(C, m, root, bi, bj, u, v, adj, deg, parent, parent_edge, depth, queue,
             if q == parent[p]:
                 continue
             parent[q], parent_edge[q], depth[q] = p, k, depth[p] + 1
-            if shift == 0.0:              # first build: potentials from the tree cells
+            if build:
                 if q >= m:
                     v[q - m] = C[bi[k], bj[k]] - u[bi[k]]
                 else:
@@ -147,7 +149,7 @@ def _solve(C, s, d, m, n, work_i, adj, work_f, work_b, order):
         _link(adj, deg, bi[k], k)
         _link(adj, deg, m + bj[k], k)
     parent[0], parent_edge[0], depth[0], u[0] = -1, -1, 0, 0.0
-    if _hang(C, m, 0, bi, bj, u, v, adj, deg, parent, parent_edge, depth, queue, 1.0, 0.0) != nodes:
+    if _hang(C, m, 0, bi, bj, u, v, adj, deg, parent, parent_edge, depth, queue, True, 1.0, 0.0) != nodes:
         return 0.0, 1                     # the start is not a spanning tree
     for _ in range(MAX_PIVOTS_PER_CELL * m * n + 10):
         best, ei, ej = -TOL, -1, -1
@@ -210,7 +212,7 @@ def _solve(C, s, d, m, n, work_i, adj, work_f, work_b, order):
                 break
             prev, prev_edge, x = x, nxt_edge, nxt
         depth[w] = depth[other] + 1
-        _hang(C, m, w, bi, bj, u, v, adj, deg, parent, parent_edge, depth, queue, sign, best)
+        _hang(C, m, w, bi, bj, u, v, adj, deg, parent, parent_edge, depth, queue, False, sign, best)
     return 0.0, 1
 
 
