@@ -27,8 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from emd_throughput import default_pairs, naive_pot  # noqa: E402  (bench/ is the script's path)
 from econ_emd.config import load_config
-from training.emd import exact_emd
-from training.emd_cnn_train import MODEL_FILE, freeze, load_frozen_emd_cnn, predict_emd
+from econ_emd.emd.exact import exact_emd
+from econ_emd.training.emd_cnn_train import MODEL_FILE, freeze, load_frozen_emd_cnn, predict_emd
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
     if model_path.exists():
         model, source = load_frozen_emd_cnn(model_path), str(model_path)
     else:
-        from models.emd_cnn import build_emd_cnn
+        from econ_emd.models.emd_cnn import build_emd_cnn
 
         model, source = freeze(build_emd_cnn(cfg.emd_cnn.arch())), "untrained, configured architecture"
     print(f"pairs: {len(a):,}; cores: {cores}; model: {source} ({model.count_params():,} parameters)")

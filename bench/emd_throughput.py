@@ -31,10 +31,10 @@ import time
 import numpy as np
 
 from econ_emd.config import load_config
-from training.dataset import build_dataset
-from training.emd import exact_emd, resolve_solver
-from training.geometry import distance_matrix
-from training.labels import make_pairs
+from econ_emd.data.dataset import build_dataset
+from econ_emd.emd.exact import exact_emd, resolve_solver
+from econ_emd.base.geometry import distance_matrix
+from econ_emd.data.labels import make_pairs
 
 
 def default_pairs(config: str | None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -56,7 +56,7 @@ def naive_pot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _half_worker(a, b, barrier, out):
-    from training.emd import emd_chunk
+    from econ_emd.emd.exact import emd_chunk
 
     solver = resolve_solver("auto")
     emd_chunk(a[:1000], b[:1000], solver)  # warm: imports and first calls outside the timing

@@ -33,11 +33,11 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from firmware import csim
-    from firmware.convert import FirmwareOptions, convert, encoder_formats
-    from models.econt import EncoderArch, build_encoder, elink_preset
-    from training.encoder_train import encoder_inputs, load_encoder
-    from training.synthetic import generate
+    from econ_emd.firmware import csim
+    from econ_emd.firmware.convert import FirmwareOptions, convert, encoder_formats
+    from econ_emd.models.econt import EncoderArch, build_encoder, elink_preset
+    from econ_emd.training.encoder_train import encoder_inputs, load_encoder
+    from econ_emd.data.synthetic import generate
 
     run = Path(args.run_dir)
     trained = None
@@ -45,7 +45,7 @@ def main() -> None:
         trained = load_encoder(run / "encoder")
     data = run / "data" / "modules.h5"
     if data.exists():
-        from training.dataset import load_dataset
+        from econ_emd.data.dataset import load_dataset
 
         modules = load_dataset(run / "data")["test"]
     else:

@@ -32,11 +32,10 @@ def main() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes between trainings
 
     from econ_emd.config import load_config
-    from training import encoder_train as et
-    from training.dataset import load_dataset
-    from training.emd import EmdRunner
-    from training.emd_cnn_train import load_frozen_emd_cnn
-    from training.losses import get_loss
+    from econ_emd.data.dataset import load_dataset
+    from econ_emd.emd.exact import EmdRunner
+    from econ_emd.training.comparison import train_and_evaluate
+    from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
 
     cfg = load_config(args.config)
     run = Path(args.run_dir)
@@ -44,23 +43,19 @@ def main() -> None:
         raise SystemExit(f"{run}: needs data/ and emd_cnn/ from `econ-emd pipeline` first")
     e = cfg.encoder
     ds = load_dataset(run / "data")
-    train, test = ds["train"][: e.max_train_modules], ds["test"][: e.max_eval_modules]
+    n_train, n_test = len(ds["train"][: e.max_train_modules]), len(ds["test"][: e.max_eval_modules])
     frozen = load_frozen_emd_cnn(run / "emd_cnn") if "emd_cnn" in args.losses else None
     runner = EmdRunner(solver=cfg.emd.solver, n_jobs=len(os.sched_getaffinity(0)), progress=False)
     jobs = [(name, True) for name in args.losses] + ([("emd_cnn", False)] if args.float else [])
-    print(f"{len(train):,} training and {len(test):,} test modules; {e.epochs} epochs, learning rate "
+    print(f"{n_train:,} training and {n_test:,} test modules; {e.epochs} epochs, learning rate "
           f"{e.learning_rate}, batch {e.batch_size}")
     for seed in args.seeds:
         med, mean = {}, {}
         for name, quantized in jobs:
             t0 = time.perf_counter()
-            loss_fn = get_loss(name, frozen, e.sinkhorn_epsilon, e.sinkhorn_iter)
-            params = e.model_copy(update={"quantized": quantized})
-            enc, dec, _ = et.train_autoencoder(train, ds["val"], params, loss_fn, seed, None, name)
-            _, recon = et.reconstruct(enc, dec, test)
-            ev, _ = et.evaluate_reconstruction(test, recon, runner)
+            run = train_and_evaluate(ds, e, None, name, quantized, frozen, runner, seed, name)
             key = name if quantized else f"{name} (float)"
-            med[key], mean[key] = ev["overall"]["median"], ev["overall"]["mean"]
+            med[key], mean[key] = run.evaluation.overall.median, run.evaluation.overall.mean
             print(f"  seed {seed} {key:16s} median {med[key]:.3f} mean {mean[key]:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
         line = [f"seed {seed}:"]

@@ -29,14 +29,16 @@ def main() -> None:
 
     import numpy as np
 
-    from training.emd import exact_emd
-    from training.geometry import tc_centres
-    from training.neemo import fit_shapes, kmeans_baseline, kr_estimate, module_pair_weights, synthetic_event
-    from training.params import NeemoConfig
-    from training.synthetic import generate
+    from econ_emd.emd.exact import exact_emd
+    from econ_emd.base.geometry import tc_centres
+    from econ_emd.neemo.estimate import kr_estimate, module_pair_weights
+    from econ_emd.neemo.events import kmeans_baseline, synthetic_event
+    from econ_emd.neemo.fit import fit_shapes
+    from econ_emd.neemo.params import NeemoConfig
+    from econ_emd.data.synthetic import generate
 
     cfg = NeemoConfig()
-    opt = cfg.optimizer(seed=0)
+    opt = cfg.potential()
     print(f"cores: {os.cpu_count()}; potential width {cfg.width}, {cfg.n_linear} linear layers, groups of "
           f"{cfg.group_size}; estimator {cfg.steps} steps, lr {cfg.learning_rate} -> {cfg.final_learning_rate}")
     if not args.skip_estimate:
@@ -59,7 +61,7 @@ def main() -> None:
 
     if args.events <= 0:
         return
-    fit_cfg = cfg.fit_params(**({"init": args.init} if args.init else {}))
+    fit_cfg = cfg.fit.model_copy(update={"init": args.init} if args.init else {})
     events = [synthetic_event(2 + i % 4, 1000 + i) for i in range(args.events)]
     rows = []
     t0 = time.perf_counter()
@@ -68,7 +70,7 @@ def main() -> None:
         if not sel:
             continue
         res = fit_shapes([(events[i]["points"], events[i]["energies"]) for i in sel],
-                         cfg.fit_params(**{**fit_cfg.__dict__, "k": k}), opt)
+                         fit_cfg.model_copy(update={"k": k}), opt)
         for j, i in enumerate(sel):
             km = kmeans_baseline(events[i]["points"], events[i]["energies"], k)
             rows.append((k, res.exact[j], km["exact_emd"], res.estimate[j], res.track[0]["exact"][j]))

@@ -35,10 +35,10 @@ def main() -> None:
 
     import numpy as np
 
-    from firmware.params import RtlParams
-    from firmware.rtl import build_rtl
-    from training.encoder_train import encoder_inputs, load_encoder
-    from training.synthetic import generate
+    from econ_emd.firmware.params import RtlParams
+    from econ_emd.firmware.rtl import build_rtl
+    from econ_emd.training.encoder_train import encoder_inputs, load_encoder
+    from econ_emd.data.synthetic import generate
 
     run = Path(args.run_dir)
     encoder = load_encoder(run / "encoder")

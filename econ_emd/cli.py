@@ -1,6 +1,7 @@
-"""`econ-emd`: one command, a subcommand per stage, and `pipeline` for all of them.
+"""`econ-emd`: one command, a subcommand per stage (from the registry), `pipeline` for all
+of them, `neemo estimate|fit` and `show-config`. This module only parses and dispatches.
 
-Exit codes: 0 success; 1 a check failed; 2 a usage, config or input-data error (the
+Exit codes: 0 success; 1 a check failed; 2 a usage, config, input-data or tool error (the
 message names the file, key, row or column); 130 interrupted.
 """
 from __future__ import annotations
@@ -16,23 +17,6 @@ from . import __version__
 log = logging.getLogger("econ_emd")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-PIPELINE_ORDER = ("data", "label", "emd_cnn", "encoder", "compare", "firmware", "csim", "rtl", "report")
-#: CLI command of each stage
-COMMANDS = {"data": "data", "label": "label", "emd_cnn": "train-emd-cnn", "encoder": "train-encoder",
-            "compare": "compare-losses", "firmware": "firmware", "csim": "csim", "rtl": "rtl", "report": "report"}
-
-STAGE_HELP = {
-    "data": "generate or load the modules and write the train/val/test split",
-    "label": "exact EMD labels for random and perturbed module pairs",
-    "emd_cnn": "train, freeze and evaluate the EMD-CNN on the exact labels",
-    "encoder": "quantization-aware training of the ECON-T encoder, judged by exact EMD",
-    "compare": "train the encoder with every loss on the same split and compare by exact EMD",
-    "firmware": "convert the encoder with hls4ml into an HLS project (vendor build when found)",
-    "csim": "C simulation of the HLS project with g++: bit-accuracy against QKeras",
-    "rtl": "vendor-free RTL: da4ml Verilog, Verilator bit-accuracy and latency, Yosys resources",
-    "report": "resource/latency report (vendor, Yosys, exact counts) and budget checks",
-}
-
 
 _NEVER_CHATTY = ("numba", "matplotlib", "PIL", "fsspec", "asyncio")
 
@@ -67,28 +51,51 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", "-q", action="store_true", help="errors only, no progress bars (bars show on a terminal only)")
 
 
+def _add_neemo(sub) -> None:
+    from econ_emd.neemo.params import SHAPES
+
+    p = sub.add_parser("neemo", help="NEEMo: Lipschitz-network EMD estimates and geometric fits",
+                       description="NEEMo: EMD through the Kantorovich-Rubinstein dual with a Lipschitz network.")
+    nsub = p.add_subparsers(dest="neemo_command", metavar="ACTION", required=True)
+    e = nsub.add_parser("estimate", help="EMD between two modules or two files of modules (row by row)",
+                        description="NEEMo estimate vs exact EMD for module pairs: the rows of --a and --b "
+                                    "(CSV/HDF5, ECON-T columns; one row is paired with every row of the "
+                                    "other), or random synthetic module pairs.")
+    _common(e)
+    e.add_argument("--a", metavar="FILE", help="modules (CSV or HDF5)")
+    e.add_argument("--b", metavar="FILE", help="modules (CSV or HDF5)")
+    e.add_argument("--pairs", type=int, metavar="N", help="random synthetic pairs (default: neemo.random_pairs)")
+    f = nsub.add_parser("fit", help="fit K points/circles/rings to an energy map",
+                        description="Fit K shapes to a synthetic multi-cluster event or to a module's TC "
+                                    "deposits; compare with energy-weighted k-means by exact EMD.")
+    _common(f)
+    f.add_argument("--shape", choices=SHAPES, help="default: neemo.fit.shape")
+    f.add_argument("--k", type=int, help="number of shapes (default: neemo.fit.k)")
+    f.add_argument("--clusters", type=int, default=3, help="clusters of the synthetic event (default 3)")
+    f.add_argument("--event-seed", type=int, default=0, help="seed of the synthetic event")
+    f.add_argument("--modules", metavar="FILE", help="fit a module's deposits instead (CSV or HDF5)")
+    f.add_argument("--index", type=int, default=0, help="row of --modules to fit (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .registry import STAGES
+
     parser = argparse.ArgumentParser(
         prog="econ-emd",
         description="HGCAL ECON-T compression trained with a differentiable Earth Mover's Distance.")
     parser.add_argument("--version", action="version", version=f"econ-emd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in PIPELINE_ORDER:
-        p = sub.add_parser(COMMANDS[name], help=STAGE_HELP[name], description=STAGE_HELP[name])
+    for stage in STAGES.values():
+        p = sub.add_parser(stage.command, help=stage.help, description=stage.help)
         _common(p)
-        if name in ("firmware", "csim", "rtl", "report"):
-            p.add_argument("--encoder", metavar="H5", help="a QKeras encoder .h5 instead of the run's")
-        if name == "encoder":
-            p.add_argument("--loss", choices=("emd_cnn", "mse", "wmse", "telescope", "sinkhorn"),
-                           help="training loss (default: the config's encoder.loss)")
+        for opt in stage.options:
+            p.add_argument(opt.flag, dest=opt.key, metavar=opt.metavar, choices=opt.choices, help=opt.help)
     p = sub.add_parser("pipeline", help="run every stage in order, skipping up-to-date ones",
                        description="Run every stage in order; stages whose outputs match the "
-                                   "config are skipped. --force reruns them all.")
+                                   "config and their inputs are skipped. --force reruns them all.")
     _common(p)
     p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
-    from .neemo_cmd import add_parser as add_neemo
-
-    add_neemo(sub)
+    _add_neemo(sub)
     p = sub.add_parser("show-config", help="print the validated config with all defaults")
     _common(p)
     return parser
@@ -109,16 +116,24 @@ def _setup_logging(args: argparse.Namespace) -> None:
         _quiet_libraries()
 
 
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """--set values, then the stage flags that set one config key each."""
+    from .registry import STAGES
+
+    out = list(args.overrides)
+    for stage in STAGES.values():
+        for opt in stage.options:
+            value = getattr(args, opt.key, None)
+            if value is not None:
+                out.append(f"{opt.key}={value}")
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     from .config import dump_config, load_config
-    from .stages import is_current, run_stage
+    from .registry import command_stage, run_pipeline, run_stage
 
-    overrides = list(args.overrides)
-    if getattr(args, "loss", None):
-        overrides.append(f"encoder.loss={args.loss}")
-    if getattr(args, "encoder", None):
-        overrides.append(f"firmware.encoder_path={args.encoder}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, _overrides(args))
     if args.run_dir:
         cfg.run_dir = args.run_dir
     if args.command == "show-config":
@@ -131,29 +146,13 @@ def _run(args: argparse.Namespace) -> int:
         from .neemo_cmd import run_estimate, run_fit
 
         (run_estimate if args.neemo_command == "estimate" else run_fit)(cfg, args, progress)
-        return EXIT_OK
-    if args.command == "pipeline":
-        from firmware import rtl_warmup
+    elif args.command == "pipeline":
+        from . import report
 
-        if cfg.rtl.enabled and (args.force or not is_current(cfg, run_dir, "rtl")):
-            rtl_warmup.start()      # da4ml's first-use JIT compile, beside the training stages
-        try:
-            for name in PIPELINE_ORDER:
-                if name == "rtl" and not cfg.rtl.enabled:
-                    log.info("rtl: disabled (rtl.enabled: false), skipped")
-                    continue
-                if not args.force and is_current(cfg, run_dir, name):
-                    log.info("%s: up to date, skipped", name)
-                    continue
-                run_stage(cfg, run_dir, name, progress)
-        finally:
-            rtl_warmup.stop()
-        from . import run_report
-
-        log.info("pipeline done: read %s", run_report.write(run_dir))
+        run_pipeline(cfg, run_dir, args.force, progress)
+        log.info("pipeline done: read %s", report.write(run_dir))
     else:
-        stage = next(k for k, v in COMMANDS.items() if v == args.command)
-        run_stage(cfg, run_dir, stage, progress)
+        run_stage(cfg, run_dir, command_stage(args.command), progress)
     return EXIT_OK
 
 
@@ -161,18 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args)
-    from training.loaders import DataError
-
-    from training.artifacts import ModelFileError
-
-    from firmware.rtl_sim import RtlToolError
-
-    from .config import ConfigError
-    from .stages import CheckFailed, StageOrderError
+    from econ_emd.base.errors import CheckFailed, UserError
 
     try:
         return _run(args)
-    except (ConfigError, DataError, StageOrderError, ModelFileError, RtlToolError) as exc:
+    except UserError as exc:
         print(f"econ-emd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CheckFailed as exc:

@@ -7,24 +7,25 @@ Relative paths in a config are relative to the current working directory.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import yaml
 from pydantic import Field, ValidationError
 
-from firmware.params import FirmwareParams, RtlParams
-from training.params import (DataParams, EmdCnnParams, EmdParams, EncoderParams, LabelParams, NeemoConfig,
-                             Strict)
+from econ_emd.base.errors import ConfigError
+from econ_emd.base.schema import Strict
+from econ_emd.data.params import DataParams, LabelParams
+from econ_emd.emd.params import EmdParams
+from econ_emd.firmware.params import FirmwareParams, RtlParams
+from econ_emd.neemo.params import NeemoConfig
+from econ_emd.training.params import EmdCnnParams, EncoderParams
 
-#: the repository's configs/ directory (the project is installed in editable mode)
+__all__ = ["CONFIG_DIR", "DEFAULT_CONFIG", "ConfigError", "RunConfig", "dump_config", "load_config"]
+
+#: the repository's configs/ directory (a wheel install has none: the schema's defaults,
+#: which equal configs/default.yaml (a test checks), stand in for it)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message is one line per problem."""
 
 
 class RunConfig(Strict):
@@ -38,12 +39,6 @@ class RunConfig(Strict):
     firmware: FirmwareParams = FirmwareParams()
     rtl: RtlParams = RtlParams()
     neemo: NeemoConfig = NeemoConfig()
-
-    def section_hash(self, *sections: str) -> str:
-        """Hash of the named sections (plus the seed): a stage's identity for resuming."""
-        dump = self.model_dump(mode="json")
-        chosen = {"seed": dump["seed"], **{s: dump[s] for s in sections}}
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _describe(err: dict) -> str:
@@ -81,12 +76,24 @@ def _apply_override(data: dict, assignment: str) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate a YAML config; raise ConfigError with one line per problem."""
+    """Read, override and validate a YAML config; raise ConfigError with one line per problem.
+
+    Without a path: configs/default.yaml of the checkout, or the schema's defaults (the same
+    values) where the package was installed without the repository."""
+    if path is None and not DEFAULT_CONFIG.exists():
+        return _validate(Path("(defaults)"), "", overrides)
     path = Path(path) if path is not None else DEFAULT_CONFIG
+    return _validate(path, _read(path), overrides)
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+
+
+def _validate(path: Path, text: str, overrides: list[str] | None) -> RunConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,6 +1,6 @@
 """hls4ml conversion of the QKeras encoder into an HLS project, set up for bit-exactness.
 
-What bit-exactness needs (DESIGN.md, hls4ml part), applied here:
+What bit-exactness needs, applied here:
 * the 'name'-granularity config from the QKeras model;
 * the input precision equal to the encoder's real input format (the signed format of its
   input quantizer), instead of hls4ml's default fixed<16,6>;
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.artifacts import ModelFileError
+from econ_emd.base.errors import ModelFileError
 
 from .precision import FixedFormat, accumulator_format, format_of
 

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from training.params import Strict
+from econ_emd.base.schema import Strict
 
 
 class BudgetParams(Strict):

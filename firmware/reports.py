@@ -15,10 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from econ_emd.base.tables import markdown_table
+
 SRC_HLS = "vendor HLS estimate"
 SRC_SYNTH = "vendor synthesis"
 SRC_COSIM = "vendor cosim"
 SRC_EXACT = "exact count"
+#: what a vendor build writes into an hls4ml project (here, or on another machine and copied
+#: in): products of the project that the report reads, not part of the project itself
+VENDOR_OUTPUTS = ("myproject_prj/", "vivado_synth.rpt", "vivado_hls.log", "vitis_hls.log")
 
 
 def _num(v):
@@ -173,20 +178,15 @@ def check_budget(figures: dict, budget: dict) -> list[dict]:
 
 def figures_table(figs: dict) -> list[str]:
     """Markdown rows of the figures, each with its source (firmware report and run summary)."""
-    lines = ["| figure | value | of | % | source |", "|---|---|---|---|---|"]
-    for name, f in figs.items():
-        pct = f.get("percent")
-        lines.append(f"| {name} | {f.get('value')} {f.get('unit', '')} | {f.get('available', '')} | "
-                     f"{'' if pct is None else f'{pct:.1f}'} | {f['source']} |")
-    return lines
+    rows = [[name, f"{f.get('value')} {f.get('unit', '')}", f.get("available", ""),
+             "" if f.get("percent") is None else f"{f['percent']:.1f}", f["source"]] for name, f in figs.items()]
+    return markdown_table(["figure", "value", "of", "%", "source"], rows)
 
 
 def budget_table(budget: list[dict]) -> list[str]:
-    lines = ["| item | limit | value | source | verdict |", "|---|---|---|---|---|"]
-    for b in budget:
-        value = "-" if b["value"] is None else f"{b['value']:.4g}"
-        lines.append(f"| {b['item']} | {b['limit']} | {value} | {b['source'] or '-'} | {b['verdict']} |")
-    return lines
+    rows = [[b["item"], b["limit"], "-" if b["value"] is None else f"{b['value']:.4g}", b["source"] or "-",
+             b["verdict"]] for b in budget]
+    return markdown_table(["item", "limit", "value", "source", "verdict"], rows)
 
 
 def to_markdown(report: dict) -> str:
@@ -198,13 +198,11 @@ def to_markdown(report: dict) -> str:
         lines.append("No vendor, Yosys or RTL-simulation figures: only exact counts below.")
     ex = report.get("exact_counts")
     if ex:
+        rows = [[layer, d["multipliers"], d["power_of_two_products"], d["adders"], f"{d['nonzero_weights']}/{d['weights']}",
+                 d["operands"], f"`{d['accumulator']}`"] for layer, d in ((n, ex[n]) for n in ("conv2d", "dense"))]
         lines += ["", f"## Exact counts (source: {ex['source']}, no synthesis)", "",
-                  "| layer | multipliers | power-of-two products | adders | non-zero weights | operands | accumulator |",
-                  "|---|---|---|---|---|---|---|"]
-        for layer in ("conv2d", "dense"):
-            d = ex[layer]
-            lines.append(f"| {layer} | {d['multipliers']} | {d['power_of_two_products']} | {d['adders']} | "
-                         f"{d['nonzero_weights']}/{d['weights']} | {d['operands']} | `{d['accumulator']}` |")
+                  *markdown_table(["layer", "multipliers", "power-of-two products", "adders", "non-zero weights",
+                                   "operands", "accumulator"], rows)]
         lines += ["", f"Weight storage: {ex['weight_storage_bits']} bits.", "", "Pipeline:", ""]
         lines += [f"{i + 1}. {p['layer']}: `{p['format']}`" for i, p in enumerate(ex["pipeline"])]
     budget = report.get("budget", [])
@@ -230,9 +228,9 @@ def rtl_markdown(summary: dict) -> str:
     if syn:
         c = syn["counts"]
         lines += [f"## Yosys synthesis ({syn.get('version', 'Yosys')}, synth_xilinx -family {syn['family']})", "",
-                  "| LUT | FF | CARRY | DSP | BRAM_18K | LUT as memory | MUXF |", "|---|---|---|---|---|---|---|",
-                  f"| {c['lut']:,} | {c['ff']:,} | {c['carry']:,} | {c['dsp']} | {c['bram_18k']} | "
-                  f"{c['lut_memory']} | {c['muxf']} |", "",
+                  *markdown_table(["LUT", "FF", "CARRY", "DSP", "BRAM_18K", "LUT as memory", "MUXF"],
+                                  [[f"{c['lut']:,}", f"{c['ff']:,}", f"{c['carry']:,}", c["dsp"], c["bram_18k"],
+                                    c["lut_memory"], c["muxf"]]]), "",
                   f"Synthesis took {syn['seconds']:.0f} s. Yosys does no timing analysis: the clock is not "
                   f"verified here (a vendor implementation run is).", ""]
     else:

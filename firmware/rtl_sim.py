@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from econ_emd.base.errors import ToolError
+
 from .csim import compare_lsb
 
 log = logging.getLogger("econ_emd")
@@ -30,7 +32,7 @@ TOP = "econt_encoder"
 TESTBENCH = Path(__file__).with_name("rtl_testbench") / "stream_tb.cpp"
 
 
-class RtlToolError(RuntimeError):
+class RtlToolError(ToolError):
     """An open-source RTL tool (Verilator, Yosys) is missing or failed."""
 
 
@@ -112,8 +114,8 @@ MAKE_VARIABLES = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0 CFG_CXXFLAGS_PCH_I=-i
 def build_simulator(project_dir: str | Path, layout: PortLayout, jobs: int = 2) -> Path:
     """Verilate the wrapper with the streaming testbench; returns the simulator binary.
 
-    C++ is compiled at -O0: for a wide, flat netlist compilation dominates (seen here: 12 s
-    at -O0, 81 s at the default -Os, for a 0.5 s simulation of 10,000 modules)."""
+    C++ is compiled at -O0: for a wide, flat netlist the compilation, not the simulation of
+    a few thousand modules, dominates the stage's time, and -Os multiplies it."""
     project_dir = Path(project_dir).resolve()
     cmd, env_extra = verilator_command()
     obj = project_dir / "sim" / "verilator"

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from training.geometry import MASK_8X8
+from econ_emd.base.geometry import MASK_8X8
 
+from .arch import EncoderArch  # noqa: F401 (re-exported)
 from .elinks import (ELINK_BITS, HEADER_BITS, LATENT_BITS_FOR_ELINKS, N_LATENT, SUM_BITS,  # noqa: F401
                      ElinkBudgetError, check_elink_budget, elink_preset)
 
@@ -32,19 +33,6 @@ from .elinks import (ELINK_BITS, HEADER_BITS, LATENT_BITS_FOR_ELINKS, N_LATENT, 
 OUTPUT_BIAS = float(np.log(1.0 / 47.0))
 
 
-@dataclass(frozen=True)
-class EncoderArch:
-    input_bits: int = 10
-    input_integer: int = 3
-    weight_bits: int = 5
-    weight_integer: int = 1
-    conv_act_bits: int = 11
-    conv_act_integer: int = 3
-    latent_bits: int = 9
-    latent_integer: int = 1
-    filters: int = 8
-    n_latent: int = N_LATENT
-    quantized: bool = True
 
 
 def quantizers(arch: EncoderArch) -> dict:

@@ -10,7 +10,7 @@ Unlike the published loss, the model normalizes its inputs itself (`UnitSum`), s
 can feed it raw reconstructions, and an all-zero input gives a finite output and gradient.
 Inputs are modules in CALQ order, shape (batch, 48); the output has shape (batch,).
 
-Options beyond the published network (all off in `EmdCnnArch()`):
+Options beyond the published network (all off in `PUBLISHED_EMD_CNN`):
 * `output`: `linear` (published: the network output is the EMD); `log`: the network
   predicts log(EMD), so a squared log error is a squared relative error; `mass`: the
   output is the transported mass m = 0.5 * sum|a - b| (unit-sum inputs) times the mean
@@ -36,26 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from .arch import INPUTS, OUTPUTS, PUBLISHED_EMD_CNN, SYMMETRIZE, EmdCnnArch  # noqa: F401 (re-exported)
 from .layers import CUSTOM_OBJECTS as LAYER_OBJECTS
 from .layers import IMAGE_SHAPES, SUM_FLOOR, ArrangeTCs, UnitSum
 
 N_TC = 48
-OUTPUTS = ("linear", "log", "mass")
-INPUTS = ("pair", "difference")
-SYMMETRIZE = ("mean", "canonical")
 
 
-@dataclass(frozen=True)
-class EmdCnnArch:
-    arrangement: str = "4x4x3"
-    filters: int = 32
-    kernel: int = 5
-    n_conv: int = 3
-    dense: int = 256
-    output: str = "linear"  # linear (published) | log | mass
-    difference_channel: bool = False
-    inputs: str = "pair"    # pair (published) | difference
-    symmetrize: str = "mean"  # mean (published) | canonical
 
 
 def _core_channels(arch: EmdCnnArch) -> int:
@@ -181,12 +168,12 @@ def _assemble(arch: EmdCnnArch, core: tf.keras.Model, symmetric: bool) -> tf.ker
     return tf.keras.Model([a_in, b_in], y, name="emd_cnn_one_way" if one_way else "emd_cnn")
 
 
-def build_emd_cnn(arch: EmdCnnArch = EmdCnnArch()) -> tf.keras.Model:
+def build_emd_cnn(arch: EmdCnnArch = PUBLISHED_EMD_CNN) -> tf.keras.Model:
     """Symmetrized EMD-CNN taking two (batch, 48) CALQ-order modules, returning (batch,)."""
     return build_emd_cnn_trainer(arch)[0]
 
 
-def build_emd_cnn_trainer(arch: EmdCnnArch = EmdCnnArch()) -> tuple[tf.keras.Model, tf.keras.Model]:
+def build_emd_cnn_trainer(arch: EmdCnnArch = PUBLISHED_EMD_CNN) -> tuple[tf.keras.Model, tf.keras.Model]:
     """(symmetrized model, one-way model f(a, b)) sharing one core.
 
     Training the one-way model on pairs swapped at random costs half the symmetrized
@@ -205,8 +192,8 @@ def fold_batchnorm(model: tf.keras.Model, arch: EmdCnnArch) -> tf.keras.Model:
     In inference mode a BatchNorm after a Conv2D/Dense is an affine map per output unit,
     s = gamma / sqrt(var + eps): folded into the layer, kernel * s and (bias - mean) * s + beta
     (in float64, then float32; outputs agree to float32 rounding). The frozen EMD-CNN then
-    skips 4 element-wise passes per core evaluation: ~10% of its inference time here, in
-    `predict_emd` and inside an encoder's loss alike."""
+    skips 4 element-wise passes per core evaluation, in `predict_emd` and inside an
+    encoder's loss alike."""
     old = model.get_layer("emd_core")
     core = _core(arch, batchnorm=False)
     for name in [f"conv{i}" for i in range(arch.n_conv)] + ["dense"]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from training.geometry import N_TC, PIXEL_OF_CALQ_8X8, calq_to_4x4x3
+from econ_emd.base.geometry import N_TC, PIXEL_OF_CALQ_8X8, calq_to_4x4x3
 
-ARRANGEMENTS = ("4x4x3", "8x8")
+from .arch import ARRANGEMENTS  # noqa: F401 (re-exported)
+
 IMAGE_SHAPES = {"4x4x3": (4, 4, 3), "8x8": (8, 8, 1)}
 
 #: the numerically safe floor of a module sum (an all-zero module maps to all zeros).

@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
-from training.synthetic import generate
+from econ_emd.data.synthetic import generate
 
 
 @pytest.fixture(scope="session")

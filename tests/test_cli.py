@@ -6,10 +6,10 @@ import pytest
 
 from econ_emd.cli import main
 from econ_emd.config import CONFIG_DIR
-from training.dataset import load_dataset
-from training.emd import exact_emd
-from training.labels import load_labels
-from training.loaders import CALQ_COLUMNS
+from econ_emd.data.dataset import load_dataset
+from econ_emd.emd.exact import exact_emd
+from econ_emd.data.labels import load_labels
+from econ_emd.data.loaders import CALQ_COLUMNS
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
 #: keep the end-to-end tests short: two losses in the comparison
@@ -140,8 +140,8 @@ def test_help_and_show_config(capsys):
 
 
 def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
-    from models.econt import build_decoder, build_encoder
-    from training.encoder_train import save_encoder
+    from econ_emd.models.econt import build_decoder, build_encoder
+    from econ_emd.training.encoder_train import save_encoder
 
     save_encoder(build_encoder(), build_decoder(), tmp_path / "enc")
     run = str(tmp_path / "run")
@@ -170,8 +170,8 @@ def test_budget_failure_exit_code_1(tmp_path, capsys):
     import shutil
     from pathlib import Path
 
-    from models.econt import build_decoder, build_encoder
-    from training.encoder_train import save_encoder
+    from econ_emd.models.econt import build_decoder, build_encoder
+    from econ_emd.training.encoder_train import save_encoder
 
     save_encoder(build_encoder(), build_decoder(), tmp_path / "enc")
     run = tmp_path / "run"
@@ -190,7 +190,7 @@ def test_budget_failure_exit_code_1(tmp_path, capsys):
 
 def test_corrupted_artifact_is_detected_and_rebuilt(tmp_path, caplog):
     from econ_emd.config import load_config
-    from econ_emd.stages import file_digest, is_current
+    from econ_emd.registry import file_digest, is_current
 
     run = tmp_path / "run"
     args = ["-c", SMOKE, "--run-dir", str(run)]

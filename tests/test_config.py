@@ -49,10 +49,3 @@ def test_overrides(tmp_path):
         load_config(write(tmp_path, ""), ["data.n_modules=1"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(write(tmp_path, ""), ["data.n_modules"])
-
-
-def test_section_hash_tracks_only_named_sections(tmp_path):
-    a = load_config(write(tmp_path, ""))
-    b = load_config(write(tmp_path, ""), ["labels.random_pairs=10"])
-    assert a.section_hash("data") == b.section_hash("data")
-    assert a.section_hash("labels") != b.section_hash("labels")

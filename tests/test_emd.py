@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import training.emd as emd_mod
-from training.emd import exact_emd, pot_dense_emd
-from training.geometry import distance_matrix
-from training.pairs import perturb
-from training.params import PerturbParams
+import econ_emd.emd.exact as emd_mod
+from econ_emd.emd.exact import exact_emd, pot_dense_emd
+from econ_emd.base.geometry import distance_matrix
+from econ_emd.data.pairs import perturb
+from econ_emd.data.params import PerturbParams
 
 
 def unit(i, n=48):
@@ -63,7 +63,7 @@ def test_matches_dense_pot_and_is_symmetric(modules, solver):
 def test_simplex_on_degenerate_problems_matches_dense_pot():
     """Few distinct charges on random TCs: ties in costs and masses, degenerate bases (a
     row and a column exhausted at once), many pivots of zero flow."""
-    from training.transport_simplex import emd_rows
+    from econ_emd.emd.simplex import emd_rows
 
     rng = np.random.default_rng(5)
     n = 3000
@@ -80,15 +80,15 @@ def test_simplex_on_degenerate_problems_matches_dense_pot():
 
 
 def test_prepare_solver_compiles_the_simplex_only():
-    from training.emd import prepare_solver
-    from training.transport_simplex import emd_rows
+    from econ_emd.emd.exact import prepare_solver
+    from econ_emd.emd.simplex import emd_rows
 
     assert prepare_solver("pot") == 0.0 and prepare_solver("wasserstein") == 0.0
     assert prepare_solver("simplex") > 0 and emd_rows.signatures   # compiled, or loaded from cache
 
 
 def test_pairs_the_simplex_hands_back_are_solved_by_the_fallback(modules, monkeypatch):
-    import training.transport_simplex as simplex
+    import econ_emd.emd.simplex as simplex
 
     def hand_back_odd_rows(a, b, dist, out, status):
         status[:] = np.arange(len(out)) % 2
@@ -124,7 +124,7 @@ def test_parallel_equals_serial(modules, monkeypatch, tmp_path, fork):
 
 FORKED_FAILURE = """
 import os, sys, numpy as np
-import training.emd as emd_mod
+import econ_emd.emd.exact as emd_mod
 real = emd_mod.emd_chunk
 def failing(a, b, solver):
     if a.shape[0] == 10:          # the last, short chunk (138 = 4 x 32 + 10)

@@ -1,14 +1,17 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.emd_cnn import EmdCnnArch, build_emd_cnn, fold_batchnorm
-from training import emd_cnn_train as ec
-from training.dataset import Dataset, split_indices
-from training.emd import exact_emd
-from training.labels import label_pairs, make_pairs
-from training.params import DataParams, EmdCnnParams, LabelParams
-from training.emd import EmdRunner
+from econ_emd.models.emd_cnn import PUBLISHED_EMD_CNN, EmdCnnArch, build_emd_cnn, fold_batchnorm
+from econ_emd.training import emd_cnn_train as ec
+from econ_emd.data.dataset import Dataset, split_indices
+from econ_emd.emd.exact import exact_emd
+from econ_emd.data.labels import label_pairs, make_pairs
+from econ_emd.data.params import DataParams, LabelParams
+from econ_emd.training.params import EmdCnnParams
+from econ_emd.emd.exact import EmdRunner
 
 SMALL = dict(filters=8, dense=32, batch_size=64, augment_rotations=False)
 
@@ -29,19 +32,24 @@ def trained(smoke_pairs):
 
 
 def test_published_architecture_size():
-    model = build_emd_cnn(EmdCnnArch())
+    model = build_emd_cnn(PUBLISHED_EMD_CNN)
     # the published network has ~189k parameters
     assert 185_000 < model.count_params() < 192_000
     assert len(model.inputs) == 2 and tuple(model.inputs[0].shape[1:]) == (48,)
 
 
-DIFFERENCE = EmdCnnArch(filters=8, kernel=3, dense=16, output="mass", inputs="difference")
-CANONICAL = EmdCnnArch(filters=8, kernel=3, dense=16, output="mass", inputs="difference", symmetrize="canonical")
+def _arch(**changes) -> EmdCnnArch:
+    """The published architecture with some fields changed."""
+    return dataclasses.replace(PUBLISHED_EMD_CNN, **changes)
 
 
-@pytest.mark.parametrize("arch", [EmdCnnArch(), EmdCnnArch("8x8", 8, 3, 2, 16, "mass", True),
-                                  EmdCnnArch(output="log"), DIFFERENCE, CANONICAL,
-                                  EmdCnnArch(filters=8, dense=16, symmetrize="canonical")])
+DIFFERENCE = _arch(filters=8, kernel=3, dense=16, output="mass", inputs="difference")
+CANONICAL = _arch(filters=8, kernel=3, dense=16, output="mass", inputs="difference", symmetrize="canonical")
+
+
+@pytest.mark.parametrize("arch", [PUBLISHED_EMD_CNN, EmdCnnArch("8x8", 8, 3, 2, 16, "mass", True, "pair", "mean"),
+                                  _arch(output="log"), DIFFERENCE, CANONICAL,
+                                  _arch(filters=8, dense=16, symmetrize="canonical")])
 def test_symmetric_and_unit_sum_invariant(arch, modules):
     model = build_emd_cnn(arch)
     a, b = modules[:32].astype(np.float32), modules[32:64].astype(np.float32)
@@ -56,7 +64,7 @@ def test_symmetric_and_unit_sum_invariant(arch, modules):
                                                       ("mass", "difference", "mean"),
                                                       ("mass", "difference", "canonical")])
 def test_gradients_finite_for_zero_and_sparse_inputs(output, inputs, symmetrize):
-    model = build_emd_cnn(EmdCnnArch(filters=8, dense=16, output=output, difference_channel=True, inputs=inputs,
+    model = build_emd_cnn(_arch(filters=8, dense=16, output=output, difference_channel=True, inputs=inputs,
                                      symmetrize=symmetrize))
     zero = tf.zeros((2, 48))
     sparse = tf.constant(np.eye(48, dtype=np.float32)[[0, 5]])
@@ -80,7 +88,7 @@ def test_difference_inputs_give_zero_for_identical_modules_and_round_trip(module
     np.testing.assert_array_equal(ec.predict_emd(ec.load_frozen_emd_cnn(tmp_path), a, b),
                                   ec.predict_emd(frozen, a, b))
     with pytest.raises(ValueError, match="needs output 'mass'"):
-        build_emd_cnn(EmdCnnArch(output="linear", inputs="difference"))
+        build_emd_cnn(_arch(output="linear", inputs="difference"))
 
 
 @pytest.mark.parametrize("symmetrize", ["mean", "canonical"])
@@ -170,7 +178,7 @@ def test_loads_external_published_format(tmp_path, modules):
     loaded = ec.load_frozen_emd_cnn(path)
     assert loaded.trainable_weights == []
     a, b = modules[:20], modules[20:40]
-    from training.geometry import calq_to_4x4x3
+    from econ_emd.base.geometry import calq_to_4x4x3
     ua = calq_to_4x4x3(ec.unit_sum32(a))
     ub = calq_to_4x4x3(ec.unit_sum32(b))
     expect = 0.5 * (external.predict([ua, ub], verbose=0) + external.predict([ub, ua], verbose=0)).ravel()

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.econt import (ElinkBudgetError, EncoderArch, build_decoder, build_encoder, check_elink_budget,
+from econ_emd.models.econt import (ElinkBudgetError, EncoderArch, build_decoder, build_encoder, check_elink_budget,
                           elink_preset)
-from training import encoder_train as et
-from training import losses as L
-from training.params import EncoderParams
+from econ_emd.training import encoder_train as et
+from econ_emd.training import losses as L
+from econ_emd.training.evaluation import evaluate_reconstruction
+from econ_emd.training.params import EncoderParams
 
 
 def test_reference_parameter_counts():
@@ -67,7 +68,7 @@ def test_losses_zero_for_identical_positive_otherwise(modules, name):
 
 
 def test_sinkhorn_minimal_for_identical_and_close_to_exact(modules):
-    from training.emd import exact_emd
+    from econ_emd.emd.exact import exact_emd
 
     fn = L.sinkhorn_loss(epsilon=0.05, n_iter=300)
     t = _imgs(modules)
@@ -83,7 +84,7 @@ def test_telescope_hand_computation():
     """One TC of charge 1 in the target, the reconstruction puts it on the next TC."""
     t = np.zeros((1, 48)); t[0, 0] = 1.0
     p = np.zeros((1, 48)); p[0, 1] = 1.0
-    from training.geometry import calq_to_8x8
+    from econ_emd.base.geometry import calq_to_8x8
 
     ti = tf.constant(calq_to_8x8(t)[..., None], tf.float32)
     pi = tf.constant(calq_to_8x8(p)[..., None], tf.float32)
@@ -117,7 +118,7 @@ def test_emd_cnn_loss_needs_a_model():
 @pytest.mark.parametrize("name", ["mse", "wmse", "telescope", "sinkhorn"])
 def test_smoke_training_lowers_loss(modules, name):
     params = EncoderParams(epochs=4, batch_size=64, learning_rate=5e-3, patience=4, sinkhorn_iter=10)
-    fn = L.get_loss(name, sinkhorn_iter=10)
+    fn = L.get_loss(name, sinkhorn_epsilon=params.sinkhorn_epsilon, sinkhorn_iter=10)
     _, _, hist = et.train_autoencoder(modules[:400], modules[400:500], params, fn, seed=0, label=name)
     assert hist["loss"][-1] < hist["loss"][0]
 
@@ -143,8 +144,8 @@ def test_checkpoint_resume(modules, tmp_path):
 
 def test_evaluation_bins(modules):
     recon = modules + 5.0
-    ev, emd = et.evaluate_reconstruction(modules, recon)
-    assert ev["overall"]["n"] == len(modules)
-    assert sum(b["n"] for b in ev["by_occupancy"]) == len(modules)
-    assert sum(b["n"] for b in ev["by_sum_mip"]) == len(modules)
+    ev, emd = evaluate_reconstruction(modules, recon)
+    assert ev.overall.n == len(modules)
+    assert sum(b.n for b in ev.by_occupancy) == len(modules)
+    assert sum(b.n for b in ev.by_sum_mip) == len(modules)
     assert (emd > 0).all()

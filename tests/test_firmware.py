@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from firmware import csim, reports
-from firmware.convert import FirmwareOptions, NotAnEncoderError, convert, encoder_formats, hls_config
-from models.econt import EncoderArch, build_encoder
-from training.encoder_train import encoder_inputs
+from econ_emd.firmware import csim, reports
+from econ_emd.firmware.convert import FirmwareOptions, NotAnEncoderError, convert, encoder_formats, hls_config
+from econ_emd.models.econt import EncoderArch, build_encoder
+from econ_emd.training.encoder_train import encoder_inputs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "econt_encoder_pynq_z2"
 
@@ -43,7 +43,7 @@ def test_csim_bit_exact(encoder, tb, tmp_path, io_type):
 def test_too_narrow_accumulator_is_detected(encoder, tb, tmp_path, monkeypatch):
     """The check can fail: a dense accumulator with 2 integer bits (wraps) and 4 fractional
     bits fewer than needed (truncates) gives mismatches in the C simulation."""
-    import firmware.convert as conv
+    import econ_emd.firmware.convert as conv
 
     real = conv.hls_config
 

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from training.loaders import CALQ_COLUMNS, DataError, load_modules, read_csv, read_hdf5
+from econ_emd.data.loaders import CALQ_COLUMNS, DataError, load_modules, read_csv, read_hdf5
 
 
 def write_csv(path, rows, header=None):

@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.lipschitz import GroupSort, LipschitzDense, PotentialArch, build_potential, check_lipschitz
-from training.neemo import (FitParams, NeemoParams, exact_emd_points, fit_shapes, kmeans_baseline, kr_estimate,
-                            synthetic_event)
+from econ_emd.models.lipschitz import GroupSort, LipschitzDense, PotentialArch, build_potential, check_lipschitz
+from econ_emd.neemo.estimate import kr_estimate
+from econ_emd.neemo.events import exact_emd_points, kmeans_baseline, synthetic_event
+from econ_emd.neemo.fit import fit_shapes
+from econ_emd.neemo.params import FitParams, PotentialParams
 
-FAST = NeemoParams(width=32, n_linear=3, group_size=4, steps=400, learning_rate=1e-2, final_learning_rate=1e-3)
+FAST = PotentialParams(width=32, n_linear=3, group_size=4, steps=400, learning_rate=1e-2, final_learning_rate=1e-3)
 
 
 def test_groupsort_is_a_permutation_within_groups():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.normalization import decode_sum, encode_sum, sumlog2_normalize, sumlog2_scale
+from econ_emd.base.normalization import decode_sum, encode_sum, sumlog2_normalize, sumlog2_scale
 
 
 def test_sumlog2_sum_in_one_two(modules):

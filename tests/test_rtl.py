@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from firmware import parts, reports, rtl_sim, rtl_synth, rtl_trace
-from firmware.params import RtlParams
-from firmware.rtl import build_rtl
-from models.econt import EncoderArch, build_encoder
-from training.encoder_train import encoder_inputs
+from econ_emd.firmware import parts, reports, rtl_sim, rtl_synth, rtl_trace
+from econ_emd.firmware.params import RtlParams
+from econ_emd.firmware.rtl import build_rtl
+from econ_emd.models.econt import EncoderArch, build_encoder
+from econ_emd.training.encoder_train import encoder_inputs
 
 STAT_FIXTURE = Path(__file__).parent / "fixtures" / "yosys_stat_econt_xcup.json"
 #: a few-hundred-LUT encoder: 1 filter, 2 latents of 3 bits (synthesizes in seconds)
@@ -171,7 +171,7 @@ def test_missing_yosys_always_is_an_error(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(rtl_sim.RtlToolError, match="Yosys not found"):
         rtl_synth.yosys_command()
-    from firmware import rtl
+    from econ_emd.firmware import rtl
 
     run, why = rtl._should_synthesize("auto")
     assert not run and why.startswith("synthesis skipped: Yosys not found")
@@ -180,7 +180,7 @@ def test_missing_yosys_always_is_an_error(tiny, tmp_path, monkeypatch):
 
 
 def test_background_solver_compile_runs_and_is_waited_for():
-    from firmware import rtl_warmup
+    from econ_emd.firmware import rtl_warmup
 
     assert rtl_warmup.wait() is None                 # nothing started: nothing to wait for
     rtl_warmup.start()

@@ -1,7 +1,7 @@
 import numpy as np
 
-from training.params import SyntheticParams
-from training.synthetic import generate, occupancy
+from econ_emd.data.params import SyntheticParams
+from econ_emd.data.synthetic import generate, occupancy
 
 
 def test_deterministic_per_seed():

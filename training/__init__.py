@@ -1,1 +1,2 @@
-"""Data, geometry, exact EMD, losses and training loops of econ-emd."""
+"""Training and judging: the losses, the EMD-CNN and encoder training loops, the exact-EMD
+evaluation of a trained encoder and the loss comparison."""

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ModelFileError, atomic_path, atomic_write_json, save_figure
-from .geometry import geometry_hash
-from .labels import PairSet
+from econ_emd.base.errors import ModelFileError
+from econ_emd.base.artifacts import atomic_path, atomic_write_json, save_figure
+from econ_emd.base.geometry import geometry_hash
+from econ_emd.data.labels import PairSet
 from .params import EmdCnnParams
 
 log = logging.getLogger("econ_emd")
@@ -92,7 +93,7 @@ def train_emd_cnn(pairs: dict[tuple[str, str], PairSet], params: EmdCnnParams, s
     """Train on the train split, early-stop on the val split; return (model, history dict)."""
     import tensorflow as tf
 
-    from models.emd_cnn import build_emd_cnn_trainer
+    from econ_emd.models.emd_cnn import build_emd_cnn_trainer
 
     tf.keras.utils.set_random_seed(seed)
     kinds = tuple(sorted({k for k, _ in pairs}))
@@ -146,7 +147,7 @@ def load_frozen_emd_cnn(path: str | Path):
     or from an external published-format model (two (4, 4, 3) or (8, 8, 1) inputs)."""
     import tensorflow as tf
 
-    from models.emd_cnn import CUSTOM_OBJECTS, wrap_external
+    from econ_emd.models.emd_cnn import CUSTOM_OBJECTS, wrap_external
 
     path = Path(path)
     if path.is_dir():
@@ -173,8 +174,8 @@ _INFERENCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _inference_fn(model):
     """The model's forward pass as one traced graph per model (any batch size). Keras'
-    `predict` runs the same graph through its data pipeline and callbacks: measured here
-    ~35,000 pairs/s against ~52,000 for the default EMD-CNN on 2 cores."""
+    `predict` runs the same graph through its data pipeline and callbacks, which costs a
+    large share of a small network's inference (bench/emd_cnn_speed.py)."""
     import tensorflow as tf
 
     fn = _INFERENCE.get(model)

@@ -6,7 +6,7 @@ the firmware testbench see the same numbers). Targets: the unit-sum module image
 decoder ends in a sigmoid; the module sum travels beside the latents).
 
 Every reconstruction is judged by the exact EMD between input and reconstruction (both
-unit-sum, hex metric), whatever loss trained it.
+unit-sum, hex metric), whatever loss trained it (training.evaluation).
 """
 from __future__ import annotations
 
@@ -16,21 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ModelFileError, atomic_path, atomic_write_json, save_figure
-from .emd import exact_emd
-from .geometry import calq_to_8x8, image8x8_to_calq
-from .normalization import sumlog2_normalize
+from econ_emd.base.errors import ModelFileError
+from econ_emd.base.artifacts import atomic_path, atomic_write_json
+from econ_emd.base.geometry import calq_to_8x8, image8x8_to_calq
+from econ_emd.base.normalization import sumlog2_normalize
 from .params import EncoderParams
-from .synthetic import occupancy
 
 log = logging.getLogger("econ_emd")
 
 ENCODER_FILE = "encoder.h5"
 DECODER_FILE = "decoder.h5"
 CHECKPOINT_FILE = "checkpoint.weights.h5"
-OCC_BINS = (1, 3, 6, 10, 20, 49)
-#: charge-sum bin edges in MIP_T (35 ADC counts)
-SUM_BINS_MIP = (0, 10, 30, 100, 300, 1e9)
 
 
 def encoder_inputs(charges: np.ndarray, encoder=None) -> np.ndarray:
@@ -56,7 +52,7 @@ def targets(charges: np.ndarray) -> np.ndarray:
 
 
 def build_models(params: EncoderParams):
-    from models.econt import build_autoencoder, build_decoder, build_encoder
+    from econ_emd.models.econt import build_autoencoder, build_decoder, build_encoder
 
     enc = build_encoder(params.arch())
     dec = build_decoder()
@@ -130,39 +126,6 @@ def reconstruct(encoder, decoder, charges: np.ndarray, batch_size: int = 4096) -
     return z, image8x8_to_calq(r).astype(np.float64)
 
 
-def _pct(v: np.ndarray) -> dict:
-    if v.size == 0:
-        return {"n": 0}
-    p16, p50, p84 = np.percentile(v, [16, 50, 84])
-    return {"n": int(v.size), "mean": float(v.mean()), "median": float(p50), "p16": float(p16), "p84": float(p84)}
-
-
-def judged_reconstruction(recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The reconstruction as it is judged (negative charges clipped, a dead reconstruction
-    replaced by a flat one), and which rows were dead."""
-    recon = np.maximum(recon, 0.0)
-    empty = recon.sum(1) <= 0
-    recon[empty] = 1.0
-    return recon, empty
-
-
-def evaluate_reconstruction(charges: np.ndarray, recon: np.ndarray, emd_runner=None) -> dict:
-    """Exact EMD of every (input, reconstruction) pair: overall, per occupancy bin and per
-    module-charge bin."""
-    recon, empty = judged_reconstruction(recon)
-    emd = emd_runner(charges, recon, desc="exact EMD of reconstructions") if emd_runner else exact_emd(charges, recon)
-    occ = occupancy(charges)
-    sums = charges.sum(1) / 35.0
-    out = {"overall": _pct(emd), "n_dead_reconstructions": int(empty.sum()), "by_occupancy": [], "by_sum_mip": []}
-    for lo, hi in zip(OCC_BINS[:-1], OCC_BINS[1:]):
-        m = (occ >= lo) & (occ < hi)
-        out["by_occupancy"].append({"lo": lo, "hi": hi - 1, **_pct(emd[m])})
-    for lo, hi in zip(SUM_BINS_MIP[:-1], SUM_BINS_MIP[1:]):
-        m = (sums >= lo) & (sums < hi)
-        out["by_sum_mip"].append({"lo": lo, "hi": hi, **_pct(emd[m])})
-    return out, emd
-
-
 def save_encoder(encoder, decoder, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     with atomic_path(out_dir / ENCODER_FILE, ".h5") as tmp:
@@ -175,7 +138,7 @@ def load_encoder(path: str | Path):
     """A QKeras encoder from its `.h5` (or a folder holding encoder.h5); clear error otherwise."""
     import tensorflow as tf
 
-    from models.econt import qkeras_custom_objects
+    from econ_emd.models.econt import qkeras_custom_objects
 
     path = Path(path)
     if path.is_dir():
@@ -192,29 +155,6 @@ def load_encoder(path: str | Path):
 def load_decoder(path: str | Path):
     import tensorflow as tf
 
-    from models.econt import qkeras_custom_objects
+    from econ_emd.models.econt import qkeras_custom_objects
 
     return tf.keras.models.load_model(Path(path), custom_objects=qkeras_custom_objects(), compile=False)
-
-
-def plot_emd_vs_occupancy(results: dict[str, dict], path: str | Path) -> None:
-    """Median exact EMD vs occupancy with 16-84% bands, one curve per loss."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, (name, ev) in enumerate(results.items()):
-        bins = [b for b in ev["by_occupancy"] if b["n"] > 0]
-        x = np.arange(len(bins)) + (i - len(results) / 2) * 0.06
-        med = np.array([b["median"] for b in bins])
-        lo = np.array([b["p16"] for b in bins])
-        hi = np.array([b["p84"] for b in bins])
-        ax.errorbar(x, med, yerr=[med - lo, hi - med], marker="o", capsize=3, label=name)
-    labels = [f"{b['lo']}-{b['hi']}" for b in next(iter(results.values()))["by_occupancy"] if b["n"] > 0]
-    ax.set_xticks(np.arange(len(labels)), labels)
-    ax.set(xlabel="occupancy (TCs above 1 MIP_T)", ylabel="exact EMD (input, reconstruction)",
-           title="Median EMD with 16-84% band, test modules")
-    ax.legend(fontsize=8)
-    save_figure(fig, path)

@@ -18,20 +18,22 @@ import itertools
 from functools import lru_cache
 
 import numpy as np
-import tensorflow as tf
 
-from training.geometry import N_TC, PIXEL_OF_CALQ_8X8, distance_matrix
+from econ_emd.base.geometry import N_TC, PIXEL_OF_CALQ_8X8, distance_matrix
 
-LOSSES = ("emd_cnn", "mse", "wmse", "telescope", "sinkhorn")
 
 
 def to_calq(img: tf.Tensor) -> tf.Tensor:
     """(batch, 8, 8, 1) -> (batch, 48) in CALQ order."""
+    import tensorflow as tf
+
     flat = tf.reshape(img, (-1, 64))
     return tf.gather(flat, tf.constant(PIXEL_OF_CALQ_8X8, dtype=tf.int32), axis=-1)
 
 
 def _wmse(t: tf.Tensor, p: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+    import tensorflow as tf
+
     w = tf.square(t - p) * tf.maximum(t, p)
     if weights is not None:
         w = w * weights
@@ -39,6 +41,8 @@ def _wmse(t: tf.Tensor, p: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Te
 
 
 def mse(target: tf.Tensor, recon: tf.Tensor) -> tf.Tensor:
+    import tensorflow as tf
+
     return tf.reduce_mean(tf.square(to_calq(target) - to_calq(recon)), axis=-1)
 
 
@@ -99,6 +103,8 @@ def _telescope_constants() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def telescope(target: tf.Tensor, recon: tf.Tensor) -> tf.Tensor:
+    import tensorflow as tf
+
     t, p = to_calq(target), to_calq(recon)
     m36, w36, m3 = (tf.constant(c) for c in _telescope_constants())
     l_tc = _wmse(t, p)
@@ -116,11 +122,13 @@ def emd_cnn_loss(frozen_model):
     return loss
 
 
-def sinkhorn_loss(epsilon: float = 0.5, n_iter: int = 40):
+def sinkhorn_loss(epsilon: float, n_iter: int):
     """Batched log-domain Sinkhorn transport cost on the hex metric (unit-sum inputs).
 
     Returns <P, M> for the entropic plan P (not the regularized objective), which tends to
     the exact EMD as epsilon -> 0. Zero-mass TCs get log-weight -inf-like (-1e9)."""
+    import tensorflow as tf
+
     cost = tf.constant(distance_matrix(), dtype=tf.float32)
     neg = -1e9
 
@@ -142,17 +150,31 @@ def sinkhorn_loss(epsilon: float = 0.5, n_iter: int = 40):
     return loss
 
 
-def get_loss(name: str, frozen_emd_cnn=None, sinkhorn_epsilon: float = 0.5, sinkhorn_iter: int = 40):
-    if name == "mse":
-        return mse
-    if name == "wmse":
-        return wmse
-    if name == "telescope":
-        return telescope
-    if name == "sinkhorn":
-        return sinkhorn_loss(sinkhorn_epsilon, sinkhorn_iter)
-    if name == "emd_cnn":
-        if frozen_emd_cnn is None:
-            raise ValueError("the emd_cnn loss needs a trained EMD-CNN (run `econ-emd train-emd-cnn`)")
-        return emd_cnn_loss(frozen_emd_cnn)
-    raise ValueError(f"unknown loss '{name}' (choose {', '.join(LOSSES)})")
+#: every loss by name: (frozen EMD-CNN or None, sinkhorn epsilon, sinkhorn iterations) -> loss
+#: function. The config schema, the CLI's choices and the comparison read their names here.
+LOSSES = {
+    "emd_cnn": lambda frozen, eps, iters: emd_cnn_loss(_require_emd_cnn(frozen)),
+    "mse": lambda frozen, eps, iters: mse,
+    "wmse": lambda frozen, eps, iters: wmse,
+    "telescope": lambda frozen, eps, iters: telescope,
+    "sinkhorn": lambda frozen, eps, iters: sinkhorn_loss(eps, iters),
+}
+#: the losses that read a frozen EMD-CNN
+NEEDS_EMD_CNN = frozenset({"emd_cnn"})
+
+
+def _require_emd_cnn(frozen):
+    if frozen is None:
+        raise ValueError("the emd_cnn loss needs a trained EMD-CNN (run `econ-emd train-emd-cnn`)")
+    return frozen
+
+
+def get_loss(name: str, frozen_emd_cnn=None, sinkhorn_epsilon: float | None = None, sinkhorn_iter: int | None = None):
+    """The loss function called `name`; sinkhorn needs its two settings (encoder.sinkhorn_*)."""
+    if name == "sinkhorn" and (sinkhorn_epsilon is None or sinkhorn_iter is None):
+        raise ValueError("the sinkhorn loss needs sinkhorn_epsilon and sinkhorn_iter")
+    try:
+        build = LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss '{name}' (choose {', '.join(LOSSES)})") from None
+    return build(frozen_emd_cnn, sinkhorn_epsilon, sinkhorn_iter)

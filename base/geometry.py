@@ -47,7 +47,7 @@ MASK_8X8 = (CALQ_OF_PIXEL_8X8 >= 0).astype(np.float32).reshape(8, 8)
 
 
 def _read_table(name: str) -> np.ndarray:
-    text = resources.files("training").joinpath("geometry_data", name).read_text()
+    text = resources.files(__package__).joinpath("geometry_data", name).read_text()
     return np.loadtxt(text.splitlines(), delimiter=",", skiprows=1)
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_path
-from .geometry import N_TC, geometry_hash
+from econ_emd.base.artifacts import atomic_path
+from econ_emd.base.geometry import N_TC, geometry_hash
+from econ_emd.base.seeds import derive_seed
+from econ_emd.base.units import ADC_PER_MIP_T
 from .loaders import load_modules
 from .params import DataParams
 from .synthetic import generate, occupancy
@@ -39,7 +41,7 @@ class Dataset:
 
 def split_indices(n: int, params: DataParams, seed: int) -> dict[str, np.ndarray]:
     """Shuffled, disjoint index sets per split (sizes follow the split fractions)."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, 1])).permutation(n)
+    order = np.random.default_rng(derive_seed(seed, "split")).permutation(n)
     n_train = int(round(params.split.train * n))
     n_val = int(round(params.split.val * n))
     if min(n_train, n_val, n - n_train - n_val) < 1:
@@ -51,7 +53,7 @@ def split_indices(n: int, params: DataParams, seed: int) -> dict[str, np.ndarray
 def build_dataset(params: DataParams, seed: int) -> Dataset:
     """Generate or load the modules named by the config and split them."""
     if params.source == "synthetic":
-        charges = generate(params.n_modules, seed, params.synthetic)
+        charges = generate(params.n_modules, derive_seed(seed, "synthetic_modules"), params.synthetic)
         info = {"source": "synthetic", "n_read": charges.shape[0], "n_zero_sum_dropped": 0,
                 "generator": params.synthetic.model_dump()}
     else:
@@ -64,7 +66,7 @@ def build_dataset(params: DataParams, seed: int) -> Dataset:
     return Dataset({k: charges[v] for k, v in idx.items()}, info)
 
 
-def summarize(ds: Dataset, adc_per_mip: float = 35.0) -> dict:
+def summarize(ds: Dataset, adc_per_mip: float = ADC_PER_MIP_T) -> dict:
     """Counts, occupancy histogram and charge-sum percentiles, per split and overall."""
     allq = np.concatenate([ds[s] for s in SPLITS])
     occ = occupancy(allq, adc_per_mip)

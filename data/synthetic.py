@@ -38,7 +38,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .geometry import N_TC, tc_centres
+from econ_emd.base.geometry import N_TC, tc_centres
+from econ_emd.base.units import ADC_PER_MIP_T
+
 from .params import SyntheticParams
 
 #: hits farther than this from every TC centre fall outside the module.
@@ -152,16 +154,20 @@ def _generate_batch(rng: np.random.Generator, n_mod: int, p: SyntheticParams) ->
     return _digitize(rng, energy, p)
 
 
-def occupancy(charges: np.ndarray, adc_per_mip: float = 35.0) -> np.ndarray:
+def occupancy(charges: np.ndarray, adc_per_mip: float = ADC_PER_MIP_T) -> np.ndarray:
     """Number of TCs above 1 MIP_T in each module."""
     return (np.asarray(charges) > adc_per_mip).sum(-1)
 
 
-def generate(n_modules: int, seed: int, params: SyntheticParams | None = None,
+def generate(n_modules: int, seed: int | np.random.SeedSequence, params: SyntheticParams | None = None,
              max_rounds: int = 100) -> np.ndarray:
-    """(n_modules, 48) float64 integer-valued ADC charges, every module with occupancy >= 1."""
+    """(n_modules, 48) float64 integer-valued ADC charges, every module with occupancy >= 1.
+
+    `seed`: an integer or a SeedSequence (base.seeds.derive_seed); an integer n gives the
+    same modules as SeedSequence(n)."""
     p = params or SyntheticParams()
-    seq = np.random.SeedSequence(seed)
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    seq = np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key)   # spawning must not mutate the caller's
     out = np.empty((n_modules, N_TC))
     start = 0
     for child in seq.spawn((n_modules + _BATCH - 1) // _BATCH):

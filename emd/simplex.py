@@ -1,10 +1,9 @@
 """Exact transportation simplex for batches of small dense problems, compiled with numba.
 
-After `emd.emd_chunk`'s reductions a module pair is a transport problem between two
+After `exact.emd_chunk`'s reductions a module pair is a transport problem between two
 disjoint sets of TCs (on the default label pairs that need it: 8.6 x 25.5 TCs on average).
 A general solver spends much of its time per call rather than per pivot: building a
-graph, allocating, crossing the Python/C++ boundary (~2 us of the ~10 us a `wasserstein`
-call takes here). `emd_rows` does a whole chunk of pairs in one compiled call, reductions
+graph, allocating, crossing the Python/C++ boundary. `emd_rows` does a whole chunk of pairs in one compiled call, reductions
 included, reusing its work arrays, with the textbook method for such sizes:
 
 * start: the least-cost rule (cells in cost order by a bucket sort), crossing out exactly
@@ -219,8 +218,8 @@ def _solve(C, s, d, m, n, work_i, adj, work_f, work_b, order):
 @njit(cache=True)
 def _costs_in_order(dist, scale, ia, m, ib, n, C, order, cell_bucket, count):
     """C[:m, :n] = dist[ia, ib]; order[:m*n] = its cells by increasing cost, by a bucket
-    sort: the start only needs a good order, not an exact one, and a comparison sort of
-    ~100 cells took longer than all the pivots after it."""
+    sort: the start only needs a good order, not an exact one, and a comparison sort of a
+    hundred cells costs more than the pivots after it."""
     count[:] = 0
     for i in range(m):
         for j in range(n):

@@ -37,8 +37,8 @@ import numpy as np
 for _backend in ("TENSORFLOW", "TORCH", "JAX", "CUPY"):
     os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
 
-from .artifacts import atomic_save_npy  # noqa: E402
-from .geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
+from econ_emd.base.artifacts import atomic_save_npy  # noqa: E402
+from econ_emd.base.geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
 
 SOLVERS = ("simplex", "wasserstein", "pot")
 CACHE_VERSION = "emd-v1"
@@ -67,13 +67,14 @@ def resolve_solver(name: str = "auto") -> str:
 
 def prepare_solver(solver: str = "auto") -> float:
     """Compile the 'simplex' solver, or load its compiled code from the on-disk cache,
-    before any timing or forking; seconds spent (~7 s once per checkout, then ~0.1 s)."""
+    before any timing or forking, so that a throughput figure excludes the one-off compile;
+    returns the seconds spent."""
     import time
 
     if resolve_solver(solver) != "simplex":
         return 0.0
     t = time.perf_counter()
-    from .transport_simplex import emd_rows
+    from .simplex import emd_rows
 
     emd_rows(np.eye(N_TC)[:1], np.eye(N_TC)[1:2], distance_matrix(), np.empty(1), np.zeros(1, np.int64))
     return time.perf_counter() - t
@@ -154,7 +155,7 @@ def emd_chunk(a: np.ndarray, b: np.ndarray, solver: str = "wasserstein") -> np.n
     'simplex' does all of it per pair in one compiled call (`transport_simplex.emd_rows`);
     pairs it hands back, if any, take the vectorized path below with a general solver."""
     if solver == "simplex":
-        from .transport_simplex import emd_rows
+        from .simplex import emd_rows
 
         a, b = np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
         out = np.empty(a.shape[0])
@@ -237,8 +238,8 @@ def _run_local(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], s
 
 
 def _fork_is_safe() -> bool:
-    """Forked workers inherit the pairs (no copy, no transfer) and run as fast as the parent;
-    measured here, workers of a spawned pool solved the same chunks ~10-20% slower. Fork only
+    """Forked workers inherit the pairs (no copy, no transfer) and run as fast as the parent
+    (a spawned pool's workers are slower: bench/emd_throughput.py). Fork only
     where it is the platform's normal way (Linux) and before TensorFlow is loaded: forking a
     process whose runtime threads may hold locks is unsafe."""
     import multiprocessing as mp
@@ -287,9 +288,8 @@ def _run_forked(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], 
                 n_jobs: int) -> Iterator[tuple[int, np.ndarray]]:
     """Forked workers inherit the pairs, take jobs from a shared counter and write results
     and done flags into shared memory; nothing is sent per job, the parent looks every
-    FORKED_POLL_S (or when a worker exits). Measured here on 120,000 default pairs
-    (simplex, 2 cores): a multiprocessing Pool with pickled results took 536 ms, this
-    ~490 ms (the Pool's parent threads compete with the workers for the two cores).
+    FORKED_POLL_S (or when a worker exits): unlike a multiprocessing Pool with pickled
+    results, no parent thread competes with the workers for the cores.
     Chunks (the cache's unit) are cut into jobs of FORKED_JOB pairs, so that the workers
     finish together; a chunk is yielded when all its jobs are done."""
     import multiprocessing as mp

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import save_figure
-from .neemo import evaluate_potential
+from econ_emd.base.artifacts import save_figure
+from .estimate import evaluate_potential
 
 
 def _heatmap(ax, result, member: int, lo: np.ndarray, hi: np.ndarray, n: int = 120):

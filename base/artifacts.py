@@ -15,10 +15,6 @@ from typing import Any, Iterator
 import numpy as np
 
 
-class ModelFileError(ValueError):
-    """A model file given by the user is missing or is not the kind of model expected."""
-
-
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_path
+from econ_emd.base.artifacts import atomic_path
 from .dataset import SPLITS, Dataset
-from .emd import EmdRunner
-from .geometry import geometry_hash
+from econ_emd.emd.exact import EmdRunner
+from econ_emd.base.geometry import geometry_hash
+from econ_emd.base.seeds import derive_seed
 from .pairs import KINDS, perturb, random_pairs
 from .params import LabelParams
 
@@ -40,7 +41,7 @@ def make_pairs(ds: Dataset, params: LabelParams, seed: int) -> dict[tuple[str, s
         for s, split in enumerate(SPLITS):
             x = ds[split]
             n = int(round(total * x.shape[0] / n_total))
-            rng = np.random.default_rng(np.random.SeedSequence([seed, 2, k, s]))
+            rng = np.random.default_rng(derive_seed(seed, "label_pairs", k, s))
             if kind == "random":
                 i, j = random_pairs(x.shape[0], n, rng)
                 out[kind, split] = PairSet(x[i], x[j], i)

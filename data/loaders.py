@@ -20,15 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import N_TC
+from econ_emd.base.errors import DataError
+from econ_emd.base.geometry import N_TC
 
 CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
 CSV_SUFFIXES = (".csv", ".txt")
+#: data sources read from files (the schema adds "synthetic")
+FILE_SOURCES = ("csv", "hdf5")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
-
-
-class DataError(ValueError):
-    """A user's data file cannot be used; the message says where and why."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,104 @@
+"""Typed parameters of the data room: the synthetic generator, file sources, the split,
+and the label pairs (validated once, when the run config is loaded)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from econ_emd.base.schema import Strict
+from econ_emd.base.units import ADC_PER_MIP_T
+
+from .loaders import FILE_SOURCES
+
+
+class SyntheticParams(Strict):
+    """The synthetic HGCAL-like generator (see training/synthetic.py for the model).
+
+    Energies are in MIP_T (1 MIP_T = `adc_per_mip` ADC counts); lengths are in units of
+    half the TC pitch (adjacent TCs are 2.0 apart, a TC is ~2.4 cm across).
+    """
+
+    shower_probability: float = Field(0.55, ge=0, le=1, description="P(module holds >= 1 shower)")
+    extra_showers_mean: float = Field(0.35, ge=0, le=10, description="Poisson mean of further showers")
+    em_fraction: float = Field(0.5, ge=0, le=1, description="fraction of showers that are EM-like")
+    energy_min_mip: float = Field(3.0, gt=0, description="lower edge of the shower energy spectrum")
+    energy_max_mip: float = Field(3000.0, gt=0, description="upper cut of the spectrum")
+    spectrum_index: float = Field(2.0, gt=1, le=6, description="dN/dE ~ E^-index")
+    em_core_radius: float = Field(0.7, gt=0, description="EM core exponential radius")
+    em_halo_radius: float = Field(2.5, gt=0, description="EM halo exponential radius")
+    em_core_fraction: float = Field(0.8, ge=0, le=1, description="energy share of the EM core")
+    had_radius: float = Field(2.0, gt=0, description="hadronic sub-cluster exponential radius")
+    had_subclusters_max: int = Field(4, ge=1, le=16, description="hadronic sub-clusters: 1..max")
+    had_subcluster_spread: float = Field(3.0, ge=0, description="sub-cluster offset scale")
+    centre_spread: float = Field(2.5, ge=0, description="shower centre: random TC + disc of this radius")
+    hits_per_mip: float = Field(3.0, gt=0, description="sampled energy hits per MIP_T (fluctuations)")
+    hits_min: int = Field(12, ge=1)
+    hits_max: int = Field(400, ge=1)
+    pileup_mu_min: float = Field(0.002, ge=0, description="pile-up hits per TC: log-uniform lower edge")
+    pileup_mu_max: float = Field(1.5, ge=0, description="pile-up hits per TC: log-uniform upper edge")
+    pileup_hit_mip: float = Field(0.8, gt=0, description="mean energy of one pile-up hit (exponential)")
+    noise_sigma_adc: float = Field(3.0, ge=0, description="Gaussian electronics noise per TC")
+    zero_suppression_adc: float = Field(18.0, ge=0, description="charges below this are zeroed (~0.5 MIP_T)")
+    adc_per_mip: float = Field(ADC_PER_MIP_T, gt=0, description="ADC counts per MIP_T")
+    adc_max: int = Field(2**22 - 1, gt=0, description="charge saturation (22-bit)")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SyntheticParams":
+        if self.energy_max_mip <= self.energy_min_mip:
+            raise ValueError("energy_max_mip must be above energy_min_mip")
+        if self.pileup_mu_max < self.pileup_mu_min:
+            raise ValueError("pileup_mu_max must be >= pileup_mu_min")
+        if self.hits_max < self.hits_min:
+            raise ValueError("hits_max must be >= hits_min")
+        return self
+
+
+class SplitParams(Strict):
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitParams":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1 (got {total:g})")
+        return self
+
+
+class DataParams(Strict):
+    source: Literal[("synthetic", *FILE_SOURCES)] = "synthetic"
+    path: Optional[str] = Field(None, description="csv/hdf5 file or directory of files")
+    hdf5_key: Optional[str] = Field(None, description="dataset inside the HDF5 file")
+    n_modules: int = Field(100_000, ge=10, le=50_000_000, description="synthetic modules")
+    max_modules: Optional[int] = Field(None, ge=10, description="cap on modules read from files")
+    split: SplitParams = SplitParams()
+    synthetic: SyntheticParams = SyntheticParams()
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> "DataParams":
+        if self.source != "synthetic" and not self.path:
+            raise ValueError(f"source '{self.source}' needs data.path")
+        return self
+
+
+class PerturbParams(Strict):
+    """Reconstruction-like perturbations of a module (the (module, perturbed) label pairs)."""
+
+    smear_sigma_max: float = Field(0.3, ge=0, le=2, description="relative Gaussian smearing, per pair U(0, max)")
+    dropout_max: float = Field(0.25, ge=0, lt=1, description="TC drop-out probability, per pair U(0, max)")
+    shift_max: float = Field(0.4, ge=0, le=1, description="fraction of charge moved to a neighbour, per pair U(0, max)")
+    spill_max: float = Field(0.05, ge=0, lt=1, description="share of the sum spread over empty TCs, per pair U(0, max)")
+
+
+class LabelParams(Strict):
+    random_pairs: int = Field(60_000, ge=0, description="random module pairs, split like the data")
+    perturbed_pairs: int = Field(60_000, ge=0, description="(module, perturbed module) pairs")
+    perturb: PerturbParams = PerturbParams()
+
+    @model_validator(mode="after")
+    def _some_pairs(self) -> "LabelParams":
+        if self.random_pairs + self.perturbed_pairs == 0:
+            raise ValueError("random_pairs + perturbed_pairs must be > 0")
+        return self

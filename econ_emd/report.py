@@ -1,0 +1,50 @@
+"""The run summary a person reads instead of logs: <run>/report.md and <run>/report.json.
+
+Composes the results of every stage present in the run directory, in the registry's order
+(each stage's result renders its own section), the bit-exactness table across the checks,
+and links to every PNG of the run. Rebuilt at the end of every `econ-emd pipeline`: it only
+reads the stage summaries, so it always reflects the stages on disk.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from econ_emd.base.artifacts import atomic_write_json, atomic_write_text
+
+from .registry import STAGES, load_results
+from .stages.firmware import bit_exactness_markdown
+
+#: the bit-exactness table goes before the stage whose section follows the checks
+BIT_EXACTNESS_BEFORE = "report"
+
+
+def build(run_dir: str | Path) -> tuple[str, dict]:
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    md = [f"# econ-emd run summary: {run_dir}", ""]
+    out: dict = {"run_dir": str(run_dir), "stages_present": list(results)}
+    bit_md, bit_json = bit_exactness_markdown(results)
+    for name in STAGES:
+        if name == BIT_EXACTNESS_BEFORE and bit_md:
+            md += bit_md
+            out["bit_exact"] = bit_json
+        r = results.get(name)
+        if r is not None:
+            md += r.report_markdown(results)
+            out.update(r.report_json(results))
+    pngs = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*.png"))
+    out["plots"] = [str(p) for p in pngs]
+    if pngs:
+        md += ["## Plots", ""] + [f"- [{p}]({p})" for p in pngs] + [""]
+    missing = [k for k in STAGES if k not in results]
+    if missing:
+        md += [f"Stages not run yet: {', '.join(missing)}.", ""]
+    return "\n".join(md), out
+
+
+def write(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    text, data = build(run_dir)
+    atomic_write_text(run_dir / "report.md", text)
+    atomic_write_json(run_dir / "report.json", data)
+    return run_dir / "report.md"

@@ -1,0 +1,285 @@
+"""The firmware stages: hls4ml project (firmware), C simulation (csim), the vendor-free RTL
+path (rtl) and the resource/latency report with its budget (report)."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from econ_emd.base.artifacts import atomic_write_text, read_json
+from econ_emd.base.seeds import derive_seed
+from econ_emd.base.tables import markdown_table
+from econ_emd.config import RunConfig
+
+from .result import StageContext, StageResult
+
+log = logging.getLogger("econ_emd")
+
+SRC_CSIM = "HLS C simulation (g++)"
+SRC_PREDICT = "hls4ml compiled predict"
+SRC_VERILATOR = "RTL simulation (Verilator)"
+
+
+@dataclass(kw_only=True)
+class BitAccuracy:
+    """One bit-accuracy check against QKeras, in units of the output LSB."""
+
+    n_modules: int
+    bit_exact_fraction: float
+    mismatching_modules: int
+    mismatching_latents: int
+    max_abs_diff_lsb: int
+    first_mismatches: list = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+    KEYS = ("n_modules", "bit_exact_fraction", "mismatching_modules", "mismatching_latents", "max_abs_diff_lsb",
+            "first_mismatches")
+
+    @classmethod
+    def from_json(cls, d: dict) -> "BitAccuracy":
+        return cls(**{k: d[k] for k in cls.KEYS if k in d}, details={k: v for k, v in d.items() if k not in cls.KEYS})
+
+    def to_json(self) -> dict:
+        return {**self.details, **{k: getattr(self, k) for k in self.KEYS}}
+
+    def row(self, name: str) -> list[str]:
+        pct = f"{100 * self.bit_exact_fraction:.4f}%"
+        return [name, f"{self.n_modules:,}", pct, str(self.max_abs_diff_lsb)]
+
+
+@dataclass(kw_only=True)
+class FirmwareResult(StageResult):
+    encoder: str
+    inputs: str
+    n_modules: int
+    latent_lsb: float
+    predict_check: BitAccuracy
+    DECODE = {"predict_check": BitAccuracy.from_json}
+
+
+@dataclass(kw_only=True)
+class CsimResult(StageResult):
+    testbench: BitAccuracy
+    predict: BitAccuracy
+    tolerance_lsb: int
+    passed: bool
+    DECODE = {"testbench": BitAccuracy.from_json, "predict": BitAccuracy.from_json}
+
+    @property
+    def check_passed(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "check_passed": self.passed}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "CsimResult":
+        return super().from_json({**d, "passed": d.get("passed", d.get("check_passed"))})
+
+
+@dataclass(kw_only=True)
+class RtlResult(StageResult):
+    simulation: BitAccuracy
+    figures: dict
+    passed: bool
+    DECODE = {"simulation": BitAccuracy.from_json}
+
+    @property
+    def check_passed(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "check_passed": self.passed}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RtlResult":
+        return super().from_json({**d, "passed": d.get("passed", d.get("check_passed"))})
+
+
+@dataclass(kw_only=True)
+class ReportResult(StageResult):
+    figures: dict
+    budget: list[dict]
+    exact_counts: dict | None
+    passed: bool
+
+    @property
+    def check_passed(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "check_passed": self.passed}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ReportResult":
+        return super().from_json({**d, "passed": d.get("passed", d.get("check_passed"))})
+
+    def report_json(self, others) -> dict:
+        return {"figures": self.figures, "budget": self.budget}
+
+    def report_markdown(self, others) -> list[str]:
+        from econ_emd.firmware.reports import budget_table, figures_table
+
+        md = ["## Resources and latency (each figure with its source)", ""]
+        if self.figures:
+            md += figures_table(self.figures)
+        else:
+            md.append("No vendor, Yosys or RTL figures (run `econ-emd rtl`, or install Vivado/Vitis).")
+        ex = self.exact_counts
+        if ex:
+            md += ["", f"Exact counts: conv2d {ex['conv2d']['multipliers']} multipliers / {ex['conv2d']['adders']} "
+                   f"adders; dense {ex['dense']['multipliers']} multipliers / {ex['dense']['adders']} adders; "
+                   f"weights {ex['weight_storage_bits']:,} bits."]
+        return md + ["", "### Budget", "", *budget_table(self.budget), ""]
+
+
+def bit_exactness_markdown(results: dict[str, StageResult]) -> tuple[list[str], dict[str, float]]:
+    """The run report's table of every bit-accuracy check present, and its report.json entry."""
+    checks: list[tuple[str, BitAccuracy]] = []
+    csim, rtl = results.get("csim"), results.get("rtl")
+    if isinstance(csim, CsimResult):
+        checks += [(SRC_CSIM, csim.testbench), (SRC_PREDICT, csim.predict)]
+    if isinstance(rtl, RtlResult):
+        checks.append((SRC_VERILATOR, rtl.simulation))
+    if not checks:
+        return [], {}
+    rows = [c.row(name if name != SRC_VERILATOR else "RTL simulation (Verilator, da4ml Verilog)") for name, c in checks]
+    md = ["## Bit-exactness against QKeras", "", *markdown_table(["check", "modules", "bit-exact", "max diff (LSB)"], rows), ""]
+    return md, {name: c.bit_exact_fraction for name, c in checks}
+
+
+def _encoder_path(cfg: RunConfig, ctx: StageContext):
+    return cfg.firmware.encoder_path or ctx.folder("encoder")
+
+
+def _load_encoder(ctx: StageContext):
+    from econ_emd.training.encoder_train import load_encoder
+
+    path = _encoder_path(ctx.cfg, ctx)
+    return load_encoder(path), str(path)
+
+
+def _synthetic_modules(cfg: RunConfig, n: int) -> np.ndarray:
+    from econ_emd.data.synthetic import generate
+
+    return generate(n, derive_seed(cfg.seed, "firmware_extra_modules"), cfg.data.synthetic)
+
+
+def _firmware_inputs(ctx: StageContext, encoder):
+    """Held-out modules exactly as the encoder sees them, and the QKeras outputs."""
+    from econ_emd.training.encoder_train import encoder_inputs
+
+    cfg = ctx.cfg
+    seed_note = f"seed {derive_seed(cfg.seed, 'firmware_extra_modules').entropy}"
+    if (ctx.folder("data") / "modules.h5").exists():
+        from econ_emd.data.dataset import load_dataset
+
+        modules = load_dataset(ctx.folder("data"))["test"]
+        source = "test split of the run"
+        if len(modules) < cfg.firmware.n_check:
+            extra = _synthetic_modules(cfg, cfg.firmware.n_check - len(modules))
+            modules = np.concatenate([modules, extra])
+            source += f" + {len(extra):,} synthetic modules ({seed_note})"
+    else:
+        modules = _synthetic_modules(cfg, cfg.firmware.n_check)
+        source = f"synthetic modules ({seed_note})"
+    modules = modules[: cfg.firmware.n_check]
+    x = encoder_inputs(modules, encoder)
+    y = encoder.predict(x, batch_size=4096, verbose=0)
+    return x, y, source
+
+
+def run_firmware(ctx: StageContext) -> FirmwareResult:
+    from econ_emd.firmware import csim
+    from econ_emd.firmware.convert import convert, encoder_formats
+
+    cfg, out = ctx.cfg, ctx.out
+    encoder, enc_path = _load_encoder(ctx)
+    fm = encoder_formats(encoder)
+    x, y, source = _firmware_inputs(ctx, encoder)
+    np.save(out / "tb_inputs.npy", x)
+    np.save(out / "tb_expected.npy", y)
+    opts = cfg.firmware.options()
+    t0 = time.perf_counter()
+    hls_model = convert(encoder, out / "hls_project", opts)
+    t1 = time.perf_counter()
+    csim.write_tb_data(out / "hls_project", x, y)
+    predict = BitAccuracy.from_json(csim.predict_check(hls_model, x, y, fm["latent"].lsb))
+    log.info("firmware: HLS project written (%s, %s, %s, RF %d, %s @ %.3f ns) in %.1f s", opts.backend,
+             opts.io_type, opts.strategy, opts.reuse_factor, opts.part, opts.clock_period, t1 - t0)
+    log.info("firmware: hls4ml predict vs QKeras on %s modules: %.4f%% bit-exact, max %d LSB",
+             f"{predict.n_modules:,}", 100 * predict.bit_exact_fraction, predict.max_abs_diff_lsb)
+    vendor = csim.vendor_build(hls_model, cfg.firmware.cosim)
+    if not vendor["ran"]:
+        log.info("firmware: %s", vendor["message"])
+    return FirmwareResult(encoder=enc_path, inputs=source, n_modules=int(len(x)), latent_lsb=fm["latent"].lsb,
+                          predict_check=predict, details={
+                              "options": vars(opts), "formats": {k: v.hls() for k, v in fm.items()},
+                              "convert_seconds": t1 - t0, "vendor": {k: v for k, v in vendor.items() if k != "result"}})
+
+
+def run_csim(ctx: StageContext) -> CsimResult:
+    from econ_emd.firmware import csim
+
+    fw_dir = ctx.folder("firmware")
+    fw = FirmwareResult.from_json(read_json(fw_dir / "summary.json"))
+    x, y = np.load(fw_dir / "tb_inputs.npy"), np.load(fw_dir / "tb_expected.npy")
+    rep = BitAccuracy.from_json(csim.csim_check(fw_dir / "hls_project", x, y, fw.latent_lsb))
+    pred = fw.predict_check
+    tol = ctx.cfg.firmware.tolerance_lsb
+    passed = rep.max_abs_diff_lsb <= tol and pred.max_abs_diff_lsb <= tol
+    rows = [[name, f"{100 * r.bit_exact_fraction:.4f}%", r.mismatching_modules, r.mismatching_latents,
+             r.max_abs_diff_lsb] for name, r in (("testbench (g++ csim)", rep), ("hls4ml compiled predict", pred))]
+    lines = ["# C simulation bit-accuracy", "",
+             f"Inputs: {fw.inputs}, {rep.n_modules:,} modules x 16 latents; output LSB {fw.latent_lsb}; "
+             f"tolerance {tol} LSB.", "",
+             *markdown_table(["check", "bit-exact modules", "mismatching modules", "mismatching latents",
+                              "max diff (LSB)"], rows),
+             "", f"Verdict: {'PASS' if passed else 'FAIL'}"]
+    for ex in rep.first_mismatches:
+        lines.append(f"- module {ex['module']}: expected {ex['expected_lsb']}, got {ex['got_lsb']}")
+    atomic_write_text(ctx.out / "csim.md", "\n".join(lines) + "\n")
+    log.info("csim: testbench vs QKeras on %s modules: %.4f%% bit-exact, %d mismatching latents, max %d LSB -> %s",
+             f"{rep.n_modules:,}", 100 * rep.bit_exact_fraction, rep.mismatching_latents,
+             rep.max_abs_diff_lsb, "PASS" if passed else "FAIL")
+    return CsimResult(testbench=rep, predict=pred, tolerance_lsb=tol, passed=passed)
+
+
+def run_rtl(ctx: StageContext) -> RtlResult:
+    from econ_emd.firmware.reports import rtl_markdown
+    from econ_emd.firmware.rtl import build_rtl
+
+    cfg = ctx.cfg
+    encoder, enc_path = _load_encoder(ctx)
+    fw_dir = ctx.folder("firmware")
+    x, y = np.load(fw_dir / "tb_inputs.npy"), np.load(fw_dir / "tb_expected.npy")
+    summary = build_rtl(encoder, x, y, cfg.rtl, cfg.firmware.part, cfg.firmware.clock_period_ns, ctx.out,
+                        cfg.firmware.tolerance_lsb)
+    summary["encoder"] = enc_path
+    atomic_write_text(ctx.out / "rtl.md", rtl_markdown(summary))
+    return RtlResult.from_json(summary)
+
+
+def run_report(ctx: StageContext) -> ReportResult:
+    from econ_emd.firmware import reports
+    from econ_emd.firmware.convert import encoder_formats
+
+    cfg = ctx.cfg
+    encoder, _ = _load_encoder(ctx)
+    figures = reports.parse_vendor_reports(ctx.folder("firmware") / "hls_project")
+    if cfg.rtl.enabled:
+        rtl = RtlResult.load(ctx.folder("rtl"))
+        if rtl is not None:
+            figures.update(rtl.figures)
+    report = {"figures": figures, "exact_counts": reports.exact_counts(encoder, encoder_formats(encoder)),
+              "clock_period_ns": cfg.firmware.clock_period_ns}
+    report["budget"] = reports.check_budget(figures, cfg.firmware.budget.model_dump())
+    atomic_write_text(ctx.out / "report.md", reports.to_markdown(report))
+    failed = [b["item"] for b in report["budget"] if b["verdict"] == "fail"]
+    for b in report["budget"]:
+        log.info("budget %s <= %s: %s (%s)", b["item"], b["limit"], b["verdict"],
+                 "no figure" if b["value"] is None else f"{b['value']:.4g} from {b['source']}")
+    return ReportResult(figures=figures, budget=report["budget"], exact_counts=report["exact_counts"],
+                        passed=not failed, details={"clock_period_ns": cfg.firmware.clock_period_ns})

@@ -1,0 +1,87 @@
+"""What a stage body receives (`StageContext`) and returns (`StageResult`).
+
+A result is a small typed object: the fields other code reads are typed attributes; the
+rest of what the stage measured (timings, options, figures for people) travels in
+`details` and is written beside them. `to_json()` is what `summary.json` holds,
+`from_json()` reads it back, and `report_markdown()` / `report_json()` are the stage's
+part of the run report, so the run report only composes them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from econ_emd.base.artifacts import read_json
+from econ_emd.config import RunConfig
+
+#: keys the registry adds to every summary.json (not part of any result)
+BOOKKEEPING = ("stage_hash", "output_digests", "input_digests")
+
+
+def _encode(v: Any) -> Any:
+    if hasattr(v, "to_json"):
+        return v.to_json()
+    if dataclasses.is_dataclass(v):
+        return dataclasses.asdict(v)
+    if isinstance(v, dict):
+        return {k: _encode(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_encode(x) for x in v]
+    return v
+
+
+@dataclass(kw_only=True)
+class StageResult:
+    """Base of every stage's result."""
+
+    details: dict = field(default_factory=dict)
+    #: field name -> function turning its JSON back into the typed value
+    DECODE: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+
+    def to_json(self) -> dict:
+        typed = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "details"}
+        return {**self.details, **typed}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "StageResult":
+        names = {f.name for f in dataclasses.fields(cls)} - {"details"}
+        kw = {k: cls.DECODE.get(k, lambda x: x)(d[k]) for k in names if k in d}
+        return cls(**kw, details={k: v for k, v in d.items() if k not in names and k not in BOOKKEEPING})
+
+    @classmethod
+    def load(cls, folder: Path) -> "StageResult | None":
+        """The result stored in a stage folder, or None if there is none (or it is unreadable)."""
+        try:
+            return cls.from_json(read_json(folder / "summary.json"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def check_passed(self) -> bool | None:
+        """False when a check the stage performs failed (exit code 1); None: no check."""
+        return None
+
+    def report_json(self, others: dict[str, "StageResult"]) -> dict:
+        """This stage's entries of report.json (`others`: the results of the other stages present)."""
+        return {}
+
+    def report_markdown(self, others: dict[str, "StageResult"]) -> list[str]:
+        """This stage's section of report.md (`others`: the results of the other stages present)."""
+        return []
+
+
+@dataclass
+class StageContext:
+    """Everything a stage body may use: the config, its own folder, the run directory (to read
+    the folders of the stages it declared as inputs) and whether another stage is current."""
+
+    cfg: RunConfig
+    run_dir: Path
+    out: Path
+    progress: bool
+    is_current: Callable[[str], bool]
+
+    def folder(self, stage: str) -> Path:
+        return self.run_dir / stage
