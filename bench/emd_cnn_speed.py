@@ -2,7 +2,7 @@
 
 Prints pairs/s of
   (a) a naive loop of POT `ot.emd2` on the full 48x48 problem,
-  (b) the project's exact EMD (`training.emd.exact_emd`, all cores),
+  (b) the project's exact EMD (`econ_emd.emd.exact.exact_emd`, all cores),
   (c) the frozen EMD-CNN, batched inference (TensorFlow, all cores),
 and the ratios c/a and c/b. Goal (issue 3): c/a >= 13.
 

@@ -2,7 +2,7 @@
 
 Prints pairs/s/core of
   (a) a naive loop of POT `ot.emd2` on the full 48x48 problem (unit-sum inputs),
-  (b) the project's exact EMD (`training.emd.exact_emd`) on one core,
+  (b) the project's exact EMD (`econ_emd.emd.exact.exact_emd`) on one core,
   (c) the same on all cores (the solver compiled before timing; workers are forked per
       call, as in the product, so their start is part of (c)),
 the ratios b/a and c/b, and the largest |a - b| on the pairs both computed.

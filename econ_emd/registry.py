@@ -258,9 +258,10 @@ def is_current(cfg: RunConfig, run_dir: Path, name: str) -> bool:
         return False
     try:
         summary = read_json(folder / "summary.json")
-    except (OSError, ValueError):
+        result = stage.result.from_json(summary)
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    if summary.get("stage_hash") != stage_hash(cfg, run_dir, name) or summary.get("check_passed") is False:
+    if summary.get("stage_hash") != stage_hash(cfg, run_dir, name) or result.check_passed is False:
         return False
     recorded = summary.get("output_digests", {})
     for f in stage.outputs:

@@ -108,7 +108,7 @@ def test_parallel_equals_serial(modules, monkeypatch, tmp_path, fork):
     serial = exact_emd(a, b, n_jobs=1, chunk_size=64)
     if fork and "tensorflow" in sys.modules:
         # never fork a process with TensorFlow's threads: check the forked pool in a fresh one
-        code = ("import numpy as np, sys; from training.emd import exact_emd, _fork_is_safe; "
+        code = ("import numpy as np, sys; from econ_emd.emd.exact import exact_emd, _fork_is_safe; "
                 "assert _fork_is_safe(); a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); "
                 "np.save(sys.argv[3], exact_emd(a, b, n_jobs=2, chunk_size=64))")
         paths = [str(tmp_path / n) for n in ("a.npy", "b.npy", "out.npy")]

@@ -13,7 +13,7 @@ from econ_emd.base.seeds import derive_seed
 from econ_emd.base.tables import markdown_table
 from econ_emd.config import RunConfig
 
-from .result import StageContext, StageResult
+from .result import CheckedResult, StageContext, StageResult
 
 log = logging.getLogger("econ_emd")
 
@@ -60,61 +60,28 @@ class FirmwareResult(StageResult):
 
 
 @dataclass(kw_only=True)
-class CsimResult(StageResult):
+class CsimResult(CheckedResult):
     testbench: BitAccuracy
     predict: BitAccuracy
     tolerance_lsb: int
-    passed: bool
     DECODE = {"testbench": BitAccuracy.from_json, "predict": BitAccuracy.from_json}
 
-    @property
-    def check_passed(self) -> bool:
-        return self.passed
-
-    def to_json(self) -> dict:
-        return {**super().to_json(), "check_passed": self.passed}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "CsimResult":
-        return super().from_json({**d, "passed": d.get("passed", d.get("check_passed"))})
 
 
 @dataclass(kw_only=True)
-class RtlResult(StageResult):
+class RtlResult(CheckedResult):
     simulation: BitAccuracy
     figures: dict
-    passed: bool
     DECODE = {"simulation": BitAccuracy.from_json}
 
-    @property
-    def check_passed(self) -> bool:
-        return self.passed
-
-    def to_json(self) -> dict:
-        return {**super().to_json(), "check_passed": self.passed}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "RtlResult":
-        return super().from_json({**d, "passed": d.get("passed", d.get("check_passed"))})
 
 
 @dataclass(kw_only=True)
-class ReportResult(StageResult):
+class ReportResult(CheckedResult):
     figures: dict
     budget: list[dict]
     exact_counts: dict | None
-    passed: bool
 
-    @property
-    def check_passed(self) -> bool:
-        return self.passed
-
-    def to_json(self) -> dict:
-        return {**super().to_json(), "check_passed": self.passed}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "ReportResult":
-        return super().from_json({**d, "passed": d.get("passed", d.get("check_passed"))})
 
     def report_json(self, others) -> dict:
         return {"figures": self.figures, "budget": self.budget}

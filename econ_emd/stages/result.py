@@ -72,6 +72,28 @@ class StageResult:
         return []
 
 
+@dataclass(kw_only=True)
+class CheckedResult(StageResult):
+    """A stage that performs a check: `passed` is stored as summary.json's `check_passed`."""
+
+    passed: bool
+
+    @property
+    def check_passed(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        d = super().to_json()
+        d["check_passed"] = d.pop("passed")
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "CheckedResult":
+        rest = {k: v for k, v in d.items() if k != "check_passed"}
+        rest.setdefault("passed", d.get("check_passed"))
+        return super().from_json(rest)
+
+
 @dataclass
 class StageContext:
     """Everything a stage body may use: the config, its own folder, the run directory (to read
