@@ -46,9 +46,14 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+def json_text(data: Any) -> str:
+    """The text `atomic_write_json` writes for `data`."""
+    return json.dumps(data, indent=2, default=_json_default) + "\n"
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        tmp.write_text(json_text(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

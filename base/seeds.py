@@ -16,6 +16,7 @@ PURPOSES: dict[str, tuple[str, int]] = {
     "label_pairs": ("tag", 2),              # keys: pair kind index, split index
     "emd_cnn_training": ("offset", 0),
     "encoder_training": ("offset", 0),
+    "encoder_epoch": ("tag", 3),            # keys: epoch (of a training seeded by encoder_training)
     "firmware_extra_modules": ("offset", 1),  # synthetic modules topping up the bit-accuracy check
     "neemo_random_pairs": ("offset", 17),
     "neemo_potential": ("offset", 0),

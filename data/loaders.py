@@ -15,6 +15,7 @@ are not errors: `clean_modules` drops and counts them.
 from __future__ import annotations
 
 import csv
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from econ_emd.base.errors import DataError
 from econ_emd.base.geometry import N_TC
 
 CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
-CSV_SUFFIXES = (".csv", ".txt")
+CSV_SUFFIXES = (".csv", ".txt", ".gz")   # .csv.gz: gzip-compressed CSV (as the ECON-T vectors)
 #: data sources read from files (the schema adds "synthetic")
 FILE_SOURCES = ("csv", "hdf5")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -54,7 +55,11 @@ def _header_and_columns(path: Path, first_row: list[str]) -> tuple[bool, list[in
             raise DataError(f"{path}: row 1 has {len(cells)} columns; a file without a header "
                             f"needs the {N_TC} charges in its first {N_TC} columns")
         return False, list(range(N_TC))
-    where = {name: i for i, name in enumerate(cells)}
+    where: dict[str, int] = {}
+    for i, name in enumerate(cells):
+        if name in where and name in CALQ_COLUMNS:
+            raise DataError(f"{path}: the header names {name} twice (columns {where[name] + 1} and {i + 1})")
+        where.setdefault(name, i)
     missing = [c for c in CALQ_COLUMNS if c not in where]
     if missing:
         shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
@@ -65,7 +70,7 @@ def _header_and_columns(path: Path, first_row: list[str]) -> tuple[bool, list[in
 
 def _locate_bad_cell(path: Path, has_header: bool, cols: list[int], width: int) -> str | None:
     """Slow pass with the csv module naming the first malformed row and column, if any."""
-    with open(path, newline="") as fh:
+    with _open_text(path) as fh:
         for line_no, row in enumerate(csv.reader(fh), start=1):
             if (line_no == 1 and has_header) or not any(c.strip() for c in row):
                 continue
@@ -78,24 +83,59 @@ def _locate_bad_cell(path: Path, has_header: bool, cols: list[int], width: int) 
     return None
 
 
-def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
-    """The validated (n, 48) float64 charges of one ECON-T style CSV file.
+GZIP_MAGIC = b"\x1f\x8b"
 
-    Rows are numbered as lines of the file (a header is row 1)."""
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def _open_text(path: Path):
+    """The file as UTF-8 text (a byte-order mark dropped), gunzipped if it is gzip."""
+    if _is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _data_line(path: Path, has_header: bool, index: int) -> int:
+    """The line number (1-based) of data row `index` (0-based, blank lines skipped)."""
+    seen = -1
+    with _open_text(path) as fh:
+        for line_no, row in enumerate(csv.reader(fh), start=1):
+            if (line_no == 1 and has_header) or not any(c.strip() for c in row):
+                continue
+            seen += 1
+            if seen == index:
+                return line_no
+    return index + (2 if has_header else 1)
+
+
+def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
+    """The validated (n, 48) float64 charges of one ECON-T style CSV file (or .csv.gz).
+
+    Rows are numbered as lines of the file (a header is row 1; blank lines count)."""
     import pandas as pd
 
     path = Path(path)
-    with open(path, newline="") as fh:
-        first = next(csv.reader(fh), None)
+    try:
+        with _open_text(path) as fh:
+            first = next(csv.reader(fh), None)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, csv.Error) as exc:
+        why = f"byte {exc.start} is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
+        raise DataError(f"{path}: not a UTF-8 text CSV file ({why})") from None
     if first is None or not any(c.strip() for c in first):
         raise DataError(f"{path}: the file is empty")
     has_header, cols = _header_and_columns(path, first)
     try:
         # All columns are read (so pandas checks every row's width); only the charges
         # must be numbers, metadata columns may hold anything.
-        frame = pd.read_csv(path, header=0 if has_header else None, nrows=max_rows,
+        frame = pd.read_csv(path, header=0 if has_header else None, nrows=max_rows, encoding="utf-8-sig",
+                            compression="gzip" if _is_gzip(path) else None,
                             dtype={first[c].strip() if has_header else c: np.float64 for c in cols})
         values = frame.iloc[:, cols].to_numpy(dtype=np.float64)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text CSV file (byte {exc.start} of the data is not UTF-8)") from None
     except (ValueError, pd.errors.ParserError) as exc:
         detail = _locate_bad_cell(path, has_header, cols, len(first))
         raise DataError(f"{path}: {detail or str(exc).splitlines()[0]}") from None
@@ -105,7 +145,10 @@ def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
         detail = _locate_bad_cell(path, has_header, cols, len(first))
         if detail:
             raise DataError(f"{path}: {detail}")
-    validate_charges(values, str(path), first_row=2 if has_header else 1)
+    try:
+        validate_charges(values)
+    except _BadCharge as bad:
+        raise DataError(f"{path}: row {_data_line(path, has_header, bad.row)}, {bad.what}") from None
     return values
 
 
@@ -139,35 +182,59 @@ def read_hdf5(path: str | Path, key: str | None = None, max_rows: int | None = N
             missing = [c for c in CALQ_COLUMNS if c not in node]
             if missing:
                 raise DataError(f"{path}: group '{node.name}' lacks column {missing[0]}")
+            lengths = {c: node[c].shape for c in CALQ_COLUMNS}
+            odd = [c for c in CALQ_COLUMNS if lengths[c] != lengths[CALQ_COLUMNS[0]] or len(lengths[c]) != 1]
+            if odd:
+                raise DataError(f"{path}: column {odd[0]} has shape {lengths[odd[0]]} but {CALQ_COLUMNS[0]} "
+                                f"has {lengths[CALQ_COLUMNS[0]]}: every column must be 1D and of one length")
             values = np.stack([np.asarray(node[c][sl], dtype=np.float64) for c in CALQ_COLUMNS], 1)
         else:
             if node.ndim != 2 or node.shape[1] < N_TC:
                 raise DataError(f"{path}: dataset '{node.name}' has shape {node.shape}; "
                                 f"expected (n, >= {N_TC}) with the charges first")
+            if node.shape[0] == N_TC and node.shape[1] > N_TC:
+                raise DataError(f"{path}: dataset '{node.name}' has shape {node.shape}: it looks transposed "
+                                f"(modules must be rows, the {N_TC} charges the first columns)")
             if not np.issubdtype(node.dtype, np.number):
                 raise DataError(f"{path}: dataset '{node.name}' is not numeric ({node.dtype})")
             values = np.asarray(node[sl, :N_TC], dtype=np.float64)
     if values.shape[0] == 0:
         raise DataError(f"{path}: the dataset is empty")
-    validate_charges(values, str(path), first_row=0)
+    try:
+        validate_charges(values)
+    except _BadCharge as bad:
+        raise DataError(f"{path}: row {bad.row}, {bad.what}") from None
     return values
 
 
-def validate_charges(values: np.ndarray, source: str, first_row: int = 0) -> None:
-    """Raise a DataError at the first NaN/inf or negative charge, naming row and column."""
+class _BadCharge(Exception):
+    def __init__(self, row: int, what: str):
+        super().__init__(what)
+        self.row, self.what = row, what
+
+
+def validate_charges(values: np.ndarray) -> None:
+    """Raise at the first NaN/inf or negative charge, or a row whose sum overflows float64,
+    naming its (0-based) row and column; the readers turn that into file rows."""
     bad_finite = ~np.isfinite(values)
     bad_sign = np.zeros_like(bad_finite)
     np.less(values, 0, out=bad_sign, where=~bad_finite)
     for mask, what in ((bad_finite, "is not finite"), (bad_sign, "is negative")):
         if mask.any():
             r, c = np.argwhere(mask)[0]
-            raise DataError(f"{source}: row {r + first_row}, column {CALQ_COLUMNS[c]}: "
-                            f"charge {values[r, c]!r} {what}")
+            raise _BadCharge(int(r), f"column {CALQ_COLUMNS[c]}: charge {values[r, c]!r} {what}")
+    with np.errstate(over="ignore"):
+        sums = values.sum(1)
+    if not np.isfinite(sums).all():
+        r = int(np.flatnonzero(~np.isfinite(sums))[0])
+        raise _BadCharge(r, "the sum of its charges overflows float64")
 
 
 def _files_of(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
+    if not (path.is_dir() or path.is_file()):
+        raise DataError(f"{path}: not a regular file or directory (a pipe or device cannot be read as data)")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
         if not files:
@@ -177,8 +244,9 @@ def _files_of(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,
-                 max_rows: int | None = None) -> LoadedModules:
-    """Read, validate and clean modules from a CSV/HDF5 file or a directory of them."""
+                 max_rows: int | None = None, drop_zero_sum: bool = True) -> LoadedModules:
+    """Read, validate and clean modules from a CSV/HDF5 file or a directory of them
+    (`drop_zero_sum=False`: keep every row, for callers that pair rows of two files)."""
     path = Path(path)
     is_csv = source == "csv"
     files = _files_of(path, CSV_SUFFIXES if is_csv else HDF5_SUFFIXES)
@@ -192,6 +260,8 @@ def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,
         if remaining is not None:
             remaining -= values.shape[0]
     charges = np.concatenate(parts)
+    if not drop_zero_sum:
+        return LoadedModules(charges, charges.shape[0], 0, tuple(str(f) for f in files))
     kept, n_zero = clean_modules(charges)
     if kept.shape[0] == 0:
         raise DataError(f"{path}: every module has a zero charge sum; nothing to train on")

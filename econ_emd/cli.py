@@ -2,11 +2,14 @@
 of them, `neemo estimate|fit` and `show-config`. This module only parses and dispatches.
 
 Exit codes: 0 success; 1 a check failed; 2 a usage, config, input-data or tool error (the
-message names the file, key, row or column); 130 interrupted.
+message names the file, key, row or column), or the run directory is in use; 3 the machine
+refused a write (disk full, read-only or not permitted; the message names the path); 130
+interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -16,7 +19,9 @@ from . import __version__
 
 log = logging.getLogger("econ_emd")
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: errno values of a write the machine refused (exit 3)
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 _NEVER_CHATTY = ("numba", "matplotlib", "PIL", "fsspec", "asyncio")
 
@@ -133,8 +138,13 @@ def _run(args: argparse.Namespace) -> int:
     from .config import dump_config, load_config
     from .registry import command_stage, run_pipeline, run_stage
 
+    from econ_emd.base.errors import ConfigError
+    from econ_emd.base.rundir import run_dir_lock, sweep_debris
+
     cfg = load_config(args.config, _overrides(args))
-    if args.run_dir:
+    if args.run_dir is not None:
+        if not args.run_dir.strip():
+            raise ConfigError("--run-dir: must not be empty")
         cfg.run_dir = args.run_dir
     if args.command == "show-config":
         print(dump_config(cfg), end="")
@@ -142,17 +152,21 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = Path(cfg.run_dir)
     # bars on a terminal only: in a log file each refresh is another carriage-return run
     progress = not args.quiet and sys.stderr.isatty()
-    if args.command == "neemo":
-        from .neemo_cmd import run_estimate, run_fit
+    what = " ".join(["econ-emd", args.command, *([args.neemo_command] if args.command == "neemo" else [])])
+    with run_dir_lock(run_dir, what):
+        for p in sweep_debris(run_dir):
+            log.debug("removed %s (left by a killed run)", p)
+        if args.command == "neemo":
+            from .neemo_cmd import run_estimate, run_fit
 
-        (run_estimate if args.neemo_command == "estimate" else run_fit)(cfg, args, progress)
-    elif args.command == "pipeline":
-        from . import report
+            (run_estimate if args.neemo_command == "estimate" else run_fit)(cfg, args, progress)
+        elif args.command == "pipeline":
+            from . import report
 
-        run_pipeline(cfg, run_dir, args.force, progress)
-        log.info("pipeline done: read %s", report.write(run_dir))
-    else:
-        run_stage(cfg, run_dir, command_stage(args.command), progress)
+            run_pipeline(cfg, run_dir, args.force, progress)
+            log.info("pipeline done: read %s", report.write(run_dir))
+        else:
+            run_stage(cfg, run_dir, command_stage(args.command), progress)
     return EXIT_OK
 
 
@@ -170,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     except CheckFailed as exc:
         print(f"econ-emd: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        hint = " (free some space and rerun: finished stages are kept)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"econ-emd: error: {where}{exc.strerror or exc}{hint}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("econ-emd: interrupted; completed stages are kept, rerun to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

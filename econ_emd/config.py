@@ -87,8 +87,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _read(path: Path) -> str:
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file")
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
 
@@ -101,6 +105,8 @@ def _validate(path: Path, text: str, overrides: list[str] | None) -> RunConfig:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if data is None:
+        if str(path) != "(defaults)":
+            raise ConfigError(f"{path}: the config file is empty (omit -c to run the defaults)")
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")

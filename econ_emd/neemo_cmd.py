@@ -16,25 +16,34 @@ from .config import RunConfig
 log = logging.getLogger("econ_emd")
 
 
-def _read_modules(path: str) -> np.ndarray:
+def _read_modules(path: str, drop_zero_sum: bool = True) -> np.ndarray:
     from econ_emd.data.loaders import HDF5_SUFFIXES, load_modules
 
     p = Path(path)
     source = "hdf5" if p.suffix.lower() in HDF5_SUFFIXES else "csv"
     if not p.exists():
         raise DataError(f"{path}: no such file")
-    return load_modules(source, p).charges
+    return load_modules(source, p, drop_zero_sum=drop_zero_sum).charges
 
 
 def _pairs(cfg: RunConfig, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
     if args.a or args.b:
         if not (args.a and args.b):
             raise DataError("neemo estimate: give both --a and --b (or neither, for random pairs)")
-        a, b = _read_modules(args.a), _read_modules(args.b)
+        # rows are paired by position: zero-sum rows are dropped as pairs, never file by file
+        a, b = _read_modules(args.a, drop_zero_sum=False), _read_modules(args.b, drop_zero_sum=False)
         if len(a) != len(b) and 1 not in (len(a), len(b)):
             raise DataError(f"--a has {len(a)} modules and --b {len(b)}: need equal counts, or one module")
         n = max(len(a), len(b))
-        return np.broadcast_to(a, (n, 48)).copy(), np.broadcast_to(b, (n, 48)).copy(), f"{args.a} vs {args.b}"
+        a, b = np.broadcast_to(a, (n, 48)).copy(), np.broadcast_to(b, (n, 48)).copy()
+        empty = (a.sum(1) <= 0) | (b.sum(1) <= 0)
+        if empty.all():
+            raise DataError(f"{args.a} vs {args.b}: every pair has a module with a zero charge sum (no EMD)")
+        if empty.any():
+            rows = np.flatnonzero(empty)
+            log.warning("neemo: %d pair(s) with a zero-sum module skipped (data rows %s%s)", len(rows),
+                        ", ".join(map(str, rows[:5])), " ..." if len(rows) > 5 else "")
+        return a[~empty], b[~empty], f"{args.a} vs {args.b}"
     from econ_emd.neemo.events import random_module_pairs
 
     n = args.pairs if args.pairs is not None else cfg.neemo.random_pairs

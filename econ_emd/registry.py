@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -269,29 +271,70 @@ def is_current(cfg: RunConfig, run_dir: Path, name: str) -> bool:
         if not path.exists():
             return False
         if f not in recorded or output_digest(folder, f) != recorded[f]:
-            log.warning("%s: %s differs from what the stage wrote (corrupted or replaced); rerunning", name, path)
+            log.warning("%s: %s differs from what the stage wrote (corrupted or replaced): the stage is not current", name, path)
             return False
     return True
 
 
+#: marks a stage's work folder with the hash it is being built for
+WORK_MARKER = ".building"
+
+
+def work_folder(run_dir: Path, name: str) -> Path:
+    """Where stage `name` builds its outputs before they take the stage's name."""
+    return run_dir / f".{name}.partial"
+
+
+def _open_work_folder(run_dir: Path, name: str, h: str) -> Path:
+    """The work folder of this stage hash: kept from a killed run of the same configuration
+    (its checkpoints let training resume), wiped when it was begun for another one."""
+    work = work_folder(run_dir, name)
+    marker = work / WORK_MARKER
+    if work.exists() and (not marker.is_file() or marker.read_text() != h):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(h)
+    return work
+
+
+def _swap_into_place(work: Path, final: Path) -> None:
+    """Give the finished work folder the stage's name. Between the two renames the stage has
+    no folder (a crash there only means the stage runs again); a half-built folder never
+    carries the final name."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(work, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -> StageResult:
-    """Run one stage (its input stages must be current) and record its result and digests."""
+    """Run one stage (its input stages must be current) and record its result and digests.
+
+    The body writes into the stage's work folder; the summary (stage hash, input and output
+    digests) is written last, then the folder is renamed into place."""
     stage = STAGES[name]
     missing = [up for up in stage.inputs(cfg) if not is_current(cfg, run_dir, up)]
     if missing:
         raise StageOrderError(f"stage '{name}' needs up-to-date outputs of: {', '.join(missing)} "
                               f"(run `econ-emd {STAGES[missing[0]].command}` or `econ-emd pipeline`)")
-    folder = run_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(cfg, run_dir, folder, progress, lambda other: is_current(cfg, run_dir, other))
+    h = stage_hash(cfg, run_dir, name)
+    inputs = input_digests(cfg, run_dir, name)
+    work = _open_work_folder(run_dir, name, h)
+    ctx = StageContext(cfg, run_dir, work, progress, lambda other: is_current(cfg, run_dir, other))
     result = stage.run(ctx)
     summary = result.to_json()
-    summary["stage_hash"] = stage_hash(cfg, run_dir, name)
-    summary["input_digests"] = input_digests(cfg, run_dir, name)
-    summary["output_digests"] = {f: output_digest(folder, f) for f in stage.outputs if (folder / f).exists()}
-    atomic_write_json(folder / "summary.json", summary)
+    summary["stage_hash"] = h
+    summary["input_digests"] = inputs
+    summary["output_digests"] = {f: output_digest(work, f) for f in stage.outputs if (work / f).exists()}
+    (work / WORK_MARKER).unlink()
+    atomic_write_json(work / "summary.json", summary)
+    final = run_dir / name
+    _swap_into_place(work, final)
     if result.check_passed is False:
-        raise CheckFailed(f"stage '{name}': check failed (see {folder})")
+        raise CheckFailed(f"stage '{name}': check failed (see {final})")
     return result
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from econ_emd.base.artifacts import atomic_write_json, atomic_write_text
+from econ_emd.base.artifacts import atomic_write_text, json_text
 
 from .registry import STAGES, load_results
 from .stages.firmware import bit_exactness_markdown
@@ -43,8 +43,15 @@ def build(run_dir: str | Path) -> tuple[str, dict]:
 
 
 def write(run_dir: str | Path) -> Path:
+    """Write report.md and report.json, unless they already say exactly this (so checking
+    an up-to-date run, even in a read-only directory, writes nothing)."""
     run_dir = Path(run_dir)
     text, data = build(run_dir)
-    atomic_write_text(run_dir / "report.md", text)
-    atomic_write_json(run_dir / "report.json", data)
+    for path, content in ((run_dir / "report.md", text), (run_dir / "report.json", json_text(data))):
+        try:
+            if path.read_text() == content:
+                continue
+        except OSError:
+            pass
+        atomic_write_text(path, content)
     return run_dir / "report.md"

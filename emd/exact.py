@@ -25,7 +25,9 @@ runs do not recompute what is done.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -37,11 +39,13 @@ import numpy as np
 for _backend in ("TENSORFLOW", "TORCH", "JAX", "CUPY"):
     os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
 
-from econ_emd.base.artifacts import atomic_save_npy  # noqa: E402
+from econ_emd.base.artifacts import atomic_path  # noqa: E402
 from econ_emd.base.geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
 
+log = logging.getLogger("econ_emd")
+
 SOLVERS = ("simplex", "wasserstein", "pot")
-CACHE_VERSION = "emd-v1"
+CACHE_VERSION = "emd-v2"
 DASK_CONNECT_TIMEOUT = "20s"
 
 
@@ -213,16 +217,49 @@ def _chunk_key(a: np.ndarray, b: np.ndarray, solver: str) -> str:
     return h.hexdigest()
 
 
+#: pairs of every cache hit that are solved again and must agree with the stored values
+CACHE_SPOT_CHECKS = 4
+
+
 def _cache_path(cache_dir: str, key: str) -> Path:
-    return Path(cache_dir) / key[:2] / f"{key}.npy"
+    return Path(cache_dir) / key[:2] / f"{key}.npz"
 
 
-def _cache_load(path: Path, n: int) -> np.ndarray | None:
+def _entry_checksum(key: str, values: np.ndarray) -> str:
+    return hashlib.sha256(key.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+def _cache_save(path: Path, key: str, values: np.ndarray) -> None:
+    """An entry carries its key (the digest of its inputs) and a checksum of key + values."""
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, emd=np.asarray(values, dtype=np.float64), key=np.array(key),
+                 checksum=np.array(_entry_checksum(key, values)))
+
+
+def _cache_load(path: Path, key: str, a: np.ndarray, b: np.ndarray, solver: str) -> np.ndarray | None:
+    """The cached values of this chunk, or None (absent, damaged, or wrong: recompute).
+
+    Never trusted on its word: the entry must name this key, match its own checksum, and
+    agree with a fresh solution of a few of its pairs (a rewritten but self-consistent
+    entry is caught there)."""
     try:
-        values = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None  # absent or damaged: recompute
-    return values if values.shape == (n,) and np.isfinite(values).all() else None
+        with np.load(path, allow_pickle=False) as z:
+            values, stored_key, checksum = z["emd"], str(z["key"]), str(z["checksum"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        log.warning("exact-EMD cache: %s is unreadable; recomputing it", path)
+        return None
+    n = a.shape[0]
+    if (stored_key != key or values.shape != (n,) or checksum != _entry_checksum(key, values)
+            or not np.isfinite(values).all()):
+        log.warning("exact-EMD cache: %s does not match its key or checksum; recomputing it", path)
+        return None
+    probe = np.unique(np.linspace(0, n - 1, min(CACHE_SPOT_CHECKS, n)).astype(int))
+    if not np.allclose(emd_chunk(a[probe], b[probe], solver), values[probe], rtol=1e-9, atol=1e-12):
+        log.warning("exact-EMD cache: %s holds values that a fresh solution contradicts; recomputing it", path)
+        return None
+    return values
 
 
 def _run_local(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
@@ -398,12 +435,13 @@ def exact_emd(a: np.ndarray, b: np.ndarray, *, solver: str = "auto", n_jobs: int
     n = a.shape[0]
     out = np.empty(n)
     bounds = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
-    keys: dict[int, Path] = {}
+    keys: dict[int, tuple[str, Path]] = {}
     todo = []
     for idx, (s, e) in enumerate(bounds):
         if cache_dir is not None:
-            keys[idx] = _cache_path(str(cache_dir), _chunk_key(a[s:e], b[s:e], solver))
-            cached = _cache_load(keys[idx], e - s)
+            key = _chunk_key(a[s:e], b[s:e], solver)
+            keys[idx] = (key, _cache_path(str(cache_dir), key))
+            cached = _cache_load(keys[idx][1], key, a[s:e], b[s:e], solver)
             if cached is not None:
                 out[s:e] = cached
                 continue
@@ -419,6 +457,6 @@ def exact_emd(a: np.ndarray, b: np.ndarray, *, solver: str = "auto", n_jobs: int
             s, e = bounds[idx]
             out[s:e] = values
             if cache_dir is not None:
-                atomic_save_npy(keys[idx], values)
+                _cache_save(keys[idx][1], keys[idx][0], values)
             bar.update(e - s)
     return out

@@ -142,9 +142,13 @@ def test_one_top_level_import_name():
 @pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="needs setuptools to build a wheel")
 def test_wheel_installs_and_runs_without_the_repository(tmp_path):
     """Build the wheel, unpack it away from the checkout and run the CLI from it."""
-    wheel_dir = tmp_path / "wheel"
+    import shutil
+
+    wheel_dir, src = tmp_path / "wheel", tmp_path / "src"     # built from a copy: no build/ in the checkout
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info",
+                                                            "__pycache__", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheel_dir), str(REPO)], check=True, capture_output=True, timeout=600)
+                    "-w", str(wheel_dir), str(src)], check=True, capture_output=True, timeout=600)
     wheel = next(wheel_dir.glob("econ_emd-*.whl"))
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:

@@ -46,6 +46,6 @@ def test_overrides(tmp_path):
     cfg = load_config(write(tmp_path, "seed: 3\n"), ["data.n_modules=1234", "emd.solver=pot"])
     assert cfg.data.n_modules == 1234 and cfg.emd.solver == "pot" and cfg.seed == 3
     with pytest.raises(ConfigError, match="data.n_modules: Input should be greater"):
-        load_config(write(tmp_path, ""), ["data.n_modules=1"])
+        load_config(write(tmp_path, "seed: 1\n"), ["data.n_modules=1"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
-        load_config(write(tmp_path, ""), ["data.n_modules"])
+        load_config(write(tmp_path, "seed: 1\n"), ["data.n_modules"])

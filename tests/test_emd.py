@@ -154,10 +154,13 @@ def test_forked_worker_failures_reach_the_caller(how, message):
 def test_cache_avoids_recomputation(modules, tmp_path, monkeypatch):
     a, b = modules[:200], modules[200:400]
     first = exact_emd(a, b, chunk_size=64, cache_dir=tmp_path)
-    assert len(list(tmp_path.rglob("*.npy"))) == 4
+    assert len(list(tmp_path.rglob("*.npz"))) == 4
+    real = emd_mod.emd_chunk
 
-    def boom(*args, **kwargs):
-        raise AssertionError("recomputed a cached chunk")
+    def boom(x, y, solver):
+        if len(x) > emd_mod.CACHE_SPOT_CHECKS:      # a hit re-solves only its spot checks
+            raise AssertionError("recomputed a cached chunk")
+        return real(x, y, solver)
 
     monkeypatch.setattr(emd_mod, "emd_chunk", boom)
     np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
@@ -169,8 +172,37 @@ def test_cache_avoids_recomputation(modules, tmp_path, monkeypatch):
 def test_damaged_cache_entry_is_recomputed(modules, tmp_path):
     a, b = modules[:64], modules[64:128]
     first = exact_emd(a, b, chunk_size=64, cache_dir=tmp_path)
-    (entry,) = tmp_path.rglob("*.npy")
+    (entry,) = tmp_path.rglob("*.npz")
     entry.write_bytes(b"garbage")
+    np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
+
+
+def _poison(entry, values, checksum=None):
+    with np.load(entry) as z:
+        key = str(z["key"])
+    np.savez(entry, emd=values, key=np.array(key), checksum=np.array(checksum or emd_mod._entry_checksum(key, values)))
+
+
+def test_poisoned_cache_entry_is_recomputed_not_trusted(modules, tmp_path):
+    """A valid file with wrong values: its checksum fails; with a forged checksum the spot
+    check fails; either way the chunk is solved again and the right values come back."""
+    a, b = modules[:64], modules[64:128]
+    first = exact_emd(a, b, chunk_size=64, cache_dir=tmp_path)
+    (entry,) = tmp_path.rglob("*.npz")
+    wrong = first.copy()
+    wrong[:60] = 1.0
+    with np.load(entry) as z:
+        stale = str(z["checksum"])
+    _poison(entry, wrong, checksum=stale)                     # values changed, checksum kept
+    np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
+    _poison(entry, wrong)                                     # a self-consistent forgery
+    np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
+    with np.load(entry) as z:                                 # and the entry was rewritten right
+        np.testing.assert_array_equal(z["emd"], first)
+    other = tmp_path / "other"                                # an entry moved under another key
+    exact_emd(a, b[::-1].copy(), chunk_size=64, cache_dir=other)
+    (moved,) = other.rglob("*.npz")
+    moved.replace(entry)
     np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
 
 

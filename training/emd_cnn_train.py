@@ -165,7 +165,13 @@ def load_frozen_emd_cnn(path: str | Path):
         raise ModelFileError(f"{path}: not a loadable Keras EMD-CNN ({str(exc).splitlines()[0]})") from None
     shapes = [tuple(i.shape[1:]) for i in model.inputs]
     if shapes != [(48,), (48,)]:
-        model = wrap_external(model)
+        try:
+            model = wrap_external(model)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
+    outputs = [tuple(o.shape[1:]) for o in model.outputs]
+    if outputs not in ([()], [(1,)]):
+        raise ModelFileError(f"{path}: an EMD-CNN has one scalar output per pair; this model outputs {outputs}")
     return freeze(model)
 
 

@@ -10,6 +10,7 @@ unit-sum, hex metric), whatever loss trained it (training.evaluation).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -17,16 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from econ_emd.base.errors import ModelFileError
-from econ_emd.base.artifacts import atomic_path, atomic_write_json
+from econ_emd.base.artifacts import atomic_path
 from econ_emd.base.geometry import calq_to_8x8, image8x8_to_calq
 from econ_emd.base.normalization import sumlog2_normalize
+from econ_emd.base.seeds import as_int, derive_seed
 from .params import EncoderParams
 
 log = logging.getLogger("econ_emd")
 
 ENCODER_FILE = "encoder.h5"
 DECODER_FILE = "decoder.h5"
-CHECKPOINT_FILE = "checkpoint.weights.h5"
+CHECKPOINT_FILE = "checkpoint.npz"
 
 
 def encoder_inputs(charges: np.ndarray, encoder=None) -> np.ndarray:
@@ -61,8 +63,15 @@ def build_models(params: EncoderParams):
 
 def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams, loss_fn,
                       seed: int, out_dir: str | Path | None = None, label: str = "encoder"):
-    """Train encoder + decoder on raw charges with `loss_fn(target, recon)`; resume from a
-    checkpoint in out_dir if one exists. Returns (encoder, decoder, history dict)."""
+    """Train encoder + decoder on raw charges with `loss_fn(target, recon)`, early-stopped
+    on the validation loss (the best epoch's weights are kept). Returns (encoder, decoder,
+    history dict).
+
+    Resuming equals not stopping: every epoch runs on its own seed (from `seed` and the
+    epoch), and with `out_dir` the whole training state is checkpointed after each epoch
+    (weights, the optimizer's slots and step count, the early-stopping state, the history),
+    so a run killed after epoch k and resumed from its checkpoint trains epochs k+1... exactly
+    as an uninterrupted run does."""
     import tensorflow as tf
 
     from .emd_cnn_train import epoch_logger
@@ -75,48 +84,81 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     def mean_loss(t, p):
         return tf.reduce_mean(loss_fn(t, p))
 
-    ae.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate), loss=mean_loss)
-    callbacks = [tf.keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
-                 epoch_logger(params.epochs, label)]
-    initial_epoch = 0
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        ckpt = out_dir / CHECKPOINT_FILE
-        state = out_dir / "checkpoint.json"
-        if ckpt.exists() and state.exists():
-            import json
-
-            ae.load_weights(ckpt)
-            initial_epoch = int(json.loads(state.read_text())["epoch"])
-            log.info("%s: resuming after epoch %d from %s", label, initial_epoch, ckpt)
-        callbacks.append(_checkpointer(ckpt, state))
+    opt = tf.keras.optimizers.Adam(params.learning_rate)
+    ae.compile(optimizer=opt, loss=mean_loss)
+    opt.build(ae.trainable_variables)
+    state = {"epoch": 0, "best": float("inf"), "wait": 0, "loss": [], "val_loss": []}
+    best_weights = None
+    ckpt = Path(out_dir) / CHECKPOINT_FILE if out_dir is not None else None
+    if ckpt is not None and ckpt.exists():
+        state, best_weights = _restore(ckpt, ae, opt)
+        log.info("%s: resuming after epoch %d from %s", label, state["epoch"], ckpt)
+    initial_epoch = state["epoch"]
+    logger = epoch_logger(params.epochs, label)
     t0 = time.perf_counter()
-    hist = ae.fit(x, y, validation_data=(vx, vy), epochs=params.epochs, initial_epoch=initial_epoch,
-                  batch_size=params.batch_size, callbacks=callbacks, verbose=0, shuffle=True)
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    history["seconds"] = time.perf_counter() - t0
-    history["initial_epoch"] = initial_epoch
+    while state["epoch"] < params.epochs and state["wait"] < params.patience:
+        epoch = state["epoch"]
+        tf.keras.utils.set_random_seed(as_int(derive_seed(seed, "encoder_epoch", epoch)))
+        h = ae.fit(x, y, validation_data=(vx, vy), epochs=epoch + 1, initial_epoch=epoch,
+                   batch_size=params.batch_size, callbacks=[logger], verbose=0, shuffle=True).history
+        state["loss"].append(float(h["loss"][-1]))
+        state["val_loss"].append(float(h["val_loss"][-1]))
+        if state["val_loss"][-1] < state["best"]:
+            state["best"], state["wait"], best_weights = state["val_loss"][-1], 0, ae.get_weights()
+        else:
+            state["wait"] += 1
+        state["epoch"] = epoch + 1
+        if ckpt is not None:
+            _save(ckpt, ae, opt, state, best_weights)
+        pause_for_test(label, state["epoch"])
+    if best_weights is not None:
+        ae.set_weights(best_weights)
+    history = {"loss": state["loss"][initial_epoch:], "val_loss": state["val_loss"][initial_epoch:],
+               "seconds": time.perf_counter() - t0, "initial_epoch": initial_epoch}
     return enc, dec, history
 
 
-def _checkpointer(weights_path: Path, state_path: Path):
-    """Saves the autoencoder weights and the epoch after every epoch (atomically)."""
-    import tensorflow as tf
+def _save(path: Path, ae, opt, state: dict, best_weights) -> None:
+    """One file, written atomically: model weights, optimizer variables, best weights, state."""
+    arrays = {f"w{i}": w for i, w in enumerate(ae.get_weights())}
+    arrays.update({f"o{i}": v.numpy() for i, v in enumerate(opt.variables)})
+    if best_weights is not None:
+        arrays.update({f"b{i}": w for i, w in enumerate(best_weights)})
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, state=np.array(json.dumps(state)), **arrays)
 
-    class _Cb(tf.keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            with atomic_path(weights_path, ".weights.h5") as tmp:
-                self.model.save_weights(tmp)
-            atomic_write_json(state_path, {"epoch": epoch + 1})
 
-    return _Cb()
+def _restore(path: Path, ae, opt) -> tuple[dict, list | None]:
+    with np.load(path, allow_pickle=False) as z:
+        state = json.loads(str(z["state"]))
+        n_w, n_o = len(ae.get_weights()), len(opt.variables)
+        if f"w{n_w - 1}" not in z or f"w{n_w}" in z or f"o{n_o - 1}" not in z:
+            raise ModelFileError(f"{path}: a checkpoint of another model; delete it to start over")
+        ae.set_weights([z[f"w{i}"] for i in range(n_w)])
+        for i, v in enumerate(opt.variables):
+            v.assign(z[f"o{i}"])
+        best = [z[f"b{i}"] for i in range(n_w)] if "b0" in z else None
+    return state, best
+
+
+def pause_for_test(label: str, epoch: int) -> None:
+    """Test hook: with ECON_EMD_TEST_PAUSE=<label>:<epoch>, announce the epoch's end by
+    creating the file ECON_EMD_TEST_PAUSE_FILE and wait (up to 10 minutes) for a signal, so
+    a test interrupts training at a known point instead of racing it."""
+    import os
+
+    if os.environ.get("ECON_EMD_TEST_PAUSE") != f"{label}:{epoch}":
+        return
+    Path(os.environ["ECON_EMD_TEST_PAUSE_FILE"]).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def clear_checkpoint(out_dir: str | Path) -> None:
-    for name in (CHECKPOINT_FILE, "checkpoint.json"):
-        p = Path(out_dir) / name
-        if p.exists():
-            p.unlink()
+    p = Path(out_dir) / CHECKPOINT_FILE
+    if p.exists():
+        p.unlink()
 
 
 def reconstruct(encoder, decoder, charges: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
