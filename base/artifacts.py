@@ -31,6 +31,24 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+#: room kept free beyond an estimated write, for the file system's own bookkeeping
+FREE_SPACE_MARGIN = 16 << 20
+
+
+def ensure_free_space(folder: str | Path, nbytes: int) -> None:
+    """Raise ENOSPC before writing about `nbytes` into `folder` if they cannot fit: HDF5
+    does not survive a full disk (h5py crashes the process instead of raising)."""
+    import errno
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < nbytes + FREE_SPACE_MARGIN:
+        raise OSError(errno.ENOSPC, f"no space left for ~{(nbytes + FREE_SPACE_MARGIN) >> 20} MiB "
+                                    f"({free >> 20} MiB free)", str(folder))
+
+
 def atomic_save_npy(path: str | Path, values: np.ndarray) -> None:
     with atomic_path(path, ".npy") as tmp:
         np.save(tmp, values, allow_pickle=False)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from econ_emd.base.artifacts import atomic_path
+from econ_emd.base.artifacts import atomic_path, ensure_free_space
+from econ_emd.base.errors import DataError
 from econ_emd.base.geometry import N_TC, geometry_hash
 from econ_emd.base.seeds import derive_seed
 from econ_emd.base.units import ADC_PER_MIP_T
@@ -45,7 +46,8 @@ def split_indices(n: int, params: DataParams, seed: int) -> dict[str, np.ndarray
     n_train = int(round(params.split.train * n))
     n_val = int(round(params.split.val * n))
     if min(n_train, n_val, n - n_train - n_val) < 1:
-        raise ValueError(f"{n} modules are too few for a train/val/test split")
+        raise DataError(f"{n} modules are too few for a train/val/test split of "
+                        f"{params.split.train:g}/{params.split.val:g}/{params.split.test:g} (each split needs one)")
     return {"train": order[:n_train], "val": order[n_train:n_train + n_val],
             "test": order[n_train + n_val:]}
 
@@ -86,6 +88,7 @@ def save_dataset(ds: Dataset, out_dir: str | Path) -> dict:
     import h5py
 
     out_dir = Path(out_dir)
+    ensure_free_space(out_dir, sum(ds[s].nbytes for s in SPLITS))
     with atomic_path(out_dir / MODULES_FILE, ".h5") as tmp:
         with h5py.File(tmp, "w") as fh:
             for s in SPLITS:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from econ_emd.base.artifacts import atomic_path
+from econ_emd.base.artifacts import atomic_path, ensure_free_space
+from econ_emd.base.errors import DataError
 from .dataset import SPLITS, Dataset
 from econ_emd.emd.exact import EmdRunner
 from econ_emd.base.geometry import geometry_hash
@@ -42,6 +43,9 @@ def make_pairs(ds: Dataset, params: LabelParams, seed: int) -> dict[tuple[str, s
             x = ds[split]
             n = int(round(total * x.shape[0] / n_total))
             rng = np.random.default_rng(derive_seed(seed, "label_pairs", k, s))
+            if n and x.shape[0] < 2:
+                raise DataError(f"the {split} split holds {x.shape[0]} module(s): {kind} label pairs need at least "
+                                f"2 per split (more modules, or labels.{kind}_pairs: 0)")
             if kind == "random":
                 i, j = random_pairs(x.shape[0], n, rng)
                 out[kind, split] = PairSet(x[i], x[j], i)
@@ -69,6 +73,7 @@ def save_labels(pairs: dict[tuple[str, str], PairSet], out_dir: str | Path, extr
     import h5py
 
     out_dir = Path(out_dir)
+    ensure_free_space(out_dir, sum(getattr(ps, n).nbytes for ps in pairs.values() for n in ("a", "b", "index_a", "emd")))
     with atomic_path(out_dir / LABELS_FILE, ".h5") as tmp:
         with h5py.File(tmp, "w") as fh:
             fh.attrs["geometry_hash"] = geometry_hash()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
     try:
         with _open_text(path) as fh:
             first = next(csv.reader(fh), None)
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, csv.Error) as exc:
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as exc:
         why = f"byte {exc.start} is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
         raise DataError(f"{path}: not a UTF-8 text CSV file ({why})") from None
     if first is None or not any(c.strip() for c in first):
@@ -136,6 +137,8 @@ def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
         values = frame.iloc[:, cols].to_numpy(dtype=np.float64)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text CSV file (byte {exc.start} of the data is not UTF-8)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: the gzip-compressed file is damaged or truncated ({exc})") from None
     except (ValueError, pd.errors.ParserError) as exc:
         detail = _locate_bad_cell(path, has_header, cols, len(first))
         raise DataError(f"{path}: {detail or str(exc).splitlines()[0]}") from None

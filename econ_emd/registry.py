@@ -107,7 +107,7 @@ def _external_encoder(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def _vendor_reports(cfg: RunConfig) -> tuple[str, ...]:
-    project = Path(cfg.run_dir) / "firmware" / "hls_project"
+    project = Path(cfg.run_dir) / "firmware" / "hls_project"   # cfg.run_dir: --run-dir applied
     return tuple(str(project / p.rstrip("/")) for p in VENDOR_OUTPUTS)
 
 
@@ -237,7 +237,11 @@ def input_digests(cfg: RunConfig, run_dir: Path, name: str) -> dict[str, str]:
             out[f"{up}/{f}"] = recorded.get(f, "missing")
     for f in STAGES[name].external(cfg):
         p = Path(f)
-        out[str(p)] = file_digest(p) if p.exists() else "absent"
+        try:        # files inside the run by their place in it: a moved run stays current
+            key = "run:" + p.relative_to(run_dir).as_posix()
+        except ValueError:
+            key = str(p)
+        out[key] = file_digest(p) if p.exists() else "absent"
     return out
 
 

@@ -72,3 +72,39 @@ def test_rhombi_are_compact():
     for r in range(3):
         block = c[16 * r:16 * r + 16]
         assert np.ptp(block, axis=0).max() < 12
+
+
+HEX_STEPS = {(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1)}
+
+
+def _uv_adjacency() -> np.ndarray:
+    """Adjacency from the remap table's (u, v) cell coordinates alone: on the hexagonal
+    lattice neighbours differ by +-(1, 0), +-(0, 1) or +-(1, 1). Independent of the centres."""
+    r = g.remap_table()
+    uv = np.zeros((48, 2), int)
+    uv[r[:, 2]] = r[:, :2]
+    return np.array([[tuple(uv[j] - uv[i]) in HEX_STEPS for j in range(48)] for i in range(48)])
+
+
+def _centre_adjacency(centres: np.ndarray) -> np.ndarray:
+    d = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1))
+    return (d > 0) & (d <= 2.5)
+
+
+def test_adjacency_matches_the_independent_uv_lattice():
+    uv = _uv_adjacency()
+    assert (uv == uv.T).all()
+    # 6 corner TCs with 3 neighbours, 15 edge TCs with 4, 27 inner TCs with 6: 102 pairs
+    assert np.bincount(uv.sum(1)).tolist() == [0, 0, 0, 6, 15, 0, 27]
+    np.testing.assert_array_equal(_centre_adjacency(g.tc_centres()), uv)
+    for i, nb in enumerate(g.neighbours()):
+        assert set(nb.tolist()) == set(np.flatnonzero(uv[i]).tolist())
+    d = g.distance_matrix()[uv]
+    assert set(np.round(d, 3).tolist()) == {1.803, 2.0, 2.291}
+
+
+def test_uv_check_catches_two_swapped_centres():
+    """Negative control: swapping the centres of TC 5 and TC 10 must be seen."""
+    c = g.tc_centres().copy()
+    c[[5, 10]] = c[[10, 5]]
+    assert not (_centre_adjacency(c) == _uv_adjacency()).all()
