@@ -140,6 +140,9 @@ CASES = [
     ("report-without-firmware", "none.h5", None, lambda f: ["report", "-c", SMOKE, "--encoder", f, "--set", "rtl.enabled=false",
                                                          "--run-dir", f + ".run"],
      r"needs up-to-date outputs of: firmware"),
+    ("schema-minimum-modules", "x", "", lambda f: ["pipeline", "-c", SMOKE, "--set", "data.n_modules=10",
+                                                   "--set", "rtl.enabled=false"],
+     r"the test split holds 1 module\(s\): random label pairs need at least 2 per split"),
     # --- NEEMo -----------------------------------------------------------------------
     ("neemo-pairs-zero", "x", "", estimate("--pairs", "0"), r"--pairs 0: must be >= 1"),
     ("neemo-pairs-negative", "x", "", estimate("--pairs", "-5"), r"--pairs -5: must be >= 1"),
@@ -209,3 +212,20 @@ def test_neemo_pairs_rows_of_two_files_by_position(tmp_path):
     args = argparse.Namespace(a=str(tmp_path / "a.csv"), b=str(tmp_path / "b.csv"), pairs=None)
     a, b, _ = _pairs(load_config(SMOKE), args)
     assert a[:, 0].tolist() == [10, 40] and b[:, 0].tolist() == [11, 41]
+
+
+def test_external_emd_cnn_of_the_wrong_shape_is_a_model_file_error(tmp_path):
+    import tensorflow as tf
+
+    from econ_emd.base.errors import ModelFileError
+    from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
+
+    one_input = tf.keras.Sequential([tf.keras.Input((48,)), tf.keras.layers.Dense(1)])
+    one_input.save(tmp_path / "one.h5", save_format="h5")
+    with pytest.raises(ModelFileError, match=r"one\.h5: an external EMD-CNN needs two inputs"):
+        load_frozen_emd_cnn(tmp_path / "one.h5")
+    a, b = tf.keras.Input((48,)), tf.keras.Input((48,))
+    vector = tf.keras.Model([a, b], tf.keras.layers.Dense(3)(tf.keras.layers.Concatenate()([a, b])))
+    vector.save(tmp_path / "vec.h5", save_format="h5")
+    with pytest.raises(ModelFileError, match=r"vec\.h5: an EMD-CNN has one scalar output per pair"):
+        load_frozen_emd_cnn(tmp_path / "vec.h5")

@@ -84,7 +84,12 @@ def test_prepare_solver_compiles_the_simplex_only():
     from econ_emd.emd.simplex import emd_rows
 
     assert prepare_solver("pot") == 0.0 and prepare_solver("wasserstein") == 0.0
-    assert prepare_solver("simplex") > 0 and emd_rows.signatures   # compiled, or loaded from cache
+    # in a fresh process: nothing compiled before, the chunk signature ready after
+    code = ("from econ_emd.emd.exact import prepare_solver; from econ_emd.emd.simplex import emd_rows; "
+            "n0 = len(emd_rows.signatures); prepare_solver('pot'); n1 = len(emd_rows.signatures); "
+            "prepare_solver('simplex'); print(n0, n1, len(emd_rows.signatures))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["0", "0", "1"], out.stderr[-2000:]
 
 
 def test_pairs_the_simplex_hands_back_are_solved_by_the_fallback(modules, monkeypatch):

@@ -135,3 +135,39 @@ def test_exact_counts(encoder):
     assert ex["dense"]["multipliers"] + ex["dense"]["power_of_two_products"] == ex["dense"]["nonzero_weights"]
     assert ex["weight_storage_bits"] == 2144 * 5
     assert ex["source"] == reports.SRC_EXACT
+
+
+@pytest.mark.parametrize("weight,pow2", [(0.75, False), (0.5, True)])
+def test_exact_counts_against_a_hand_count(weight, pow2):
+    """Independent of the product's loop: 'same' padding, stride 2, 3x3 on 8x8 gives 4x4
+    outputs whose in-image taps sum to 121 per filter (9 x 9 full windows + 3 x 6 + 3 x 6 +
+    4 at the clipped bottom/right edges: TF pads bottom/right only); with every weight
+    non-zero each output adds its taps, so 121 - 16 adders per filter; the dense layer has
+    128 x 16 products and 127 adders per output."""
+    enc = build_encoder(EncoderArch())
+    conv, dense = enc.get_layer("conv2d"), enc.get_layer("dense")
+    conv.kernel.assign(np.full(conv.kernel.shape, weight, np.float32))
+    conv.bias.assign(np.zeros(conv.bias.shape, np.float32))
+    dense.kernel.assign(np.full(dense.kernel.shape, weight, np.float32))
+    dense.bias.assign(np.zeros(dense.bias.shape, np.float32))
+    ex = reports.exact_counts(enc, encoder_formats(enc))
+    products = "power_of_two_products" if pow2 else "multipliers"
+    other = "multipliers" if pow2 else "power_of_two_products"
+    assert ex["conv2d"][products] == 121 * 8 and ex["conv2d"][other] == 0
+    assert ex["conv2d"]["adders"] == (121 - 16) * 8
+    assert ex["dense"][products] == 128 * 16 and ex["dense"]["adders"] == 127 * 16
+
+
+def test_csim_bit_exact_on_rounding_ties(encoder, tmp_path):
+    """Inputs on the input grid make many pre-activations fall exactly halfway between two
+    output steps (checked): the C simulation must round those as QKeras does."""
+    rng = np.random.default_rng(11)
+    x = (rng.integers(0, 128, (3000, 8, 8, 1)) * (rng.random((3000, 8, 8, 1)) < 0.4) / 64.0).astype(np.float32)
+    x = np.asarray(encoder.get_layer("input_qa").quantizer(x), dtype=np.float32)
+    pre = tf.keras.Model(encoder.input, encoder.get_layer("conv2d").output)(x).numpy()
+    step = encoder_formats(encoder)["conv_act"].lsb
+    assert np.isclose(np.mod(pre / step, 1.0), 0.5).mean() > 0.01       # ties are really there
+    y = encoder.predict(x, verbose=0)
+    convert(encoder, tmp_path / "prj", FirmwareOptions())
+    rep = csim.csim_check(tmp_path / "prj", x, y, encoder_formats(encoder)["latent"].lsb)
+    assert rep["n_modules"] == 3000 and rep["bit_exact_fraction"] == 1.0
