@@ -148,11 +148,7 @@ def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
         detail = _locate_bad_cell(path, has_header, cols, len(first))
         if detail:
             raise DataError(f"{path}: {detail}")
-    try:
-        validate_charges(values)
-    except _BadCharge as bad:
-        raise DataError(f"{path}: row {_data_line(path, has_header, bad.row)}, {bad.what}") from None
-    return values
+    return _validated(values, path, lambda row: _data_line(path, has_header, row))
 
 
 def read_hdf5(path: str | Path, key: str | None = None, max_rows: int | None = None) -> np.ndarray:
@@ -203,10 +199,15 @@ def read_hdf5(path: str | Path, key: str | None = None, max_rows: int | None = N
             values = np.asarray(node[sl, :N_TC], dtype=np.float64)
     if values.shape[0] == 0:
         raise DataError(f"{path}: the dataset is empty")
+    return _validated(values, path, lambda row: row)
+
+
+def _validated(values: np.ndarray, path: Path, row_name) -> np.ndarray:
+    """`values` if every charge is valid, else a DataError naming the row as `row_name` gives it."""
     try:
         validate_charges(values)
     except _BadCharge as bad:
-        raise DataError(f"{path}: row {bad.row}, {bad.what}") from None
+        raise DataError(f"{path}: row {row_name(bad.row)}, {bad.what}") from None
     return values
 
 

@@ -67,13 +67,11 @@ class CsimResult(CheckedResult):
     DECODE = {"testbench": BitAccuracy.from_json, "predict": BitAccuracy.from_json}
 
 
-
 @dataclass(kw_only=True)
 class RtlResult(CheckedResult):
     simulation: BitAccuracy
     figures: dict
     DECODE = {"simulation": BitAccuracy.from_json}
-
 
 
 @dataclass(kw_only=True)
