@@ -62,8 +62,8 @@ def build_rtl(encoder, inputs: np.ndarray, expected: np.ndarray, params: RtlPara
     project = out_dir / "verilog"
     design = write_project(comb, project, params.latency_cutoff, clock_period_ns, part)
     layout = port_layout(comb)
-    log.info("rtl: Verilog written (%d pipeline stages, %d register bits) in %s", design["pipeline_stages"],
-             design["register_bits"], project)
+    log.info("rtl: Verilog written (%d pipeline stages, %d register bits)", design["pipeline_stages"],
+             design["register_bits"])
     sim = rtl_check(project, layout, inputs, expected, design["pipeline_stages"], clock_period_ns)
     log.info("rtl: Verilator vs QKeras on %s modules: %.4f%% bit-exact, max %d LSB; latency %s cycles at II=1",
              f"{sim['n_modules']:,}", 100 * sim["bit_exact_fraction"], sim["max_abs_diff_lsb"],
