@@ -2,5 +2,5 @@
 
 A body takes a `StageContext` and returns a `StageResult`; it never imports the registry
 (`econ_emd.registry` imports the bodies), so the stages know nothing of each other except
-through the context: the folders of the stages they read, and whether one is current.
+through the context: the folders of the stages they declared as inputs.
 """

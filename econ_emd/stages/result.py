@@ -96,14 +96,13 @@ class CheckedResult(StageResult):
 
 @dataclass
 class StageContext:
-    """Everything a stage body may use: the config, its own folder, the run directory (to read
-    the folders of the stages it declared as inputs) and whether another stage is current."""
+    """Everything a stage body may use: the config, its own (work) folder and the run
+    directory, to read the folders of the stages it declared as inputs."""
 
     cfg: RunConfig
     run_dir: Path
     out: Path
     progress: bool
-    is_current: Callable[[str], bool]
 
     def folder(self, stage: str) -> Path:
         return self.run_dir / stage
