@@ -115,14 +115,11 @@ def bit_exactness_markdown(results: dict[str, StageResult]) -> tuple[list[str], 
     return md, {name: c.bit_exact_fraction for name, c in checks}
 
 
-def _encoder_path(cfg: RunConfig, ctx: StageContext):
-    return cfg.firmware.encoder_path or ctx.folder("encoder")
-
-
 def _load_encoder(ctx: StageContext):
+    """The encoder named by --encoder / firmware.encoder_path, else the run's encoder stage's."""
     from econ_emd.training.encoder_train import load_encoder
 
-    path = _encoder_path(ctx.cfg, ctx)
+    path = ctx.cfg.firmware.encoder_path or ctx.folder("encoder")
     return load_encoder(path), str(path)
 
 
