@@ -59,7 +59,8 @@ def build_dataset(params: DataParams, seed: int) -> Dataset:
         info = {"source": "synthetic", "n_read": charges.shape[0], "n_zero_sum_dropped": 0,
                 "generator": params.synthetic.model_dump()}
     else:
-        loaded = load_modules(params.source, params.path, params.hdf5_key, params.max_modules)
+        loaded = load_modules(params.source, params.path, params.hdf5_key, params.max_modules,
+                              econt_config=params.econt_config)
         charges = loaded.charges
         info = {"source": params.source, "files": list(loaded.files), "n_read": loaded.n_read,
                 "n_zero_sum_dropped": loaded.n_zero_sum}

@@ -28,7 +28,7 @@ from econ_emd.base.geometry import N_TC
 CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
 CSV_SUFFIXES = (".csv", ".txt", ".gz")   # .csv.gz: gzip-compressed CSV (as the ECON-T vectors)
 #: data sources read from files (the schema adds "synthetic")
-FILE_SOURCES = ("csv", "hdf5")
+FILE_SOURCES = ("csv", "hdf5", "econt_links")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
@@ -247,19 +247,42 @@ def _files_of(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return [path]
 
 
+def read_econt_links(path: str | Path, econt_config: str | Path,
+                     max_rows: int | None = None) -> np.ndarray:
+    """CALQ (float64) of ECON-T input link words (`RX_DATA_0..11`, the CMS test-vector
+    format): each crossing's words through the ASIC front end configured by
+    `econt_config` (an init.yaml: MUX, calibration, density)."""
+    from econ_emd.econt.emulator import front_end
+    from econ_emd.econt.links import read_rx
+    from econ_emd.econt.registers import load_config
+
+    rx = read_rx(path)
+    if max_rows is not None:
+        rx = rx[:max_rows]
+    return front_end(load_config(econt_config), rx).astype(np.float64)
+
+
 def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,
-                 max_rows: int | None = None, drop_zero_sum: bool = True) -> LoadedModules:
-    """Read, validate and clean modules from a CSV/HDF5 file or a directory of them
-    (`drop_zero_sum=False`: keep every row, for callers that pair rows of two files)."""
+                 max_rows: int | None = None, drop_zero_sum: bool = True,
+                 econt_config: str | Path | None = None) -> LoadedModules:
+    """Read, validate and clean modules from a CSV/HDF5/link-word file or a directory of
+    them (`drop_zero_sum=False`: keep every row, for callers that pair rows of two files)."""
     path = Path(path)
-    is_csv = source == "csv"
+    is_csv = source in ("csv", "econt_links")
+    if source == "econt_links" and econt_config is None:
+        raise DataError(f"{path}: ECON-T link words need an ASIC configuration (data.econt_config)")
     files = _files_of(path, CSV_SUFFIXES if is_csv else HDF5_SUFFIXES)
     parts = []
     remaining = max_rows
     for f in files:
         if remaining is not None and remaining <= 0:
             break
-        values = read_csv(f, remaining) if is_csv else read_hdf5(f, hdf5_key, remaining)
+        if source == "econt_links":
+            values = read_econt_links(f, econt_config, remaining)
+        elif is_csv:
+            values = read_csv(f, remaining)
+        else:
+            values = read_hdf5(f, hdf5_key, remaining)
         parts.append(values)
         if remaining is not None:
             remaining -= values.shape[0]

@@ -71,6 +71,7 @@ class DataParams(Strict):
     source: Literal[("synthetic", *FILE_SOURCES)] = "synthetic"
     path: Optional[str] = Field(None, description="csv/hdf5 file or directory of files")
     hdf5_key: Optional[str] = Field(None, description="dataset inside the HDF5 file")
+    econt_config: Optional[str] = Field(None, description="ASIC init.yaml decoding econt_links words")
     n_modules: int = Field(100_000, ge=10, le=50_000_000, description="synthetic modules")
     max_modules: Optional[int] = Field(None, ge=10, description="cap on modules read from files")
     split: SplitParams = SplitParams()
@@ -80,6 +81,9 @@ class DataParams(Strict):
     def _path_for_files(self) -> "DataParams":
         if self.source != "synthetic" and not self.path:
             raise ValueError(f"source '{self.source}' needs data.path")
+        if self.source == "econt_links" and not self.econt_config:
+            raise ValueError("source 'econt_links' needs data.econt_config (the ASIC's init.yaml: "
+                             "MUX, calibration and density decode the link words)")
         return self
 
 

@@ -1,5 +1,5 @@
 """`econ-emd`: one command, a subcommand per stage (from the registry), `pipeline` for all
-of them, `neemo estimate|fit` and `show-config`. This module only parses and dispatches.
+of them, `neemo estimate|fit`, `econt run|verify` and `show-config`. This module only parses and dispatches.
 
 Exit codes: 0 success; 1 a check failed; 2 a usage, config, input-data or tool error (the
 message names the file, key, row or column), or the run directory is in use; 3 the machine
@@ -82,6 +82,31 @@ def _add_neemo(sub) -> None:
     f.add_argument("--index", type=int, default=0, help="row of --modules to fit (default 0)")
 
 
+def _add_econt(sub) -> None:
+    p = sub.add_parser("econt", help="the ECON-T ASIC emulator: link words in, link words out",
+                       description="Emulate the ECON-T on input link words (CMS test-vector CSV "
+                                   "format) and verify it against golden test vectors.")
+    esub = p.add_subparsers(dest="econt_command", metavar="ACTION", required=True)
+    r = esub.add_parser("run", help="input link words + ASIC configuration -> output link words",
+                        description="Emulate one configuration on input link words.")
+    r.add_argument("--input", "-i", required=True, metavar="CSV",
+                   help="input words: RX_DATA_0..11 hex columns (.csv or .csv.gz)")
+    r.add_argument("--config", "-c", required=True, metavar="YAML",
+                   help="ASIC configuration in the test vectors' init.yaml format")
+    r.add_argument("--output", "-o", metavar="CSV", default=None,
+                   help="output words TX_DATA_0..12 (default: standard output)")
+    v = esub.add_parser("verify", help="compare with golden test vectors, word for word",
+                        description="Verify every configuration under DIR (folders holding "
+                                    "init.yaml and testOutput.csv[.gz]; the input "
+                                    "testInput.csv[.gz] in the folder or above it). Exit 1 on "
+                                    "any mismatch.")
+    v.add_argument("folder", metavar="DIR", help="one vector folder or a tree of them")
+    for q in (r, v):
+        g = q.add_mutually_exclusive_group()
+        g.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+        g.add_argument("--quiet", "-q", action="store_true", help="errors only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .registry import STAGES
 
@@ -101,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
     _add_neemo(sub)
+    _add_econt(sub)
     p = sub.add_parser("show-config", help="print the validated config with all defaults")
     _common(p)
     return parser
@@ -141,6 +167,14 @@ def _run(args: argparse.Namespace) -> int:
     from econ_emd.base.errors import ConfigError
     from econ_emd.base.rundir import run_dir_lock, sweep_debris
 
+    if args.command == "econt":
+        from .econt_cmd import run_emulator, run_verify
+
+        if args.econt_command == "run":
+            run_emulator(args.input, args.config, args.output)
+        else:
+            run_verify(args.folder)
+        return EXIT_OK
     cfg = load_config(args.config, _overrides(args))
     if args.run_dir is not None:
         if not args.run_dir.strip():

@@ -118,7 +118,9 @@ ENCODER_OPTION = CliOption("--encoder", "firmware.encoder_path", "a QKeras encod
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("data", "data", "generate or load the modules and write the train/val/test split",
-          _keys("seed", "data"), _keys(), ("modules.h5",), data_stages.run_data, data_stages.DataResult),
+          _keys("seed", "data"), _keys(), ("modules.h5",), data_stages.run_data, data_stages.DataResult,
+          external=lambda cfg: tuple(p for p in (cfg.data.path, cfg.data.econt_config)
+                                     if p and Path(p).is_file())),
     Stage("label", "label", "exact EMD labels for random and perturbed module pairs",
           _keys("seed", "labels", "emd.solver"), _keys("data"), ("labels.h5",),
           data_stages.run_label, data_stages.LabelResult),

@@ -17,7 +17,7 @@ from econ_emd.config import CONFIG_DIR, RunConfig, load_config
 from econ_emd.registry import STAGES, config_hash, config_values, stage_hash
 
 #: rooms from the bottom up; a module may import its own room and rooms of a lower rank
-RANK = {"base": 0, "emd": 1, "data": 2, "models": 3, "training": 4, "neemo": 4, "firmware": 5, "app": 6}
+RANK = {"base": 0, "emd": 1, "econt": 1, "data": 2, "models": 3, "training": 4, "neemo": 4, "firmware": 5, "app": 6}
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -1,0 +1,48 @@
+"""One ECON-T run: input link words and a configuration in, output link words out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from econ_emd.econt import algorithms as alg
+from econ_emd.econt import formatter as fmt
+from econ_emd.econt.links import bx_counter, unpack_tc_codes
+from econ_emd.econt.registers import AsicConfig
+
+
+@dataclass(frozen=True)
+class EmulatorOutput:
+    tx: np.ndarray          # (n_bx, 13) output link words
+    calq: np.ndarray        # (n_bx, 48) calibrated TC charges after the MUX
+    bx: np.ndarray          # (n_bx,) bunch-crossing counter
+    truncated: np.ndarray   # (n_bx,) the buffer sent a truncated packet
+
+
+def frames_for(cfg: AsicConfig, q: np.ndarray, bx: np.ndarray, latents=None) -> fmt.Frames:
+    if cfg.algorithm == 0:
+        return fmt.threshold_sum_frames(q, bx, cfg)
+    if cfg.algorithm == 1:
+        return fmt.super_trigger_cell_frames(q, bx, cfg)
+    if cfg.algorithm == 2:
+        return fmt.best_choice_frames(q, bx, cfg)
+    if cfg.algorithm == 3:
+        return fmt.repeater_frames(q, bx, cfg)
+    if latents is None:
+        raise NotImplementedError("the autoencoder's latents: the ASIC's encoder arithmetic "
+                                  "is not emulated; pass the latents to format their packet")
+    return fmt.autoencoder_frames(latents, alg.module_sum_5e4m(q), bx, cfg)
+
+
+def front_end(cfg: AsicConfig, rx: np.ndarray) -> np.ndarray:
+    """(n_bx, 48) CALQ of input words: unpack, MUX, float-to-fix, calibrate."""
+    return alg.calq(unpack_tc_codes(np.asarray(rx, dtype=np.int64), cfg.erx_msb_first), cfg)
+
+
+def emulate(cfg: AsicConfig, rx: np.ndarray, latents: np.ndarray | None = None) -> EmulatorOutput:
+    """The output words of every crossing of `rx` ((n_bx, 12) input words)."""
+    rx = np.asarray(rx, dtype=np.int64)
+    q = front_end(cfg, rx)
+    bx = bx_counter(rx)
+    tx, truncated = fmt.buffer(frames_for(cfg, q, bx, latents), cfg)
+    return EmulatorOutput(tx=tx, calq=q, bx=bx, truncated=truncated)

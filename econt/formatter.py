@@ -1,0 +1,219 @@
+"""ECON-T packets, the formatter's 16-bit frame words and the formatter buffer.
+
+Each crossing's packet is a bit string (most significant bit first) cut into 16-bit words;
+the frame of a crossing is 26 words: the packet's words, then the idle word. The buffer
+(400 x 16 bits) takes the frame, writes `n_words` of it, and every crossing sends its first
+2N words on the N output links (two words per 32-bit link word). Only threshold sum has
+a variable length; when a frame would overflow threshold T1 (or the buffer is above T2
+and the frame is at most T3 words), a two-word truncated packet is written instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from econ_emd.econt import algorithms as alg
+from econ_emd.econt.codes import E4M3, E5M4, encode
+from econ_emd.econt.links import N_ETX, bx_header
+from econ_emd.econt.registers import AE_MASK_BITS, AsicConfig, N_TC
+
+FRAME_WORDS = 2 * N_ETX
+BUFFER_WORDS = 400
+AE_LATENTS = 16
+AE_LATENT_BITS = 9
+
+
+class Bits:
+    """A (n, n_bits) 0/1 matrix built field by field, most significant bit first."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.parts: list[np.ndarray] = []
+
+    def add(self, values, width: int) -> "Bits":
+        v = np.asarray(values, dtype=np.int64)
+        v = np.full((self.n, 1), v) if v.ndim == 0 else v.reshape(self.n, -1)
+        shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
+        self.parts.append(((v[:, :, None] >> shifts) & 1).reshape(self.n, -1).astype(np.uint8))
+        return self
+
+    def add_bits(self, bits: np.ndarray) -> "Bits":
+        self.parts.append(np.asarray(bits, dtype=np.uint8).reshape(self.n, -1))
+        return self
+
+    def matrix(self) -> np.ndarray:
+        if not self.parts:
+            return np.zeros((self.n, 0), dtype=np.uint8)
+        return np.concatenate(self.parts, axis=1)
+
+
+def to_words(bits: np.ndarray, align: int = 16) -> np.ndarray:
+    """(n, n_words) 16-bit words of a bit matrix, zero-padded to a multiple of `align`."""
+    n, length = bits.shape
+    padded = -(-length // align) * align
+    if padded != length:
+        bits = np.concatenate([bits, np.zeros((n, padded - length), dtype=np.uint8)], axis=1)
+    weights = (1 << np.arange(15, -1, -1, dtype=np.int64))
+    return bits.reshape(n, -1, 16).astype(np.int64) @ weights
+
+
+@dataclass
+class Frames:
+    """What the formatter hands the buffer, per crossing."""
+    words: np.ndarray       # (n, 26) frame words (packet, then idle words)
+    n_words: np.ndarray     # (n,) words of the packet
+    truncated: np.ndarray   # (n, 2) the truncated packet (threshold sum only; else 0)
+
+
+def _frames(words: np.ndarray, n_words, idle, truncated=None) -> Frames:
+    n = len(words)
+    frame = np.broadcast_to(np.asarray(idle, dtype=np.int64).reshape(-1, 1), (n, FRAME_WORDS)).copy()
+    width = min(words.shape[1], FRAME_WORDS)
+    n_words = np.broadcast_to(np.asarray(n_words, dtype=np.int64), (n,)).copy()
+    cols = np.arange(width)
+    frame[:, :width] = np.where(cols[None, :] < n_words[:, None], words[:, :width], frame[:, :width])
+    if truncated is None:
+        truncated = np.zeros((n, 2), dtype=np.int64)
+    return Frames(words=frame, n_words=n_words, truncated=truncated)
+
+
+def _header4(bx: np.ndarray) -> np.ndarray:
+    """The 4-bit header of best choice and STC: the top bit and low 3 bits of the 5-bit one."""
+    h = bx_header(bx)
+    return ((h >> 4) << 3) | (h & 7)
+
+
+def best_choice_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames:
+    n_tc = alg.BC_TCS_PER_LINKS[cfg.n_etx]
+    bc = alg.best_choice(q, cfg.effective_drop_lsb, n_tc)
+    n = len(q)
+    bits = Bits(n).add(_header4(bx), 4).add(bc.sum_all if cfg.use_sum else bc.sum_not_sent, 8)
+    # kept TCs in address order: their addresses (few) or a 48-bit map, then their codes
+    order = np.argsort(~bc.kept, axis=1, kind="stable")[:, :n_tc]
+    if n_tc < 8:
+        bits.add(order, 6)
+    else:
+        bits.add_bits(bc.kept)
+    bits.add(np.take_along_axis(encode(bc.values, E4M3), order, axis=1), 7)
+    words = to_words(bits.matrix())
+    n_words = 2 * cfg.n_etx if cfg.n_etx < N_ETX else FRAME_WORDS - 1
+    return _frames(words, n_words, 0)
+
+
+def super_trigger_cell_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames:
+    t = cfg.stc_type
+    if t == 4:
+        raise NotImplementedError("stc_type 4 (CTC4B)")
+    table = alg.STC_GROUPS_PER_LINKS[t]
+    n = len(q)
+    size = 16 if t == 1 else 4
+    stc = alg.super_trigger_cells(q, size)
+    if cfg.n_etx > len(table):
+        # more links than the type uses: nothing is sent, two idle words per crossing
+        return _frames(np.zeros((n, 0), dtype=np.int64), 2, 0)
+    n_groups = table[cfg.n_etx - 1]
+    if t in (0, 1):
+        sums = encode(stc.sums[:, :n_groups], E5M4)
+        width = 9
+    else:
+        sums = encode(stc.sums[:, :n_groups] >> cfg.effective_drop_lsb, E4M3)
+        width = 7
+    bits = Bits(n).add(_header4(bx), 4)
+    if t != 2:
+        bits.add(stc.address[:, :n_groups], 4 if t == 1 else 2)
+    bits.add(sums, width)
+    words = to_words(bits.matrix(), align=32)
+    return _frames(words, words.shape[1], 0)
+
+
+def repeater_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames:
+    codes = alg.repeater(q, cfg.effective_drop_lsb)
+    words = to_words(Bits(len(q)).add(bx_header(bx), 5).add(codes, 7).matrix())
+    return _frames(words, 2 * cfg.n_etx, 0)
+
+
+def autoencoder_frames(latents: np.ndarray, sum_code: np.ndarray, bx: np.ndarray,
+                       cfg: AsicConfig) -> Frames:
+    """Header, 9-bit 5E4M sum, then the latent bits the mask keeps (latent 15 first),
+    right-aligned in the bits the links carry (18 + 32 (N - 1), at most 146)."""
+    n = len(latents)
+    data = Bits(n).add(np.asarray(latents)[:, ::-1], AE_LATENT_BITS).matrix()
+    mask_bits = (cfg.ae_mask >> np.arange(AE_MASK_BITS - 1, -1, -1, dtype=object)) & 1
+    keep = np.flatnonzero(mask_bits.astype(bool))
+    n_bits = min(18 + 32 * (cfg.n_etx - 1), AE_MASK_BITS + 2)
+    sent = data[:, keep][:, -n_bits:] if n_bits else data[:, :0]
+    if sent.shape[1] < n_bits:
+        sent = np.concatenate([np.zeros((n, n_bits - sent.shape[1]), np.uint8), sent], axis=1)
+    bits = Bits(n).add(bx_header(bx), 5).add(sum_code, 9).add_bits(sent).matrix()
+    words = to_words(bits)
+    return _frames(words, words.shape[1], 0)
+
+
+_TS_WORDS_MAP = 16 + N_TC     # header 5 + type 3 + sum 8 + the 48-bit map
+
+
+def threshold_sum_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames:
+    """Variable length: no TC above threshold (type 000, one word), 1-7 (010: count and
+    6-bit addresses), 8 or more (100: the 48-bit map); then the kept TCs' 4E3M codes."""
+    ts = alg.threshold_sum(q, cfg.threshold, cfg.effective_drop_lsb)
+    n = len(q)
+    header = bx_header(bx)
+    idle = (header << 11) + cfg.tx_sync_word
+    n_kept = ts.kept.sum(axis=1)
+    mod_sum = ts.sum_all if cfg.use_sum else ts.sum_not_sent
+    order = np.argsort(~ts.kept, axis=1, kind="stable")
+    kept_codes = np.take_along_axis(ts.codes, order, axis=1)
+    kept_codes = np.where(np.arange(N_TC)[None, :] < n_kept[:, None], kept_codes, 0)
+    words = np.zeros((n, FRAME_WORDS), dtype=np.int64)
+    n_words = np.zeros(n, dtype=np.int64)
+    for count in np.unique(n_kept):
+        rows = np.flatnonzero(n_kept == count)
+        kind = 0b000 if count == 0 else 0b010 if count < 8 else 0b100
+        b = Bits(len(rows)).add(header[rows], 5).add(kind, 3).add(mod_sum[rows], 8)
+        if 0 < count < 8:
+            b.add(count, 3).add(order[rows, :count], 6).add(kept_codes[rows, :count], 7)
+        elif count >= 8:
+            b.add_bits(ts.kept[rows]).add(kept_codes[rows, :count], 7)
+        w = to_words(b.matrix())
+        words[rows, :w.shape[1]] = w
+        n_words[rows] = w.shape[1]
+    truncated = np.stack([(header << 11) | (0b110 << 8) | ts.sum_all, idle], axis=1)
+    return _frames(words, n_words, idle, truncated)
+
+
+def buffer(frames: Frames, cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 13) output link words and (n,) truncation flags, crossing by crossing."""
+    n = len(frames.words)
+    read = 2 * cfg.n_etx
+    t1, t2, t3 = cfg.buff_t1, cfg.buff_t2, cfg.buff_t3
+    out = np.zeros((n, N_ETX), dtype=np.int64)
+    flags = np.zeros(n, dtype=bool)
+    nw = frames.n_words
+    if (nw <= read).all() and (nw <= t1).all():
+        # the buffer empties every crossing (never above T2, never past T1): each crossing
+        # sends the head of its own frame
+        sent = frames.words[:, :read]
+    else:
+        sent = np.zeros((n, read), dtype=np.int64)
+        contents = np.full(BUFFER_WORDS + FRAME_WORDS, -1, dtype=np.int64)
+        wp = 0
+        for i in range(n):
+            level, size = wp, int(nw[i])
+            if level + size > t1:
+                contents[wp:wp + 2] = frames.truncated[i] & ~np.array([1 << 8, 0])
+                flags[i] = True
+                wp += 1
+            elif level > t2 and size <= t3:
+                contents[wp:wp + 2] = frames.truncated[i] | np.array([1 << 8, 0])
+                flags[i] = True
+                wp += 1
+            else:
+                contents[wp:wp + FRAME_WORDS] = frames.words[i]
+                wp += size
+            sent[i] = contents[:read]
+            contents[:BUFFER_WORDS - read] = contents[read:BUFFER_WORDS]
+            wp = max(wp - read, 0)
+    pairs = sent.reshape(n, cfg.n_etx, 2) & 0xFFFF
+    out[:, :cfg.n_etx] = (pairs[:, :, 0] << 16) | pairs[:, :, 1]
+    return out, flags

@@ -1,0 +1,190 @@
+"""Word-for-word verification against golden ECON-T test vectors.
+
+A vector folder holds `init.yaml` (the configuration) and `testOutput.csv[.gz]` (the
+expected output words); its input `testInput.csv[.gz]` is in the folder itself or in the
+nearest folder above it (the CMS vectors share one input among their configurations).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from econ_emd.base.errors import UserError
+from econ_emd.econt import algorithms as alg
+from econ_emd.econt.emulator import emulate
+from econ_emd.econt.links import read_rx, read_tx
+from econ_emd.econt.registers import AsicConfig, load_config
+
+CONFIG_NAME = "init.yaml"
+INPUT_NAMES = ("testInput.csv", "testInput.csv.gz")
+OUTPUT_NAMES = ("testOutput.csv", "testOutput.csv.gz")
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    name: str
+    expected: int
+    produced: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    row: int                 # 0-based data row of the CSV
+    bx: int                  # the crossing's BX counter
+    links: tuple[tuple[int, int, int], ...]   # (link, expected word, produced word)
+    fields: tuple[FieldDiff, ...]
+
+
+@dataclass(frozen=True)
+class VectorResult:
+    name: str
+    status: str              # "match", "mismatch", "skipped" (no expected output), "error"
+    n_bx: int = 0
+    bx_equal: int = 0
+    words_equal: int = 0
+    words: int = 0
+    algorithm: str = ""
+    message: str = ""
+    first: Mismatch | None = None
+
+    @property
+    def agreement(self) -> float:
+        return self.words_equal / self.words if self.words else 0.0
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    root: str
+    results: tuple[VectorResult, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        compared = [r for r in self.results if r.status != "skipped"]
+        return bool(compared) and all(r.status == "match" for r in compared)
+
+
+def find_vectors(root: Path) -> list[Path]:
+    if not root.exists():
+        raise UserError(f"{root}: no such folder")
+    if (root / CONFIG_NAME).is_file():
+        return [root]
+    found = sorted(p.parent for p in root.rglob(CONFIG_NAME) if p.is_file())
+    if not found:
+        raise UserError(f"{root}: no test vectors (folders holding {CONFIG_NAME}) found")
+    return found
+
+
+def _first_file(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def find_input(folder: Path, root: Path) -> Path | None:
+    """The folder's own input, else the nearest one above it up to the root's parent."""
+    stop = root.resolve().parent
+    here = folder.resolve()
+    while True:
+        found = _first_file(here, INPUT_NAMES)
+        if found is not None or here == stop or here == here.parent:
+            return found
+        here = here.parent
+
+
+def packet_fields(cfg: AsicConfig) -> list[tuple[str, int]]:
+    """(name, width) of the fixed packet layout of `cfg`, in link order, or [] when the
+    layout varies from crossing to crossing (threshold sum)."""
+    a = cfg.algorithm
+    if a == 2:
+        n_tc = alg.BC_TCS_PER_LINKS[cfg.n_etx]
+        addr = [(f"address[{i}]", 6) for i in range(n_tc)] if n_tc < 8 else [("tc_map", 48)]
+        return [("header", 4), ("module_sum", 8), *addr, *[(f"energy[{i}]", 7) for i in range(n_tc)]]
+    if a == 1:
+        table = alg.STC_GROUPS_PER_LINKS.get(cfg.stc_type, ())
+        if cfg.n_etx > len(table):
+            return []
+        n = table[cfg.n_etx - 1]
+        addr = [] if cfg.stc_type == 2 else [(f"address[{i}]", 4 if cfg.stc_type == 1 else 2)
+                                            for i in range(n)]
+        width = 9 if cfg.stc_type in (0, 1) else 7
+        return [("header", 4), *addr, *[(f"sum[{i}]", width) for i in range(n)]]
+    if a == 3:
+        return [("header", 5), *[(f"energy[{i}]", 7) for i in range(48)]]
+    if a == 4:
+        return [("header", 5), ("module_sum", 9), ("latent_bits", min(18 + 32 * (cfg.n_etx - 1), 146))]
+    return []
+
+
+def _stream(words: np.ndarray, n_etx: int) -> int:
+    value = 0
+    for w in words[:n_etx]:
+        value = (value << 32) | int(w)
+    return value
+
+
+def _mismatch(cfg: AsicConfig, row: int, bx: int, expected: np.ndarray, produced: np.ndarray) -> Mismatch:
+    links = tuple((i, int(e), int(p)) for i, (e, p) in enumerate(zip(expected, produced)) if e != p)
+    total = 32 * cfg.n_etx
+    exp_bits, got_bits = _stream(expected, cfg.n_etx), _stream(produced, cfg.n_etx)
+    diffs, start = [], 0
+    for name, width in packet_fields(cfg):
+        shift = total - start - width
+        if shift < 0:
+            break
+        e, p = (exp_bits >> shift) & ((1 << width) - 1), (got_bits >> shift) & ((1 << width) - 1)
+        if e != p:
+            diffs.append(FieldDiff(name, e, p, width))
+        start += width
+    return Mismatch(row=row, bx=bx, links=links, fields=tuple(diffs))
+
+
+def verify_folder(folder: Path, root: Path) -> VectorResult:
+    name = str(folder.relative_to(root)) if folder != root else folder.name
+    try:
+        cfg = load_config(folder / CONFIG_NAME)
+    except UserError as exc:
+        return VectorResult(name, "error", message=str(exc))
+    expected_path = _first_file(folder, OUTPUT_NAMES)
+    if expected_path is None:
+        return VectorResult(name, "skipped", algorithm=cfg.algorithm_name,
+                            message="no expected output (testOutput.csv) to compare with")
+    input_path = find_input(folder, root)
+    if input_path is None:
+        return VectorResult(name, "error", algorithm=cfg.algorithm_name,
+                            message=f"no input ({INPUT_NAMES[0]}[.gz]) in the folder or above it")
+    try:
+        rx, expected = read_rx(input_path), read_tx(expected_path)
+    except UserError as exc:
+        return VectorResult(name, "error", algorithm=cfg.algorithm_name, message=str(exc))
+    if len(rx) != len(expected):
+        return VectorResult(name, "error", algorithm=cfg.algorithm_name,
+                            message=f"{expected_path.name} has {len(expected)} rows, the input "
+                                    f"{len(rx)}")
+    try:
+        out = emulate(cfg, rx)
+    except NotImplementedError as exc:
+        return VectorResult(name, "error", algorithm=cfg.algorithm_name,
+                            message=f"not emulated: {exc}")
+    equal = out.tx == expected
+    rows_ok = equal.all(axis=1)
+    bad = np.flatnonzero(~rows_ok)
+    first = None
+    if len(bad):
+        r = int(bad[0])
+        first = _mismatch(cfg, r, int(out.bx[r]), expected[r], out.tx[r])
+    return VectorResult(name, "match" if not len(bad) else "mismatch", n_bx=len(rx),
+                        bx_equal=int(rows_ok.sum()), words_equal=int(equal.sum()),
+                        words=int(equal.size), algorithm=cfg.algorithm_name, first=first)
+
+
+def verify_tree(root: str | Path, progress=None) -> VerifyReport:
+    root = Path(root)
+    folders = find_vectors(root)
+    results = []
+    for folder in folders:
+        results.append(verify_folder(folder, root))
+        if progress is not None:
+            progress(results[-1])
+    return VerifyReport(root=str(root), results=tuple(results))
+
