@@ -51,21 +51,29 @@ def _batcher_passes(n: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
 
 def sort_descending(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted values, their TC addresses), each row in descending order, ties resolved
-    exactly as the ASIC's sorting network resolves them (an exchange only on <)."""
-    vals = np.array(values, dtype=np.int64, copy=True)
-    addr = np.broadcast_to(np.arange(vals.shape[1]), vals.shape).copy()
-    for lo, hi in _batcher_passes(vals.shape[1]):
-        a, b = vals[:, lo], vals[:, hi]
-        swap = a < b
-        vals[:, lo], vals[:, hi] = np.where(swap, b, a), np.where(swap, a, b)
-        aa, ab = addr[:, lo], addr[:, hi]
-        addr[:, lo], addr[:, hi] = np.where(swap, ab, aa), np.where(swap, aa, ab)
-    return vals, addr
+    exactly as the ASIC's sorting network resolves them (an exchange only on <).
+
+    Values (below 2**24) and addresses travel packed in one integer, value above the
+    6 address bits, and the network runs on the transposed array (one contiguous row per
+    TC): each exchange decides on the value bits alone, so ties keep their order."""
+    vals = np.asarray(values, dtype=np.int64)
+    n, width = vals.shape
+    if vals.size and (vals.min() < 0 or vals.max() >= 1 << 24):
+        raise ValueError("the sorter takes values in 0..2**24-1")
+    packed = np.ascontiguousarray(((vals << 6) | np.arange(width)).T.astype(np.int32))
+    for lo, hi in _batcher_passes(width):
+        a, b = packed[lo], packed[hi]
+        swap = (a >> 6) < (b >> 6)
+        packed[lo] = np.where(swap, b, a)
+        packed[hi] = np.where(swap, a, b)
+    packed = packed.T
+    return (packed >> 6).astype(np.int64), (packed & 63).astype(np.int64)
 
 
 @dataclass(frozen=True)
 class BestChoice:
-    kept: np.ndarray        # (n, n_tc) bool, in TC order
+    kept: np.ndarray        # (n, 48) bool, in TC order
+    kept_addresses: np.ndarray  # (n, n_tc) the kept TCs, ascending
     codes: np.ndarray       # (n, 48) 4E3M code of every TC (after DropLSB)
     sum_all: np.ndarray     # (n,) 5E3M code of the module sum
     sum_not_sent: np.ndarray  # (n,) 5E3M code of the TCs not kept
@@ -78,7 +86,8 @@ def best_choice(calq_values: np.ndarray, drop_lsb: int, n_tc: int) -> BestChoice
     sorted_vals, addr = sort_descending(values)
     kept = np.zeros(values.shape, dtype=bool)
     np.put_along_axis(kept, addr[:, :n_tc], True, axis=1)
-    return BestChoice(kept=kept, codes=encode(values, E4M3), values=values,
+    return BestChoice(kept=kept, kept_addresses=np.sort(addr[:, :n_tc], axis=1),
+                      codes=encode(values, E4M3), values=values,
                       sum_all=encode(sorted_vals.sum(axis=1), E5M3),
                       sum_not_sent=encode(sorted_vals[:, n_tc:].sum(axis=1), E5M3))
 

@@ -13,6 +13,7 @@ choice and threshold sum), 5E4M (9 bits, super-trigger-cell and autoencoder sums
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,12 +47,39 @@ def bit_length(values: np.ndarray) -> np.ndarray:
     return out
 
 
+#: values below this are encoded through a lookup table (one per code and drop)
+_TABLE_LIMIT = 1 << 20
+
+
+@lru_cache(maxsize=64)
+def _encode_table(code: FloatCode, drop: int, size: int) -> np.ndarray:
+    table = _encode(np.arange(size, dtype=np.int64), code, np.int64(drop)).astype(np.int16)
+    table.flags.writeable = False
+    return table
+
+
+@lru_cache(maxsize=64)
+def _decode_table(code: FloatCode, drop: int) -> np.ndarray:
+    table = _decode(np.arange(1 << code.width, dtype=np.int64), code, np.int64(drop))
+    table.flags.writeable = False
+    return table
+
+
 def encode(values, code: FloatCode, drop: int | np.ndarray = 0) -> np.ndarray:
     """Integer codes of non-negative integer `values` (any shape); `drop` broadcasts."""
     v = np.asarray(values, dtype=np.int64)
-    if np.any(v < 0):
+    if v.size == 0:
+        return v.copy()
+    low, high = int(v.min()), int(v.max())
+    if low < 0:
         raise ValueError("ECON-T float codes encode non-negative integers only")
-    drop = np.asarray(drop, dtype=np.int64)
+    if np.ndim(drop) == 0 and high < _TABLE_LIMIT:
+        size = 1 << max(high, 1).bit_length()
+        return _encode_table(code, int(drop), size)[v].astype(np.int64)
+    return _encode(v, code, np.asarray(drop, dtype=np.int64))
+
+
+def _encode(v: np.ndarray, code: FloatCode, drop: np.ndarray) -> np.ndarray:
     m = code.mant_bits
     length = bit_length(v)
     exponent = length - m - drop
@@ -67,9 +95,14 @@ def encode(values, code: FloatCode, drop: int | np.ndarray = 0) -> np.ndarray:
 def decode(codes, code: FloatCode, drop: int | np.ndarray = 0) -> np.ndarray:
     """Integer values of `codes`, with half the dropped range added back (bin centre)."""
     c = np.asarray(codes, dtype=np.int64)
-    if np.any((c < 0) | (c >= (1 << code.width))):
+    if c.size and (c.min() < 0 or c.max() >= (1 << code.width)):
         raise ValueError(f"{code.name} codes are {code.width}-bit integers")
-    drop = np.asarray(drop, dtype=np.int64)
+    if np.ndim(drop) == 0:
+        return _decode_table(code, int(drop))[c]
+    return _decode(c, code, np.asarray(drop, dtype=np.int64))
+
+
+def _decode(c: np.ndarray, code: FloatCode, drop: np.ndarray) -> np.ndarray:
     m = code.mant_bits
     exponent = c >> m
     mantissa = c & ((1 << m) - 1)

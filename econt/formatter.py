@@ -34,8 +34,11 @@ class Bits:
     def add(self, values, width: int) -> "Bits":
         v = np.asarray(values, dtype=np.int64)
         v = np.full((self.n, 1), v) if v.ndim == 0 else v.reshape(self.n, -1)
-        shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
-        self.parts.append(((v[:, :, None] >> shifts) & 1).reshape(self.n, -1).astype(np.uint8))
+        nbytes = next(b for b in (1, 2, 4, 8) if width <= 8 * b)
+        # big-endian bytes of each value, unpacked MSB first; the last `width` bits are it
+        raw = np.ascontiguousarray(v.astype(f">u{nbytes}")).view(np.uint8)
+        bits = np.unpackbits(raw.reshape(self.n, v.shape[1], nbytes), axis=2)
+        self.parts.append(bits[:, :, 8 * nbytes - width:].reshape(self.n, -1))
         return self
 
     def add_bits(self, bits: np.ndarray) -> "Bits":
@@ -54,8 +57,8 @@ def to_words(bits: np.ndarray, align: int = 16) -> np.ndarray:
     padded = -(-length // align) * align
     if padded != length:
         bits = np.concatenate([bits, np.zeros((n, padded - length), dtype=np.uint8)], axis=1)
-    weights = (1 << np.arange(15, -1, -1, dtype=np.int64))
-    return bits.reshape(n, -1, 16).astype(np.int64) @ weights
+    packed = np.packbits(bits, axis=1).astype(np.int64)       # big-endian bytes
+    return (packed[:, 0::2] << 8) | packed[:, 1::2]
 
 
 @dataclass
@@ -90,12 +93,12 @@ def best_choice_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames
     n = len(q)
     bits = Bits(n).add(_header4(bx), 4).add(bc.sum_all if cfg.use_sum else bc.sum_not_sent, 8)
     # kept TCs in address order: their addresses (few) or a 48-bit map, then their codes
-    order = np.argsort(~bc.kept, axis=1, kind="stable")[:, :n_tc]
+    order = bc.kept_addresses
     if n_tc < 8:
         bits.add(order, 6)
     else:
         bits.add_bits(bc.kept)
-    bits.add(np.take_along_axis(encode(bc.values, E4M3), order, axis=1), 7)
+    bits.add(np.take_along_axis(bc.codes, order, axis=1), 7)
     words = to_words(bits.matrix())
     n_words = 2 * cfg.n_etx if cfg.n_etx < N_ETX else FRAME_WORDS - 1
     return _frames(words, n_words, 0)

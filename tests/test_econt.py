@@ -374,3 +374,17 @@ def test_emulation_is_causal():
     rx = read_rx(VECTORS / "testInput.csv.gz")
     cfg = load_config(VECTORS / "TS_Thr47_4eTx_MRL" / "init.yaml")
     assert (emulate(cfg, rx[:150]).tx == emulate(cfg, rx).tx[:150]).all()
+
+
+def test_lookup_tables_agree_with_the_direct_rule():
+    """Small values go through per-code tables, large ones through the bit arithmetic:
+    both paths must give the same codes (here on the same values)."""
+    from econ_emd.econt import codes
+
+    values = np.concatenate([np.arange(4096), np.random.default_rng(1).integers(0, 1 << 20, 5000)])
+    for code in (E4M3, E5M3, E5M4):
+        for drop in (0, 1, 3):
+            direct = codes._encode(values, code, np.int64(drop))
+            assert (encode(values, code, drop) == direct).all()
+            c = np.arange(1 << code.width)
+            assert (decode(c, code, drop) == codes._decode(c, code, np.int64(drop))).all()
