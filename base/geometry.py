@@ -46,6 +46,21 @@ PIXEL_OF_CALQ_8X8[CALQ_OF_PIXEL_8X8[LIVE_PIXELS_8X8]] = LIVE_PIXELS_8X8
 MASK_8X8 = (CALQ_OF_PIXEL_8X8 >= 0).astype(np.float32).reshape(8, 8)
 
 
+def stc_order() -> np.ndarray:
+    """CALQ indices ordered so that each run of 4 is a 2x2 block of the (u, v) grid of a
+    rhombus and each run of 16 a whole rhombus: the TC order after an ECON-T MUX set up
+    for super trigger cells (STC4 = 4 consecutive TCs, STC16 = 16)."""
+    img = CALQ_OF_PIXEL_8X8.reshape(8, 8)
+    order = []
+    for rhombus in range(3):
+        rows, cols = np.nonzero((img >= 16 * rhombus) & (img < 16 * (rhombus + 1)))
+        block = img[rows.min():rows.min() + 4, cols.min():cols.min() + 4]
+        for r in (0, 2):
+            for c in (0, 2):
+                order.extend(block[r:r + 2, c:c + 2].ravel().tolist())
+    return np.array(order, dtype=np.int64)
+
+
 def _read_table(name: str) -> np.ndarray:
     text = resources.files(__package__).joinpath("geometry_data", name).read_text()
     return np.loadtxt(text.splitlines(), delimiter=",", skiprows=1)

@@ -30,6 +30,7 @@ from econ_emd.firmware.reports import VENDOR_OUTPUTS
 from econ_emd.training.losses import LOSSES, NEEDS_EMD_CNN
 
 from .config import RunConfig
+from .stages import bandwidth as bandwidth_stages
 from .stages import data as data_stages
 from .stages import firmware as firmware_stages
 from .stages import training as training_stages
@@ -97,6 +98,20 @@ def _compare_inputs(cfg: RunConfig) -> tuple[str, ...]:
     return ("data", *_needs_emd_cnn([*cfg.encoder.compare_losses, cfg.encoder.loss]), *reuse)
 
 
+def _bandwidth_reads(cfg: RunConfig) -> tuple[str, ...]:
+    """Its own section and the EMD solver; training encoders at other link counts also reads
+    what the encoder stage reads."""
+    keys = ["seed", "bandwidth", "emd.solver"]
+    if cfg.bandwidth.train_encoders:
+        keys += [k for k in _encoder_reads(cfg) if k not in ("seed", "emd.solver")]
+    return tuple(keys)
+
+
+def _bandwidth_inputs(cfg: RunConfig) -> tuple[str, ...]:
+    extra = _needs_emd_cnn([cfg.encoder.loss]) if cfg.bandwidth.train_encoders else ()
+    return ("data", "encoder", *extra)
+
+
 def _run_encoder(cfg: RunConfig) -> tuple[str, ...]:
     """The run's own encoder stage, unless --encoder / firmware.encoder_path names a file."""
     return () if cfg.firmware.encoder_path else ("encoder",)
@@ -135,6 +150,11 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("compare", "compare-losses", "train the encoder with every loss on the same split and compare by exact EMD",
           _compare_reads, _compare_inputs, ("compare.md", "emd_vs_occupancy.png"),
           training_stages.run_compare, training_stages.CompareResult),
+    Stage("bandwidth", "compare-econt",
+          "the encoder against ECON-T's best choice, STC and threshold sum at equal output bandwidth",
+          _bandwidth_reads, _bandwidth_inputs, ("bandwidth.md", "bandwidth.png"),
+          bandwidth_stages.run_bandwidth, bandwidth_stages.BandwidthResult,
+          enabled=lambda cfg: cfg.bandwidth.enabled),
     Stage("firmware", "firmware", "convert the encoder with hls4ml into an HLS project (vendor build when found)",
           # seed and data.synthetic: the synthetic modules that top up a short test split
           _keys("seed", "data.synthetic", *FIRMWARE_PROJECT_KEYS),

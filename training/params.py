@@ -101,3 +101,30 @@ class EncoderParams(Strict):
         return EncoderArch(self.input_bits, self.input_integer, self.weight_bits, self.weight_integer,
                            self.conv_act_bits, self.conv_act_integer, self.bits(), self.latent_integer,
                            quantized=self.quantized if quantized is None else quantized)
+
+
+#: link counts the equal-bandwidth comparison may judge at (the eLink presets)
+BANDWIDTH_LINK_COUNTS = tuple(sorted(LATENT_BITS_FOR_ELINKS))
+
+
+class BandwidthParams(Strict):
+    """The equal-bandwidth comparison with ECON-T's own algorithms (training/bandwidth.py)."""
+
+    enabled: bool = Field(True, description="part of `pipeline`")
+    link_counts: list[int] = Field(list(BANDWIDTH_LINK_COUNTS), min_length=1,
+                                   description="output links to compare at (2-5)")
+    train_encoders: bool = Field(False, description="train the encoder at every link count "
+                                                    "(else only the encoder stage's, at encoder.elinks)")
+    threshold_adc: int = Field(47, ge=0, lt=2**22, description="threshold sum: CALQ threshold (47 = 1.35 MIP_T)")
+    drop_lsb: int = Field(3, ge=0, le=4, description="DropLSB of the algorithms (3: high-density modules)")
+    max_modules: Optional[int] = Field(10_000, ge=10, description="cap on synthetic test modules judged (null: all)")
+    simulated_crossings: bool = Field(True, description="also judge the 3,564 simulated ttbar crossings of the CMS vectors")
+
+    @model_validator(mode="after")
+    def _links(self) -> "BandwidthParams":
+        bad = sorted(set(self.link_counts) - set(BANDWIDTH_LINK_COUNTS))
+        if bad:
+            raise ValueError(f"link_counts: {bad[0]} is not one of {list(BANDWIDTH_LINK_COUNTS)}")
+        if len(set(self.link_counts)) != len(self.link_counts):
+            raise ValueError("link_counts: a link count is repeated")
+        return self

@@ -1,0 +1,20 @@
+"""The simulated module crossings shipped with the package (see README.md here)."""
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+
+INPUT = "mc_ttbar_input.csv.gz"
+CONFIG = "mc_ttbar_AE_init.yaml"
+
+
+def simulated_calq() -> np.ndarray:
+    """(3564, 48) CALQ of the simulated crossings, in the autoencoder's TC order."""
+    from econ_emd.econt.emulator import front_end
+    from econ_emd.econt.links import read_rx
+    from econ_emd.econt.registers import load_config
+
+    root = resources.files(__name__)
+    with resources.as_file(root / INPUT) as words, resources.as_file(root / CONFIG) as cfg:
+        return front_end(load_config(cfg), read_rx(words))
