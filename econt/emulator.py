@@ -39,10 +39,27 @@ def front_end(cfg: AsicConfig, rx: np.ndarray) -> np.ndarray:
     return alg.calq(unpack_tc_codes(np.asarray(rx, dtype=np.int64), cfg.erx_msb_first), cfg)
 
 
+#: crossings formatted at once: the packets' bit matrices (up to ~400 bytes a crossing)
+#: stay small however long the input is; the buffer then runs over all of them
+CHUNK = 1 << 16
+
+
+def _all_frames(cfg: AsicConfig, q: np.ndarray, bx: np.ndarray, latents) -> fmt.Frames:
+    n = len(q)
+    words = np.empty((n, fmt.FRAME_WORDS), dtype=np.uint16)
+    n_words = np.empty(n, dtype=np.int64)
+    truncated = np.empty((n, 2), dtype=np.uint16)
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
+        part = frames_for(cfg, q[lo:hi], bx[lo:hi], None if latents is None else latents[lo:hi])
+        words[lo:hi], n_words[lo:hi], truncated[lo:hi] = part.words, part.n_words, part.truncated
+    return fmt.Frames(words=words, n_words=n_words, truncated=truncated)
+
+
 def emulate(cfg: AsicConfig, rx: np.ndarray, latents: np.ndarray | None = None) -> EmulatorOutput:
     """The output words of every crossing of `rx` ((n_bx, 12) input words)."""
     rx = np.asarray(rx, dtype=np.int64)
     q = front_end(cfg, rx)
     bx = bx_counter(rx)
-    tx, truncated = fmt.buffer(frames_for(cfg, q, bx, latents), cfg)
+    tx, truncated = fmt.buffer(_all_frames(cfg, q, bx, latents), cfg)
     return EmulatorOutput(tx=tx, calq=q, bx=bx, truncated=truncated)

@@ -196,7 +196,7 @@ def buffer(frames: Frames, cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
     if (nw <= read).all() and (nw <= t1).all():
         # the buffer empties every crossing (never above T2, never past T1): each crossing
         # sends the head of its own frame
-        sent = frames.words[:, :read]
+        sent = frames.words[:, :read].astype(np.int64)
     else:
         sent = np.zeros((n, read), dtype=np.int64)
         contents = np.full(BUFFER_WORDS + FRAME_WORDS, -1, dtype=np.int64)
@@ -204,11 +204,11 @@ def buffer(frames: Frames, cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
         for i in range(n):
             level, size = wp, int(nw[i])
             if level + size > t1:
-                contents[wp:wp + 2] = frames.truncated[i] & ~np.array([1 << 8, 0])
+                contents[wp:wp + 2] = frames.truncated[i].astype(np.int64) & ~np.array([1 << 8, 0])
                 flags[i] = True
                 wp += 1
             elif level > t2 and size <= t3:
-                contents[wp:wp + 2] = frames.truncated[i] | np.array([1 << 8, 0])
+                contents[wp:wp + 2] = frames.truncated[i].astype(np.int64) | np.array([1 << 8, 0])
                 flags[i] = True
                 wp += 1
             else:

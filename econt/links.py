@@ -27,6 +27,8 @@ TX_COLUMNS = [f"TX_DATA_{i}" for i in range(N_ETX)]
 
 
 def _read_lines(path: Path) -> list[str]:
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise DataError(f"{path}: not a regular file (a pipe or device cannot be read as link words)")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

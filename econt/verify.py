@@ -41,7 +41,8 @@ class Mismatch:
 @dataclass(frozen=True)
 class VectorResult:
     name: str
-    status: str              # "match", "mismatch", "skipped" (no expected output), "error"
+    status: str              # "match", "mismatch", "unsupported" (not emulated), "skipped"
+                             # (no expected output), "error" (bad configuration or input)
     n_bx: int = 0
     bx_equal: int = 0
     words_equal: int = 0
@@ -64,6 +65,11 @@ class VerifyReport:
     def passed(self) -> bool:
         compared = [r for r in self.results if r.status != "skipped"]
         return bool(compared) and all(r.status == "match" for r in compared)
+
+    @property
+    def input_errors(self) -> int:
+        """Configurations whose configuration or input files are unusable (exit 2)."""
+        return sum(r.status == "error" for r in self.results)
 
 
 def find_vectors(root: Path) -> list[Path]:
@@ -164,7 +170,7 @@ def verify_folder(folder: Path, root: Path) -> VectorResult:
     try:
         out = emulate(cfg, rx)
     except NotImplementedError as exc:
-        return VectorResult(name, "error", algorithm=cfg.algorithm_name,
+        return VectorResult(name, "unsupported", algorithm=cfg.algorithm_name,
                             message=f"not emulated: {exc}")
     equal = out.tx == expected
     rows_ok = equal.all(axis=1)

@@ -23,7 +23,8 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
               "emd_cnn/emd_cnn_rel_error.png", "encoder/encoder.h5", "encoder/decoder.h5",
               "encoder/emd_vs_occupancy.png", "compare/compare.md", "compare/emd_vs_occupancy.png",
               "compare/mse/encoder.h5", "firmware/hls_project/myproject_test.cpp", "csim/csim.md",
-              "rtl/verilog/src/econt_encoder.v", "rtl/rtl.md", "report/report.md"):
+              "rtl/verilog/src/econt_encoder.v", "rtl/rtl.md", "report/report.md",
+              "bandwidth/bandwidth.md", "bandwidth/bandwidth.png"):
         assert (run / f).exists(), f
     rtl = json.loads((run / "rtl" / "summary.json").read_text())
     assert rtl["check_passed"] and rtl["simulation"]["bit_exact_fraction"] == 1.0
@@ -58,6 +59,17 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
         assert summary["loss_comparison"]["median_exact_emd"][name] == ov["median"]
         assert f"| {name} | {ov['median']:.4f} | {ov['mean']:.4f} |" in md
     assert summary["loss_comparison"]["ratios"] == cmp["ratios"]
+    # the equal-bandwidth comparison: every algorithm at every link count, the encoder at its own
+    bw = json.loads((run / "bandwidth" / "summary.json").read_text())
+    for dataset in ("synthetic", "simulated"):
+        rows = {(r["algorithm"], r["n_links"]): r for r in bw["rows"][dataset]}
+        assert {k for k in rows if k[0] != "autoencoder (this product)"} == {
+            (a, n) for a in ("best_choice", "super_trigger_cells", "threshold_sum") for n in (2, 3, 4, 5)}
+        assert ("autoencoder (this product)", 5) in rows and len(rows) == 13
+        for (a, n), r in rows.items():
+            assert summary["equal_bandwidth"][dataset][f"{a}@{n}"] == r["emd"]["overall"]["median"]
+    assert bw["n_modules"] == {"synthetic": 90, "simulated": 3564}
+    assert "## The encoder against ECON-T's algorithms at equal output bandwidth" in md
     for k, v in cmp["ratios"].items():
         assert f"- {k}: {v:.3f}" in md
     lab = json.loads((run / "label" / "summary.json").read_text())

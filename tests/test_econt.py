@@ -327,10 +327,31 @@ def test_verify_bad_inputs_exit_2(tmp_path, capsys):
     shutil.copy(VECTORS / "testInput.csv.gz", folder)
     init = folder / "BC_2eTx" / "init.yaml"
     init.write_text(init.read_text().replace("buff_t1: 338", "buff_t1: 9999"))
-    assert main(["econt", "verify", str(folder)]) == 1     # a configuration that cannot run
+    assert main(["econt", "verify", str(folder)]) == 2     # a configuration that cannot run
     assert "FormatterBuffer.Global.buff_t1" in capsys.readouterr().out
     assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "-c", str(init)]) == 2
     assert "FormatterBuffer.Global.buff_t1: 9999" in capsys.readouterr().err
+
+
+def test_an_unemulated_configuration_fails_the_check(tmp_path, capsys):
+    """The autoencoder's latents are not emulated: verify says so and exits 1 (not 2)."""
+    folder = tmp_path / "v"
+    (folder / "AE").mkdir(parents=True)
+    shutil.copy(AE_INIT, folder / "AE" / "init.yaml")
+    shutil.copy(VECTORS / "testInput.csv.gz", folder)
+    shutil.copy(VECTORS / "BC_2eTx" / "testOutput.csv.gz", folder / "AE")
+    assert main(["econt", "verify", str(folder)]) == 1
+    assert "AE: UNSUPPORTED: not emulated" in capsys.readouterr().out
+
+
+def test_large_inputs_are_formatted_in_chunks(monkeypatch):
+    from econ_emd.econt import emulator
+
+    rx = read_rx(VECTORS / "testInput.csv.gz")
+    cfg = load_config(VECTORS / "TS_Thr47_4eTx_MRL" / "init.yaml")
+    whole = emulate(cfg, rx).tx
+    monkeypatch.setattr(emulator, "CHUNK", 37)
+    assert (emulate(cfg, rx).tx == whole).all()
 
 
 def test_run_writes_the_vectors_format(tmp_path):

@@ -145,18 +145,21 @@ def _current(run: Path) -> dict[str, bool]:
 
 # a damaged or replaced artifact of every stage, and the stages it must make stale
 DAMAGE = [
-    ("data/modules.h5", "flip", ["data", "label", "emd_cnn", "encoder", "compare", "firmware", "csim", "report"]),
-    ("label/labels.h5", "flip", ["label", "emd_cnn", "encoder", "compare", "firmware", "csim", "report"]),
-    ("emd_cnn/emd_cnn.h5", "replace", ["emd_cnn", "encoder", "compare", "firmware", "csim", "report"]),
+    ("data/modules.h5", "flip", ["data", "label", "emd_cnn", "encoder", "compare", "bandwidth", "firmware",
+                                 "csim", "report"]),
+    ("label/labels.h5", "flip", ["label", "emd_cnn", "encoder", "compare", "bandwidth", "firmware", "csim", "report"]),
+    ("emd_cnn/emd_cnn.h5", "replace", ["emd_cnn", "encoder", "compare", "bandwidth", "firmware", "csim", "report"]),
     # the comparison of these tests trains its own rows (compare_losses: [mse]): it does not read the encoder stage
-    ("encoder/encoder.h5", "flip", ["encoder", "firmware", "csim", "report"]),
+    ("encoder/encoder.h5", "flip", ["encoder", "bandwidth", "firmware", "csim", "report"]),
     ("compare/compare.md", "edit", ["compare"]),
+    ("bandwidth/bandwidth.md", "edit", ["bandwidth"]),
     ("firmware/hls_project/firmware/myproject.cpp", "edit", ["firmware", "csim", "report"]),
     ("firmware/hls_project/firmware/parameters.h", "delete", ["firmware", "csim", "report"]),
     ("firmware/tb_expected.npy", "flip", ["firmware", "csim", "report"]),
     ("csim/csim.md", "edit", ["csim"]),
     ("report/report.md", "delete", ["report"]),
-    ("label/summary.json", "forge", ["label", "emd_cnn", "encoder", "compare", "firmware", "csim", "report"]),
+    ("label/summary.json", "forge", ["label", "emd_cnn", "encoder", "compare", "bandwidth", "firmware", "csim",
+                                     "report"]),
 ]
 
 
