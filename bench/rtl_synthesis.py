@@ -59,14 +59,15 @@ def main() -> None:
                 s = build_rtl(encoder, x, y, RtlParams(latency_cutoff=cut, synthesize="always"), part,
                               float(clock), tmp)
             sim, c = s["simulation"], s["synthesis"]["counts"]
-            rows.append((f"{part} @ {float(clock):g} ns, cutoff {cut:g}", c["lut"], c["ff"], c["carry"], c["dsp"],
+            tool = f"{s['synthesis']['version']}, {sim['simulator']}"
+            rows.append((f"{tool}, {part} @ {float(clock):g} ns, cutoff {cut:g}", c["lut"], c["ff"], c["carry"], c["dsp"],
                          c["bram_18k"], sim["latency_cycles"], sim["latency_ns"], sim["initiation_interval"],
                          f"{100 * sim['bit_exact_fraction']:.3f}%", f"{s['synthesis']['seconds']:.0f} s"))
     print("| implementation | LUT | FF | CARRY | DSP | BRAM18 | latency (cycles) | latency (ns) | II "
           "| bit-exact | Yosys time |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| da4ml + Yosys 0.23, {r[0]} | {r[1]:,} | {r[2]:,} | {r[3]:,} | {r[4]} | {r[5]} | {r[6]} | "
+        print(f"| da4ml + {r[0]} | {r[1]:,} | {r[2]:,} | {r[3]:,} | {r[4]} | {r[5]} | {r[6]} | "
               f"{r[7]:.1f} | {r[8]} | {r[9]} | {r[10]} |")
     p = PUBLISHED
     print(f"| published: hls4ml io_stream, Vivado HLS 2020.1, Zynq-7020 @ 5 ns | {p['lut']:,} | {p['ff']:,} | - | "

