@@ -80,25 +80,72 @@ def test_sinkhorn_minimal_for_identical_and_close_to_exact(modules):
     np.testing.assert_allclose(diff, exact, rtol=0.1, atol=0.05)
 
 
-def test_telescope_hand_computation():
-    """One TC of charge 1 in the target, the reconstruction puts it on the next TC."""
-    t = np.zeros((1, 48)); t[0, 0] = 1.0
-    p = np.zeros((1, 48)); p[0, 1] = 1.0
+#: the published telescope groups and weights (Ecoder telescope.py, SCmask_48_36), as data
+PUBLISHED_TELESCOPE = [
+    ((0, 1, 4, 5), 1.5), ((2, 3, 6, 7), 1 + 1 / 3), ((8, 9, 12, 13), 2.25), ((10, 11, 14, 15), 1.5),
+    ((16, 17, 20, 21), 1.5), ((18, 19, 22, 23), 1 + 1 / 3), ((24, 25, 28, 29), 2.25), ((26, 27, 30, 31), 1.5),
+    ((32, 33, 36, 37), 1.5), ((34, 35, 38, 39), 1 + 1 / 3), ((40, 41, 44, 45), 2.25), ((42, 43, 46, 47), 1.5),
+    ((4, 5, 8, 9), 1.5), ((6, 7, 10, 11), 1.0), ((20, 21, 24, 25), 1.5), ((22, 23, 26, 27), 1.0),
+    ((36, 37, 40, 41), 1.5), ((38, 39, 42, 43), 1.0), ((1, 2, 5, 6), 1.0), ((9, 10, 13, 14), 1.5),
+    ((17, 18, 21, 22), 1.0), ((25, 26, 29, 30), 1.5), ((33, 34, 37, 38), 1.0), ((41, 42, 45, 46), 1.5),
+    ((5, 6, 9, 10), 1.0), ((21, 22, 25, 26), 1.0), ((37, 38, 41, 42), 1.0),
+    ((0, 1, 27, 31), 1.5), ((1, 2, 23, 27), 1.0), ((2, 3, 19, 23), 1 + 2 / 3), ((3, 7, 34, 35), 1 + 2 / 3),
+    ((7, 11, 33, 34), 1.0), ((11, 15, 32, 33), 1.5), ((16, 17, 47, 43), 1.5), ((17, 18, 43, 39), 1.0),
+    ((18, 19, 39, 35), 1 + 2 / 3),
+]
+
+
+def _images(*modules):
     from econ_emd.base.geometry import calq_to_8x8
 
-    ti = tf.constant(calq_to_8x8(t)[..., None], tf.float32)
-    pi = tf.constant(calq_to_8x8(p)[..., None], tf.float32)
+    return [tf.constant(calq_to_8x8(np.asarray(m, dtype=np.float64))[..., None], tf.float32) for m in modules]
+
+
+def _hand_wmse(a, b):
+    return sum((x - y) ** 2 * max(x, y) for x, y in zip(a, b)) / len(a)
+
+
+def _hand_telescope(t, p):
+    """The published definition written out: 4 wMSE(TC) + 2 weighted wMSE(2x2) + wMSE(rhombi)."""
+    l_tc = _hand_wmse(t, p)
+    l_2x2 = sum((sum(t[i] for i in g) - sum(p[i] for i in g)) ** 2 * max(sum(t[i] for i in g), sum(p[i] for i in g))
+                * 0.25 * w for g, w in PUBLISHED_TELESCOPE) / len(PUBLISHED_TELESCOPE)
+    rt = [sum(t[16 * k:16 * k + 16]) for k in range(3)]
+    rp = [sum(p[16 * k:16 * k + 16]) for k in range(3)]
+    return 4 * l_tc + 2 * l_2x2 + _hand_wmse(rt, rp)
+
+
+def test_telescope_groups_and_weights_are_the_published_ones():
     idx, w = L.telescope_groups()
-    # L_TC: two TCs with (1-0)^2 * 1 each, averaged over 48
-    l_tc = 2.0 / 48
-    # L_2x2: groups holding TC0 xor TC1 differ by 1 (weighted); groups holding both do not
-    has0 = (idx == 0).any(1)
-    has1 = (idx == 1).any(1)
-    l_2x2 = float(((has0 ^ has1) * w).sum()) / 36
-    # L_4x4: both TCs are in rhombus 0: sums equal
-    l_4x4 = 0.0
-    expect = 4 * l_tc + 2 * l_2x2 + l_4x4
-    np.testing.assert_allclose(L.telescope(ti, pi).numpy()[0], expect, rtol=1e-6)
+    ours = {tuple(sorted(g)): x for g, x in zip(idx.tolist(), w)}
+    published = {tuple(sorted(g)): 0.25 * x for g, x in PUBLISHED_TELESCOPE}
+    assert ours.keys() == published.keys()
+    for g, x in published.items():
+        assert ours[g] == pytest.approx(x), g
+
+
+def test_baselines_against_hand_computation():
+    """Non-unit charges spread over all three rhombi (crossing the seams), against the
+    definitions written out by hand: a wrong weighting, a wMSE/MSE swap or a wrong 4x4
+    term changes the value."""
+    rng = np.random.default_rng(5)
+    t = rng.uniform(0, 0.3, 48) * (rng.random(48) < 0.6)
+    p = rng.uniform(0, 0.3, 48) * (rng.random(48) < 0.6)
+    t[[3, 19, 35]] = [0.7, 0.05, 0.4]            # the centre TCs, where the rhombi meet
+    ti, pi = _images(t[None], p[None])
+    np.testing.assert_allclose(L.mse(ti, pi).numpy()[0], np.mean((t - p) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(L.wmse(ti, pi).numpy()[0], _hand_wmse(t, p), rtol=1e-5)
+    np.testing.assert_allclose(L.telescope(ti, pi).numpy()[0], _hand_telescope(t, p), rtol=1e-5)
+    # charge moved across the seam between rhombi 0 and 1 (TC 0 -> TC 27): only the
+    # telescope's 2x2 and 4x4 terms see where it went
+    a = np.zeros(48); a[0] = 2.0
+    b = np.zeros(48); b[27] = 2.0
+    c = np.zeros(48); c[5] = 2.0                 # same distance in TCs, same rhombus
+    ai, bi, ci = _images(a[None], b[None], c[None])
+    assert L.mse(ai, bi).numpy()[0] == pytest.approx(L.mse(ai, ci).numpy()[0])
+    np.testing.assert_allclose(L.telescope(ai, bi).numpy()[0], _hand_telescope(a, b), rtol=1e-5)
+    np.testing.assert_allclose(L.telescope(ai, ci).numpy()[0], _hand_telescope(a, c), rtol=1e-5)
+    assert L.telescope(ai, bi).numpy()[0] > L.telescope(ai, ci).numpy()[0]
 
 
 def test_telescope_groups_layout():

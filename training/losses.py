@@ -58,11 +58,16 @@ def telescope_groups() -> tuple[np.ndarray, np.ndarray]:
     squares are groups. Across each of the 3 seams, 3 groups join 2 adjacent seam TCs of one
     rhombus with the 2 facing TCs of the other: every 4-TC set with exactly two TCs in each
     of two rhombi that is as compact as a 2x2 square (all distances <= 3.6, at least 5 of
-    the 6 pairs adjacent). Weights: the non-negative least-squares solution making every
-    TC's total group weight equal, scaled to a mean of 1/4 (the mean of one TC's share).
-    """
-    from scipy.optimize import nnls
+    the 6 pairs adjacent). These are the 36 groups of the published telescope loss (Ecoder
+    `telescope.py`, `SCmask_48_36`; a test checks the set).
 
+    Weights, as published: a group's weight is 1/4 of the sum over its TCs of 1/(the number
+    of groups that TC enters), so that every TC brings the same shape information whatever
+    its coverage (corner 2x2: (1 + 1/2 + 1/2 + 1/4) / 4). The published table departs from
+    its own rule for the three TCs that enter 3 groups (3, 19, 35, at the centre where the
+    rhombi meet): each counts 1/3 + 1/4 instead of 1/3. The weights here are the published
+    table's, that departure included.
+    """
     groups = []
     for k in range(3):
         for r, c in itertools.product(range(3), range(3)):
@@ -85,8 +90,8 @@ def telescope_groups() -> tuple[np.ndarray, np.ndarray]:
     if idx.shape != (36, 4):
         raise RuntimeError(f"expected 36 2x2 groups, found {len(idx)}")
     coverage = np.bincount(idx.ravel(), minlength=N_TC).astype(np.float64)
-    w = 0.25 * (coverage.mean() / coverage[idx]).mean(axis=1)
-    return idx, w
+    share = 1.0 / coverage + np.where(coverage == 3, 0.25, 0.0)    # the published table's centre TCs
+    return idx, 0.25 * share[idx].sum(axis=1)
 
 
 @lru_cache(maxsize=1)
