@@ -105,3 +105,31 @@ def test_link_counts_are_validated():
         BandwidthParams(link_counts=[2, 7])
     with pytest.raises(ValueError, match="repeated"):
         BandwidthParams(link_counts=[3, 3])
+
+
+def test_cms_autoencoder_rebuilds_the_published_network():
+    """The shipped CMS weights load into the published architecture and give a module of
+    the transmitted sum, and on shower-like modules a pattern far closer than a flat one
+    (measured: median 2.08 against 3.64 on 400 synthetic modules)."""
+    from econ_emd.data.params import SyntheticParams
+    from econ_emd.data.synthetic import generate
+    from econ_emd.econt.vectors import cms_autoencoder_weights
+
+    q = bw.integer_calq(generate(600, 3, SyntheticParams()))
+    q = q[q.sum(1) > 0][:400]
+    e = bw.cms_autoencoder_energies(q, *cms_autoencoder_weights())
+    total = decode(encode(q.sum(1), E5M4), E5M4)
+    assert e.shape == q.shape and (e >= 0).all()
+    np.testing.assert_allclose(e.sum(1), total, rtol=1e-5)
+    cms = bw.judge("cms", 5, q, e).median_emd
+    flat = bw.judge("flat", 5, q, np.ones(q.shape)).median_emd
+    assert cms < 0.7 * flat
+
+
+def test_a_bad_weights_file_is_a_one_line_error(tmp_path):
+    from econ_emd.base.errors import ModelFileError
+
+    bad = tmp_path / "w.hdf5"
+    bad.write_text("not hdf5")
+    with pytest.raises(ModelFileError, match="not a Keras weights file"):
+        bw.cms_autoencoder_energies(np.ones((2, 48), dtype=np.int64), str(bad), str(bad))

@@ -183,3 +183,66 @@ def markdown(rows: list[Judged], title: str) -> str:
     return "\n".join([f"### {title}", "", *markdown_table(head, table), "",
                       "Median exact EMD by occupancy (TCs above 1 MIP_T):", "",
                       *markdown_table(occ_head, occ), ""])
+
+
+#: the CMS autoencoder's latents: 9 bits with 8 fractional (ECON-T at 5 links), unsigned
+CMS_LATENT_FRACTION_BITS = 8
+#: its inputs: the sumlog2-normalized charges rounded to 8 fractional bits (CMSSW's
+#: HGCalConcentratorAutoEncoderImpl, nBitsPerInput = 8)
+CMS_INPUT_FRACTION_BITS = 8
+
+
+def _weights(path: str) -> dict[str, list[np.ndarray]]:
+    """Layer name -> [kernel, bias] of a Keras weights-only HDF5 file."""
+    import h5py
+
+    from econ_emd.base.errors import ModelFileError
+
+    try:
+        with h5py.File(path, "r") as h:
+            out = {}
+            for name in h.attrs["layer_names"]:
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                group = h[name]
+                names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
+                if names:
+                    out[name] = [np.asarray(group[n]) for n in names]
+            return out
+    except (OSError, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a Keras weights file ({exc})") from None
+
+
+def cms_autoencoder_energies(calq: np.ndarray, encoder_h5: str, decoder_h5: str) -> np.ndarray:
+    """The CMS autoencoder (float weights, as published) on `calq`: sumlog2-normalized,
+    8-fraction-bit inputs in the 8x8 image, conv 3x3/8 stride 2 + ReLU, dense 16 + ReLU,
+    latents rounded to the 9-bit ECON-T format, its decoder, rescaled to the 5E4M sum."""
+    import tensorflow as tf
+
+    from econ_emd.base.geometry import calq_to_8x8, image8x8_to_calq
+    from econ_emd.base.normalization import sumlog2_normalize
+
+    enc_w, dec_w = _weights(encoder_h5), _weights(decoder_h5)
+    conv = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")
+    dense = tf.keras.layers.Dense(16, activation="relu")
+    encoder = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), conv, tf.keras.layers.Flatten(), dense])
+    conv.set_weights(enc_w["conv2d"])
+    dense.set_weights(enc_w["encoded_vector"])
+    decoder = tf.keras.Sequential([
+        tf.keras.Input((16,)),
+        tf.keras.layers.Dense(128, activation="relu"),
+        tf.keras.layers.Reshape((4, 4, 8)),
+        tf.keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu"),
+        tf.keras.layers.Conv2DTranspose(1, 3, padding="same"),
+        tf.keras.layers.Activation("sigmoid")])
+    for layer, name in zip([decoder.layers[0], decoder.layers[2], decoder.layers[3]],
+                           ["dense", "conv2d_transpose", "conv2d_transpose_1"]):
+        layer.set_weights(dec_w[name])
+    q = np.asarray(calq, dtype=np.float64)
+    x = sumlog2_normalize(np.where(q.sum(1, keepdims=True) > 0, q, 1))
+    step = 2.0 ** CMS_INPUT_FRACTION_BITS
+    x = np.round(x * step) / step
+    z = encoder.predict(calq_to_8x8(x).astype(np.float32)[..., None], batch_size=4096, verbose=0)
+    lsb = 2.0 ** -CMS_LATENT_FRACTION_BITS
+    z = np.clip(np.round(z / lsb), 0, 2 ** 9 - 1) * lsb
+    recon = image8x8_to_calq(decoder.predict(z.astype(np.float32), batch_size=4096, verbose=0))
+    return autoencoder_energies(calq, recon)

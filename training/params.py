@@ -119,6 +119,7 @@ class BandwidthParams(Strict):
     drop_lsb: int = Field(3, ge=0, le=4, description="DropLSB of the algorithms (3: high-density modules)")
     max_modules: Optional[int] = Field(10_000, ge=10, description="cap on synthetic test modules judged (null: all)")
     simulated_crossings: bool = Field(True, description="also judge the 3,564 simulated ttbar crossings of the CMS vectors")
+    cms_autoencoder: bool = Field(True, description="also judge the CMS autoencoder (published weights) at 5 links")
 
     @model_validator(mode="after")
     def _links(self) -> "BandwidthParams":

@@ -19,6 +19,9 @@ log = logging.getLogger("econ_emd")
 
 DATASETS = {"synthetic": "synthetic test modules", "simulated": "simulated ttbar crossings (CMS vectors)"}
 AUTOENCODER = "autoencoder (this product)"
+CMS_AUTOENCODER = "CMS autoencoder (AE_8x8_c8_S2_ele)"
+#: the link count of the CMS autoencoder's 9-bit latents
+CMS_AUTOENCODER_LINKS = 5
 
 
 def _rows(d) -> dict[str, list[Judged]]:
@@ -136,6 +139,12 @@ def run_bandwidth(ctx: StageContext) -> BandwidthResult:
                 _, recon = reconstruct(*models[n], q.astype(np.float64))
                 judged.append(bw.judge(AUTOENCODER, n, q, bw.autoencoder_energies(q, recon), runner,
                                        f"{ctx.cfg.encoder.loss} loss"))
+            if b.cms_autoencoder and n == CMS_AUTOENCODER_LINKS:
+                from econ_emd.econt.vectors import cms_autoencoder_weights
+
+                judged.append(bw.judge(CMS_AUTOENCODER, n, q,
+                                       bw.cms_autoencoder_energies(q, *cms_autoencoder_weights()), runner,
+                                       "published weights, float"))
             log.info("bandwidth[%s, %d links]: %s", name, n,
                      ", ".join(f"{r.algorithm} {r.median_emd:.3f}" for r in judged if r.n_links == n))
         rows[name] = judged

@@ -7,6 +7,7 @@ import numpy as np
 
 INPUT = "mc_ttbar_input.csv.gz"
 CONFIG = "mc_ttbar_AE_init.yaml"
+CMS_AUTOENCODER = "AE_8x8_c8_S2_ele"     # <name>_encoder.hdf5, <name>_decoder.hdf5
 
 
 def simulated_calq() -> np.ndarray:
@@ -18,3 +19,9 @@ def simulated_calq() -> np.ndarray:
     root = resources.files(__name__)
     with resources.as_file(root / INPUT) as words, resources.as_file(root / CONFIG) as cfg:
         return front_end(load_config(cfg), read_rx(words))
+
+
+def cms_autoencoder_weights() -> tuple[str, str]:
+    """Paths of the CMS autoencoder's encoder and decoder weight files (package data)."""
+    root = resources.files(__name__)
+    return (str(root / f"{CMS_AUTOENCODER}_encoder.hdf5"), str(root / f"{CMS_AUTOENCODER}_decoder.hdf5"))
