@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,3 +92,17 @@ def save_figure(fig, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def replace_tree(work: str | Path, final: str | Path) -> None:
+    """Give a finished work folder its final name. Between the two renames there is no
+    folder of that name (a crash there only means the work is done again); a half-built
+    folder never carries the final name."""
+    work, final = Path(work), Path(final)
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(work, final)
+    shutil.rmtree(old, ignore_errors=True)

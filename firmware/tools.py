@@ -7,6 +7,7 @@ PATH comes first (a native Debian build is faster than the WebAssembly one).
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -42,3 +43,16 @@ def tool_version(cmd: list[str], flag: str, product: str, env: dict | None = Non
     """'<product> <version>' as the tool prints it (e.g. 'Yosys 0.23')."""
     version = reported_version(cmd, flag, product, env)
     return f"{product} {version}" if version else f"{product} (version not reported)"
+
+
+#: what a tool prints when the machine refused a write, and the errno it stands for
+_REFUSED = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", errno.EDQUOT),
+            ("Read-only file system", errno.EROFS))
+
+
+def raise_if_refused_write(output: str, where: str | Path) -> None:
+    """A tool that failed because the disk was full (or read-only) is the machine refusing
+    a write, not a tool error: raise the OSError the CLI reports with exit code 3."""
+    for text, code in _REFUSED:
+        if text in (output or ""):
+            raise OSError(code, os.strerror(code), str(where))

@@ -35,9 +35,9 @@ def _cmd(run: Path) -> list[str]:
     return [sys.executable, "-m", "econ_emd", "pipeline", "-c", SMOKE, "--run-dir", str(run), *FAST]
 
 
-def _paused(run: Path, flag: Path) -> subprocess.Popen:
-    """A pipeline that pauses at PAUSE_AT; returns once it is there."""
-    env = {**os.environ, "ECON_EMD_TEST_PAUSE": PAUSE_AT, "ECON_EMD_TEST_PAUSE_FILE": str(flag)}
+def _paused(run: Path, flag: Path, point: str = PAUSE_AT) -> subprocess.Popen:
+    """A pipeline that pauses at `point`; returns once it is there."""
+    env = {**os.environ, "ECON_EMD_TEST_PAUSE": point, "ECON_EMD_TEST_PAUSE_FILE": str(flag)}
     proc = subprocess.Popen(_cmd(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 900
     while not flag.exists():
@@ -91,6 +91,38 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path, refe
     for stage in ("data", "label", "emd_cnn"):
         assert f"{stage}: up to date, skipped" in rerun.stderr
     assert "encoder[emd_cnn]: resuming after epoch 2" in rerun.stderr
+    _same_outputs(reference, run)
+    leftovers = [p for p in run.rglob(".*") if p.name != ".lock"]
+    assert not leftovers, leftovers
+
+
+#: the stages of the fault tests' pipeline (rtl is disabled in FAST)
+STAGES_RUN = ["data", "label", "emd_cnn", "encoder", "compare", "bandwidth", "firmware", "csim", "report"]
+
+
+@pytest.mark.parametrize("stage", STAGES_RUN)
+def test_interrupt_at_every_stage_before_its_outputs_get_their_name(tmp_path, reference, stage):
+    """SIGINT at the last moment of a stage (its outputs and summary complete in the work
+    folder, not yet renamed): the stage does not count as done; the rerun keeps every
+    earlier stage, rebuilds this one and what depends on it, and ends with the reference's
+    results (weights, labels, bit-exactness) and no debris."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run, symlinks=True)
+    shutil.rmtree(run / stage)
+    proc = _paused(run, tmp_path / "paused", f"before-swap:{stage}")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert not (run / stage).exists(), "an interrupted stage carries the final name"
+    assert (run / f".{stage}.partial" / "summary.json").exists()
+    rerun = subprocess.run(_cmd(run), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for name in STAGES_RUN[:STAGES_RUN.index(stage)]:
+        assert f"{name}: up to date, skipped" in rerun.stderr, (name, rerun.stderr[-3000:])
+    assert f"{stage}: up to date, skipped" not in rerun.stderr
+    assert all(_current(run).values())
     _same_outputs(reference, run)
     leftovers = [p for p in run.rglob(".*") if p.name != ".lock"]
     assert not leftovers, leftovers

