@@ -97,6 +97,34 @@ def pixel_of_ae_block(slot: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def ae_slot_of_calq() -> np.ndarray:
+    """(48,) the AE-block slot of each CALQ index (the remap table's last column).
+
+    The ECON-T autoencoder places the TC leaving its MUX as TC i at slot i of its 8x8 image,
+    so a MUX set up for the autoencoder delivers the module in slot order, not in CALQ
+    order: `calq_from_ae_slots` turns such data into CALQ columns."""
+    table = remap_table()
+    slots = np.empty(N_TC, dtype=np.int64)
+    slots[table[:, 2]] = table[:, 3]
+    if sorted(slots.tolist()) != list(range(N_TC)):
+        raise RuntimeError("tc_remap.csv must map the 48 CALQ indices onto the 48 AE slots")
+    slots.setflags(write=False)
+    return slots
+
+
+def calq_from_ae_slots(x: np.ndarray) -> np.ndarray:
+    """(..., 48) charges in AE-slot order (an autoencoder MUX's output) -> CALQ order."""
+    return _check_calq(x)[..., ae_slot_of_calq()]
+
+
+def ae_slots_from_calq(x: np.ndarray) -> np.ndarray:
+    """(..., 48) CALQ-ordered charges -> AE-slot order (the inverse of `calq_from_ae_slots`)."""
+    out = np.empty_like(_check_calq(x))
+    out[..., ae_slot_of_calq()] = x
+    return out
+
+
+@lru_cache(maxsize=1)
 def distance_matrix() -> np.ndarray:
     """(48, 48) float64 Euclidean ground distance between scaled TC centres."""
     c = tc_centres()

@@ -1,5 +1,5 @@
 """`econ-emd`: one command, a subcommand per stage (from the registry), `pipeline` for all
-of them, `neemo estimate|fit`, `econt run|verify` and `show-config`. This module only parses and dispatches.
+of them, `neemo estimate|fit`, `econt run|verify|firmware` and `show-config`. This module only parses and dispatches.
 
 Exit codes: 0 success; 1 a check failed; 2 a usage, config, input-data or tool error (the
 message names the file, key, row or column), or the run directory is in use; 3 the machine
@@ -101,7 +101,17 @@ def _add_econt(sub) -> None:
                                     "testInput.csv[.gz] in the folder or above it). Exit 1 on "
                                     "any mismatch.")
     v.add_argument("folder", metavar="DIR", help="one vector folder or a tree of them")
-    for q in (r, v):
+    f = esub.add_parser("firmware", help="the vector's autoencoder through hls4ml C simulation and the RTL",
+                        description="Load the autoencoder of a vector folder (init.yaml with "
+                                    "algorithm 4) into the product's encoder, convert it with "
+                                    "hls4ml, run the C simulation and the Verilog (da4ml, "
+                                    "Verilator) on every crossing and compare the latents with "
+                                    "the vector's words. Exit 1 unless all are identical.")
+    f.add_argument("folder", metavar="DIR", help="a vector folder (init.yaml, testOutput.csv[.gz])")
+    f.add_argument("--out", "-o", metavar="DIR", default=None,
+                   help="where the HLS project, Verilog and report go (default runs/econt-firmware/<DIR name>)")
+    f.add_argument("--no-rtl", action="store_true", help="C simulation only")
+    for q in (r, v, f):
         g = q.add_mutually_exclusive_group()
         g.add_argument("--verbose", "-v", action="store_true", help="debug logging")
         g.add_argument("--quiet", "-q", action="store_true", help="errors only")
@@ -172,6 +182,10 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.econt_command == "run":
             run_emulator(args.input, args.config, args.output)
+        elif args.econt_command == "firmware":
+            from .econt_firmware import run_ae_firmware
+
+            run_ae_firmware(args.folder, args.out, rtl=not args.no_rtl)
         else:
             run_verify(args.folder)
         return EXIT_OK

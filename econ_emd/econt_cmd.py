@@ -18,10 +18,7 @@ log = logging.getLogger("econ_emd")
 def run_emulator(input_csv: str, config: str, output: str | None) -> None:
     cfg = load_config(config)
     rx = read_rx(input_csv)
-    try:
-        out = emulate(cfg, rx)
-    except NotImplementedError as exc:
-        raise UserError(f"{config}: {exc}") from None
+    out = emulate(cfg, rx)
     text = format_tx(out.tx)
     if output is None or output == "-":
         print(text, end="")
@@ -37,7 +34,7 @@ def run_emulator(input_csv: str, config: str, output: str | None) -> None:
 def _describe(r: VectorResult) -> list[str]:
     if r.status == "match":
         return [f"{r.name}: {r.algorithm}, {r.n_bx} crossings, 100% of {r.words} words identical"]
-    if r.status in ("skipped", "error", "unsupported"):
+    if r.status in ("skipped", "error"):
         return [f"{r.name}: {r.status.upper()}: {r.message}"]
     lines = [f"{r.name}: MISMATCH ({r.algorithm}): {100 * r.agreement:.2f}% of {r.words} words, "
              f"{r.bx_equal}/{r.n_bx} crossings identical; first at row {r.first.row + 1} "
@@ -54,9 +51,9 @@ def _describe(r: VectorResult) -> list[str]:
 def run_verify(folder: str) -> None:
     report = verify_tree(folder, progress=lambda r: print("\n".join(_describe(r)), flush=True))
     counts = {s: sum(r.status == s for r in report.results)
-              for s in ("match", "mismatch", "unsupported", "error", "skipped")}
+              for s in ("match", "mismatch", "error", "skipped")}
     summary = (f"{counts['match']} of {len(report.results)} configurations identical; "
-               f"{counts['mismatch']} mismatched, {counts['unsupported']} not emulated, "
+               f"{counts['mismatch']} mismatched, "
                f"{counts['error']} with unusable configuration or input, "
                f"{counts['skipped']} without expected output")
     print(summary)

@@ -9,16 +9,50 @@ from functools import lru_cache
 
 import numpy as np
 
-from econ_emd.econt.codes import E4M3, E5M3, E5M4, decode, encode
+from econ_emd.econt.codes import E4M3, E5M3, E5M4, FloatCode, decode, encode
 from econ_emd.econt.registers import AsicConfig, N_TC
 
 #: best choice: TCs kept for 1..13 output links (front-end table; index = links)
 BC_TCS_PER_LINKS = (0, 1, 4, 6, 9, 14, 18, 23, 28, 32, 37, 41, 46, 48)
 #: the sorter's input saturates at 18 bits
 BC_SORT_MAX = (1 << 18) - 1
-#: super trigger cells sent for 1..5 (and more) links, per stc_type; links beyond the
-#: last entry carry nothing (the type does not use them)
-STC_GROUPS_PER_LINKS = {0: (2, 5, 8, 11, 12), 1: (2, 3), 2: (4, 8, 12), 3: (3, 6, 10, 12)}
+@dataclass(frozen=True)
+class StcFormat:
+    """One super-trigger-cell format (the stc_type register)."""
+    size: int                # TCs per group: 4 consecutive TCs after the MUX, or 16
+    address_bits: int        # index of the group's largest TC; 0: none sent (CTC types)
+    code: FloatCode          # the group sum's float code
+    drop_lsb: bool           # DropLSB applies to the sum (the 4E3M formats)
+
+    @property
+    def bits(self) -> int:
+        return self.address_bits + self.code.width
+
+
+STC_FORMATS = {0: StcFormat(4, 2, E5M4, False),     # STC4B
+               1: StcFormat(16, 4, E5M4, False),    # STC16
+               2: StcFormat(4, 0, E4M3, True),      # CTC4A
+               3: StcFormat(4, 2, E4M3, True),      # STC4A
+               4: StcFormat(4, 0, E5M4, False)}     # CTC4B
+STC_HEADER_BITS = 4
+
+
+def stc_groups_per_links(stc_type: int) -> tuple[int, ...]:
+    """Groups sent at 1, 2, ... links: as many as fit the 32 N bits after the 4-bit
+    header, up to all of them; links beyond the first count that carries every group are
+    not used (the packet is empty). Gives the CMS emulator's tables for types 0-3
+    (2, 5, 8, 11, 12 / 2, 3 / 4, 8, 12 / 3, 6, 10, 12) and 3, 6, 10, 12 for type 4."""
+    f = STC_FORMATS[stc_type]
+    total = N_TC // f.size
+    counts = []
+    while not counts or counts[-1] < total:
+        n_links = len(counts) + 1
+        counts.append(min((32 * n_links - STC_HEADER_BITS) // f.bits, total))
+    return tuple(counts)
+
+
+#: super trigger cells sent for 1, 2, ... links, per stc_type (see `stc_groups_per_links`)
+STC_GROUPS_PER_LINKS = {t: stc_groups_per_links(t) for t in STC_FORMATS}
 
 
 def calq(input_codes: np.ndarray, cfg: AsicConfig) -> np.ndarray:

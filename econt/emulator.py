@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from econ_emd.econt import algorithms as alg
+from econ_emd.econt import autoencoder
 from econ_emd.econt import formatter as fmt
 from econ_emd.econt.links import bx_counter, unpack_tc_codes
 from econ_emd.econt.registers import AsicConfig
@@ -29,8 +30,7 @@ def frames_for(cfg: AsicConfig, q: np.ndarray, bx: np.ndarray, latents=None) -> 
     if cfg.algorithm == 3:
         return fmt.repeater_frames(q, bx, cfg)
     if latents is None:
-        raise NotImplementedError("the autoencoder's latents: the ASIC's encoder arithmetic "
-                                  "is not emulated; pass the latents to format their packet")
+        latents = autoencoder.encode(q, autoencoder.AeWeights.from_registers(cfg.ae_weight_words))
     return fmt.autoencoder_frames(latents, alg.module_sum_5e4m(q), bx, cfg)
 
 

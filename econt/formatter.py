@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from econ_emd.econt import algorithms as alg
-from econ_emd.econt.codes import E4M3, E5M4, encode
+from econ_emd.econt.codes import encode
 from econ_emd.econt.links import N_ETX, bx_header
 from econ_emd.econt.registers import AE_MASK_BITS, AsicConfig, N_TC
 
@@ -105,27 +105,22 @@ def best_choice_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames
 
 
 def super_trigger_cell_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames:
-    t = cfg.stc_type
-    if t == 4:
-        raise NotImplementedError("stc_type 4 (CTC4B)")
-    table = alg.STC_GROUPS_PER_LINKS[t]
+    """Header, then (STC types) the addresses of the groups' largest TCs, then the group
+    sums in the type's float code (`algorithms.STC_FORMATS`), in 32-bit words."""
+    f = alg.STC_FORMATS[cfg.stc_type]
+    table = alg.STC_GROUPS_PER_LINKS[cfg.stc_type]
     n = len(q)
-    size = 16 if t == 1 else 4
-    stc = alg.super_trigger_cells(q, size)
     if cfg.n_etx > len(table):
         # more links than the type uses: nothing is sent, two idle words per crossing
         return _frames(np.zeros((n, 0), dtype=np.int64), 2, 0)
     n_groups = table[cfg.n_etx - 1]
-    if t in (0, 1):
-        sums = encode(stc.sums[:, :n_groups], E5M4)
-        width = 9
-    else:
-        sums = encode(stc.sums[:, :n_groups] >> cfg.effective_drop_lsb, E4M3)
-        width = 7
-    bits = Bits(n).add(_header4(bx), 4)
-    if t != 2:
-        bits.add(stc.address[:, :n_groups], 4 if t == 1 else 2)
-    bits.add(sums, width)
+    stc = alg.super_trigger_cells(q, f.size)
+    sums = stc.sums[:, :n_groups]
+    sums = encode(sums >> cfg.effective_drop_lsb if f.drop_lsb else sums, f.code)
+    bits = Bits(n).add(_header4(bx), alg.STC_HEADER_BITS)
+    if f.address_bits:
+        bits.add(stc.address[:, :n_groups], f.address_bits)
+    bits.add(sums, f.code.width)
     words = to_words(bits.matrix(), align=32)
     return _frames(words, words.shape[1], 0)
 
@@ -136,21 +131,52 @@ def repeater_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames:
     return _frames(words, 2 * cfg.n_etx, 0)
 
 
+def autoencoder_sent_bits(cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(latent, bit) of each latent bit the packet carries, in packet order: the 144 bits
+    latent 15 first (MSB first), those the mask keeps, the last 18 + 32 (N - 1) of them
+    (at most 146 bits fit after the header and the sum)."""
+    pos = np.arange(AE_LATENTS * AE_LATENT_BITS)
+    latent = AE_LATENTS - 1 - pos // AE_LATENT_BITS
+    bit = AE_LATENT_BITS - 1 - pos % AE_LATENT_BITS
+    mask_bits = np.array([(cfg.ae_mask >> (AE_MASK_BITS - 1 - i)) & 1 for i in range(AE_MASK_BITS)], dtype=bool)
+    keep = np.flatnonzero(mask_bits)[-ae_packet_bits(cfg):] if ae_packet_bits(cfg) else np.zeros(0, np.int64)
+    return latent[keep], bit[keep]
+
+
+def ae_packet_bits(cfg: AsicConfig) -> int:
+    """Latent bits the links carry after the 5-bit header and the 9-bit sum."""
+    return min(18 + 32 * (cfg.n_etx - 1), AE_MASK_BITS + 2)
+
+
 def autoencoder_frames(latents: np.ndarray, sum_code: np.ndarray, bx: np.ndarray,
                        cfg: AsicConfig) -> Frames:
     """Header, 9-bit 5E4M sum, then the latent bits the mask keeps (latent 15 first),
     right-aligned in the bits the links carry (18 + 32 (N - 1), at most 146)."""
     n = len(latents)
-    data = Bits(n).add(np.asarray(latents)[:, ::-1], AE_LATENT_BITS).matrix()
-    mask_bits = (cfg.ae_mask >> np.arange(AE_MASK_BITS - 1, -1, -1, dtype=object)) & 1
-    keep = np.flatnonzero(mask_bits.astype(bool))
-    n_bits = min(18 + 32 * (cfg.n_etx - 1), AE_MASK_BITS + 2)
-    sent = data[:, keep][:, -n_bits:] if n_bits else data[:, :0]
+    lat, bit = autoencoder_sent_bits(cfg)
+    n_bits = ae_packet_bits(cfg)
+    sent = ((np.asarray(latents, dtype=np.int64)[:, lat] >> bit) & 1).astype(np.uint8)
     if sent.shape[1] < n_bits:
         sent = np.concatenate([np.zeros((n, n_bits - sent.shape[1]), np.uint8), sent], axis=1)
     bits = Bits(n).add(bx_header(bx), 5).add(sum_code, 9).add_bits(sent).matrix()
     words = to_words(bits)
     return _frames(words, words.shape[1], 0)
+
+
+def read_autoencoder_packet(tx: np.ndarray, cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(module-sum codes (n,), sent latent bits (n, n_sent) in `autoencoder_sent_bits` order)
+    of output link words, for a crossing whose packet starts its frame (the autoencoder's
+    fixed-size packets never wait in the buffer)."""
+    n = len(tx)
+    stream = np.zeros((n, 32 * cfg.n_etx), dtype=np.uint8)
+    for link in range(cfg.n_etx):
+        word = np.asarray(tx[:, link], dtype=np.int64)
+        stream[:, 32 * link:32 * (link + 1)] = (word[:, None] >> np.arange(31, -1, -1)) & 1
+    sum_code = stream[:, 5:14] @ (1 << np.arange(8, -1, -1))
+    lat, _ = autoencoder_sent_bits(cfg)
+    n_bits = ae_packet_bits(cfg)
+    start = 14 + n_bits - len(lat)
+    return sum_code.astype(np.int64), stream[:, start:start + len(lat)]
 
 
 _TS_WORDS_MAP = 16 + N_TC     # header 5 + type 3 + sum 8 + the 48-bit map

@@ -16,7 +16,10 @@ Per-TC registers (`Mux`, `Cal`, `AlgoThreshold`) are maps 0..47 -> value.
 Every register is checked against its width in the ASIC; a bad one raises `ConfigError`
 naming it (`FormatterBuffer.Global.buff_t1: ...`). Sections this emulator does not read
 are ignored, but an unknown register inside a section it reads is an error: a misspelt
-register must not silently fall back to its default.
+register must not silently fall back to its default. A register the file leaves out keeps
+its power-on value (`AsicConfig`), as in the CMS tools, which start every run from the
+register map's defaults (the `AE_8x8_c8_S2_ele_qkeras` vector sets no output-link count and
+runs at the default two links).
 """
 from __future__ import annotations
 
@@ -34,8 +37,8 @@ MAX_ETX = 13
 ALGORITHMS = {0: "threshold_sum", 1: "super_trigger_cell", 2: "best_choice",
               3: "repeater", 4: "autoencoder"}
 #: super-trigger-cell formats (stc_type)
-STC_TYPES = {0: "STC4, 5E4M sums", 1: "STC16, 5E4M sums", 2: "CTC4, 4E3M sums",
-             3: "STC4, 4E3M sums", 4: "CTC4B"}
+STC_TYPES = {0: "STC4B: STC4, 5E4M sums", 1: "STC16, 5E4M sums", 2: "CTC4A: CTC4, 4E3M sums",
+             3: "STC4A: STC4, 4E3M sums", 4: "CTC4B: CTC4, 5E4M sums"}
 AE_MASK_BITS = 144
 #: encoder weight registers: 12 blocks of 8 x 128-bit words and one 48-bit word
 AE_BLOCKS = 12
@@ -44,20 +47,25 @@ AE_WORD_BITS = {**{f"weights_byte{16 * i}": 128 for i in range(8)}, "weights_byt
 
 @dataclass(frozen=True)
 class AsicConfig:
-    """The registers the data path reads, as typed values (defaults: the ASIC's usual)."""
-    algorithm: int                       # 0 TS, 1 STC, 2 BC, 3 RPT, 4 AE
-    high_density: bool
-    n_etx: int                           # active output links, 1..13
+    """The registers the data path reads, as typed values. A register the file does not
+    set keeps its power-on value: the defaults here are those of the ECON-T register map
+    the CMS emulator starts from (`econt_sw` zmq_i2c/reg_maps/ECON_I2C_params_regmap.yaml:
+    algorithm 0 at low density, FMTBUF config 0x25 = 2 output links, use_sum 1, stc_type 1;
+    buff_t1 0x30, buff_t2 0x1ff, buff_t3 0, tx_sync_word 0x070f; identity MUX, CAL 2048,
+    thresholds and DropLSB 0, every autoencoder bit kept)."""
+    algorithm: int = 0                   # 0 TS, 1 STC, 2 BC, 3 RPT, 4 AE
+    high_density: bool = False
+    n_etx: int = 2                       # active output links, 1..13
     mux: tuple[int, ...] = tuple(range(N_TC))
     cal: tuple[int, ...] = (2048,) * N_TC
     threshold: tuple[int, ...] = (0,) * N_TC
     drop_lsb: int = 0
-    buff_t1: int = 338
-    buff_t2: int = 314
-    buff_t3: int = 25
-    stc_type: int = 0
-    use_sum: bool = False
-    tx_sync_word: int = 0x122
+    buff_t1: int = 0x30
+    buff_t2: int = 0x1FF
+    buff_t3: int = 0
+    stc_type: int = 1
+    use_sum: bool = True
+    tx_sync_word: int = 0x070F
     ae_mask: int = (1 << AE_MASK_BITS) - 1
     ae_weight_words: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
     #: where input TC 4l+k sits in the word of link l: bits 7k.. (False, the older tools)
@@ -188,13 +196,11 @@ def parse_config(doc, source: str = "init.yaml") -> AsicConfig:
     else:
         algo = _global(doc, "Algorithm", {"select", "density"})
         sel_key, dens_key, where = "select", "density", "Algorithm.Global"
-    if sel_key not in algo:
-        raise ConfigError(f"{where}.{sel_key}: missing (the algorithm select register)")
-    algorithm = _int(algo[sel_key], f"{where}.{sel_key}", 3)
+    algorithm = _int(algo.get(sel_key, AsicConfig.algorithm), f"{where}.{sel_key}", 3)
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"{where}.{sel_key}: {algorithm} is not an algorithm "
                           f"({', '.join(f'{k} {v}' for k, v in ALGORITHMS.items())})")
-    density = _int(algo.get(dens_key, 1), f"{where}.{dens_key}", 1)
+    density = _int(algo.get(dens_key, int(AsicConfig.high_density)), f"{where}.{dens_key}", 1)
 
     drop = 0
     sec = _section(doc, "AlgoDroplsb")
@@ -216,8 +222,6 @@ def parse_config(doc, source: str = "init.yaml") -> AsicConfig:
     kw = {}
     if "active_etxs" in fmt:
         kw["n_etx"] = _links(fmt["active_etxs"], "FormatterBuffer.Global.active_etxs", newer)
-    else:
-        raise ConfigError("FormatterBuffer.Global.active_etxs: missing (the output links)")
     for name in ("buff_t1", "buff_t2", "buff_t3"):
         if name in fmt:
             kw[name] = _int(fmt[name], f"FormatterBuffer.Global.{name}", 9)
@@ -284,23 +288,42 @@ def load_config(path: str | Path) -> AsicConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def ae_weights_from_registers(words: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """The 2,144 six-bit encoder weights (values in [-1, 31/32]) from the register image.
+_WORD_ORDER = ["weights_byte128"] + [f"weights_byte{16 * i}" for i in reversed(range(8))]
+_BLOCK_BITS = sum(AE_WORD_BITS.values())          # 1,072
+AE_WEIGHTS = AE_BLOCKS * _BLOCK_BITS // 6          # 2,144 six-bit weights
 
-    The register blocks are concatenated from block 11 down to 0, each as its 48-bit word
-    followed by the 128-bit words from byte112 down to byte0; the resulting bit string,
-    read in 6-bit two's-complement groups, lists the weights last first.
-    """
+
+def ae_register_values(words: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """The 2,144 signed six-bit encoder weights (-32..31, units of 1/32) of the register
+    image, in register order (`econt.autoencoder` says what each one is).
+
+    The blocks are concatenated from block 11 down to 0, each as its 48-bit word followed
+    by the 128-bit words from byte112 down to byte0; read in 6-bit two's-complement groups
+    from the least significant end, the bit string lists the weights first to last."""
+    names = list(AE_WORD_BITS)
     bits = 0
-    order = [f"weights_byte{16 * i}" for i in range(8)] + ["weights_byte128"]
-    n_bits = 0
     for block in reversed(range(AE_BLOCKS)):
-        regs = dict(zip(order, words[block]))
-        for name in ["weights_byte128"] + [f"weights_byte{16 * i}" for i in reversed(range(8))]:
-            width = AE_WORD_BITS[name]
-            bits = (bits << width) | regs[name]
-            n_bits += width
-    n = n_bits // 6
-    raw = np.array([(bits >> (6 * k)) & 0x3F for k in range(n)], dtype=np.int64)
-    signed = np.where(raw >= 32, raw - 64, raw)
-    return signed / 32.0
+        regs = dict(zip(names, words[block]))
+        for name in _WORD_ORDER:
+            bits = (bits << AE_WORD_BITS[name]) | regs[name]
+    raw = np.array([(bits >> (6 * k)) & 0x3F for k in range(AE_WEIGHTS)], dtype=np.int64)
+    return np.where(raw >= 32, raw - 64, raw)
+
+
+def ae_register_words(values) -> tuple[tuple[int, ...], ...]:
+    """The 12 register blocks holding `values` (the inverse of `ae_register_values`)."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.shape != (AE_WEIGHTS,) or v.min() < -32 or v.max() > 31:
+        raise ValueError(f"expected {AE_WEIGHTS} signed six-bit weights")
+    bits = 0
+    for k in reversed(range(AE_WEIGHTS)):
+        bits = (bits << 6) | int(v[k] & 0x3F)
+    blocks = []
+    for block in range(AE_BLOCKS):
+        chunk = (bits >> (_BLOCK_BITS * block)) & ((1 << _BLOCK_BITS) - 1)
+        regs, shift = {}, 0
+        for name in reversed(_WORD_ORDER):
+            regs[name] = (chunk >> shift) & ((1 << AE_WORD_BITS[name]) - 1)
+            shift += AE_WORD_BITS[name]
+        blocks.append(tuple(regs[n] for n in AE_WORD_BITS))
+    return tuple(blocks)

@@ -54,8 +54,21 @@ def _layer(model, name: str):
                                 f"(layers: {', '.join(l.name for l in model.layers)})") from None
 
 
-def encoder_formats(encoder) -> dict[str, FixedFormat]:
-    """Input, conv/dense accumulator and activation formats of a trained QKeras encoder."""
+#: layer name -> fractional bits each of its products is cut to (floor) before the sum;
+#: {} for exact products (econ-emd's own encoders), ASIC_PRODUCTS for the ECON-T block
+ProductFractions = dict[str, int]
+
+
+def encoder_formats(encoder, products: ProductFractions | None = None) -> dict[str, FixedFormat]:
+    """Input, conv/dense accumulator and activation formats of a trained QKeras encoder.
+
+    `products` names the layers ("conv2d", "dense") whose products are cut to a number of
+    fractional bits (hls4ml stores each product in the accumulator type, which then does
+    the cut: `nnet_dense_latency.h` / `nnet_conv2d_latency.h`, mult[] of accum_t)."""
+    products = products or {}
+    unknown = set(products) - {"conv2d", "dense"}
+    if unknown:
+        raise ValueError(f"product fractions for unknown layers: {sorted(unknown)}")
     qin = _layer(encoder, "input_qa")
     conv, act, dense, latent = (_layer(encoder, n) for n in ("conv2d", "conv_act", "dense", "latent"))
     for layer in (conv, dense):
@@ -75,14 +88,16 @@ def encoder_formats(encoder) -> dict[str, FixedFormat]:
         bias = np.asarray(b_q(layer.bias))
         fm[f"{name}_weight"] = format_of(w_q)
         fm[f"{name}_bias"] = format_of(b_q)
-        fm[f"{name}_accum"] = accumulator_format(src, format_of(w_q), format_of(b_q), kernel, bias)
+        fm[f"{name}_accum"] = accumulator_format(src, format_of(w_q), format_of(b_q), kernel, bias,
+                                                 products.get(name))
     return fm
 
 
-def hls_config(encoder, opts: FirmwareOptions) -> tuple[dict, dict[str, FixedFormat]]:
+def hls_config(encoder, opts: FirmwareOptions, products: ProductFractions | None = None
+               ) -> tuple[dict, dict[str, FixedFormat]]:
     import hls4ml
 
-    fm = encoder_formats(encoder)
+    fm = encoder_formats(encoder, products)
     cfg = hls4ml.utils.config_from_keras_model(encoder, granularity="name", backend=opts.backend)
     cfg["Model"]["Strategy"] = opts.strategy
     cfg["Model"]["ReuseFactor"] = opts.reuse_factor
@@ -100,14 +115,14 @@ def hls_config(encoder, opts: FirmwareOptions) -> tuple[dict, dict[str, FixedFor
 
 
 def convert(encoder, out_dir: str | Path, opts: FirmwareOptions, tb_input: np.ndarray | None = None,
-            tb_output: np.ndarray | None = None):
+            tb_output: np.ndarray | None = None, products: ProductFractions | None = None):
     """Write the HLS project into out_dir (replacing it); return the hls4ml model."""
     import hls4ml
 
     out_dir = Path(out_dir)
     if opts.strategy == "distributed_arithmetic" and opts.reuse_factor != 1:
         raise ValueError("the distributed_arithmetic strategy requires reuse_factor 1")
-    cfg, _ = hls_config(encoder, opts)
+    cfg, _ = hls_config(encoder, opts, products)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)

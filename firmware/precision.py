@@ -52,16 +52,24 @@ def format_of(quantizer) -> FixedFormat:
 
 
 def accumulator_format(x_fmt: FixedFormat, w_fmt: FixedFormat, b_fmt: FixedFormat,
-                       kernel: np.ndarray, bias: np.ndarray) -> FixedFormat:
+                       kernel: np.ndarray, bias: np.ndarray, product_fraction: int | None = None) -> FixedFormat:
     """The narrowest signed format holding every sum(x * w) + b exactly.
 
-    kernel: (n_inputs, n_outputs) quantized weights; x ranges over x_fmt's bounds."""
-    frac = max(x_fmt.fraction + w_fmt.fraction, b_fmt.fraction)
+    kernel: (n_inputs, n_outputs) quantized weights; x ranges over x_fmt's bounds. With
+    `product_fraction`, every product is cut (floor) to that many fractional bits before
+    the sum, as an ASIC that keeps narrow products does (the ECON-T autoencoder): the format
+    has those fractional bits, and room for the lower bound moved by one LSB per product."""
+    exact = max(x_fmt.fraction + w_fmt.fraction, b_fmt.fraction)
+    frac = exact if product_fraction is None else product_fraction
+    if frac < b_fmt.fraction:
+        raise ValueError(f"products cut to {frac} fractional bits cannot hold the bias ({b_fmt.fraction})")
     x_lo, x_hi = x_fmt.bounds()
     pos = np.clip(kernel, 0, None)
     neg = np.clip(kernel, None, 0)
     hi = (pos * x_hi + neg * x_lo).sum(0) + bias
     lo = (pos * x_lo + neg * x_hi).sum(0) + bias
+    if frac < exact:
+        lo = lo - np.count_nonzero(kernel, axis=0) * 2.0 ** -frac
     extreme = max(float(np.abs(hi).max()), float(np.abs(lo).max()), 2.0 ** -frac)
     integer = math.floor(math.log2(extreme)) + 2  # magnitude bits + sign
     return FixedFormat(integer + frac, integer, True)

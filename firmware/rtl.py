@@ -57,10 +57,12 @@ def _should_synthesize(mode: str) -> tuple[bool, str]:
 
 
 def build_rtl(encoder, inputs: np.ndarray, expected: np.ndarray, params: RtlParams, part: str,
-              clock_period_ns: float, out_dir: str | Path, tolerance_lsb: int = 0) -> dict:
-    """Generate, simulate and (when Yosys is there) synthesize; returns the stage summary."""
+              clock_period_ns: float, out_dir: str | Path, tolerance_lsb: int = 0,
+              products: dict[str, int] | None = None) -> dict:
+    """Generate, simulate and (when Yosys is there) synthesize; returns the stage summary.
+    `products`: layers whose products are cut before the sum (convert.encoder_formats)."""
     out_dir = Path(out_dir)
-    arith = encoder_arithmetic(encoder)
+    arith = encoder_arithmetic(encoder, products)
     input_integers(inputs, arith.input_format)           # validates the grid and range
     rtl_warmup.wait()
     t0 = time.perf_counter()

@@ -38,6 +38,9 @@ class EncoderArithmetic:
     input_format: FixedFormat
     conv_act_format: FixedFormat
     latent_format: FixedFormat
+    #: fractional bits each product of the layer is cut to before the sum (floor); absent:
+    #: exact products (see convert.encoder_formats)
+    products: tuple[tuple[str, int], ...] = ()
 
 
 def _quantized(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -46,11 +49,11 @@ def _quantized(layer) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
-def encoder_arithmetic(encoder) -> EncoderArithmetic:
+def encoder_arithmetic(encoder, products: dict[str, int] | None = None) -> EncoderArithmetic:
     """Constant matrices and formats of a trained econ-emd QKeras encoder."""
     import tensorflow as tf
 
-    fm = encoder_formats(encoder)   # also checks the layers and alpha=1
+    fm = encoder_formats(encoder, products)   # also checks the layers and alpha=1
     conv, dense = encoder.get_layer("conv2d"), encoder.get_layer("dense")
     kernel, bias = _quantized(conv)
     h, w, c = encoder.input_shape[1:]
@@ -62,7 +65,8 @@ def encoder_arithmetic(encoder) -> EncoderArithmetic:
     n_pos = int(np.prod(matrix.shape[1:3]))
     matrix = matrix.reshape(n_pix, -1).astype(np.float64)
     dk, db = _quantized(dense)
-    return EncoderArithmetic(matrix, np.tile(bias, n_pos), dk, db, fm["input"], fm["conv_act"], fm["latent"])
+    return EncoderArithmetic(matrix, np.tile(bias, n_pos), dk, db, fm["input"], fm["conv_act"], fm["latent"],
+                             tuple(sorted((products or {}).items())))
 
 
 def _kif(fmt: FixedFormat) -> tuple[int, int, int]:
@@ -101,15 +105,45 @@ def _activation(values, fmt: FixedFormat):
     return FixedVariableArray(np.array([quantized_relu(v, fmt) for v in np.ravel(values)], dtype=object))
 
 
+def _cut_products(values, matrix: np.ndarray, bias: np.ndarray, fraction: int):
+    """sum_i floor(x_i * m_ij, 2^-fraction) + b_j: each product cut before the sum, as an
+    ASIC keeping narrow products does (no shared adder tree across products)."""
+    from da4ml.trace import FixedVariableArray
+
+    xs = list(np.ravel(values))
+    outs = []
+    for j in range(matrix.shape[1]):
+        terms = []
+        for i in np.flatnonzero(matrix[:, j]):
+            p = xs[i] * float(matrix[i, j])
+            k, integer, _ = p.kif
+            terms.append(p.quantize(k, integer, fraction, "WRAP", "TRN"))
+        if not terms:
+            raise ValueError("a unit without weights: cut products need at least one input")
+        while len(terms) > 1:           # a balanced adder tree: log2(n) levels, not n
+            terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+        outs.append(terms[0] + float(bias[j]))
+    return FixedVariableArray(np.array(outs, dtype=object))
+
+
+def _affine(values, matrix: np.ndarray, bias: np.ndarray, fraction: int | None):
+    if fraction is None:
+        return values @ matrix + bias
+    return _cut_products(values, matrix, bias, fraction)
+
+
 def trace_encoder(arith: EncoderArithmetic, solver_options: dict | None = None):
     """da4ml combinational logic (CombLogic) of the encoder: 64 inputs -> n_latent outputs."""
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
     t0 = time.perf_counter()
+    products = dict(arith.products)
     x = FixedVariableArrayInput(arith.conv_matrix.shape[0], solver_options=solver_options)
     xq = x.quantize(*_kif(arith.input_format))
-    hidden = _activation(xq @ arith.conv_matrix + arith.conv_bias, arith.conv_act_format)
-    latent = _activation(hidden @ arith.dense_kernel + arith.dense_bias, arith.latent_format)
+    hidden = _activation(_affine(xq, arith.conv_matrix, arith.conv_bias, products.get("conv2d")),
+                         arith.conv_act_format)
+    latent = _activation(_affine(hidden, arith.dense_kernel, arith.dense_bias, products.get("dense")),
+                         arith.latent_format)
     comb = comb_trace(xq, latent)
     log.info("traced the encoder with da4ml in %.1f s: estimated cost %d LUT, %s adder levels",
              time.perf_counter() - t0, comb.cost, max(comb.latency))

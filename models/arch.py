@@ -46,3 +46,21 @@ class EncoderArch:
     filters: int = 8
     n_latent: int = N_LATENT
     quantized: bool = True
+    #: weights and biases on a grid symmetric about 0 (QKeras quantized_bits symmetric=1,
+    #: as the published encoder: [-(1 - lsb), 1 - lsb] for 6 bits) or two's complement
+    #: (symmetric=0: [-1, 1 - lsb], what the ASIC's registers hold)
+    symmetric_weights: bool = True
+
+
+#: The ECON-T ASIC's autoencoder block (econ_emd.econt.autoencoder) as a QKeras encoder of
+#: this product: the converter's 8-bit inputs with 7 fractional bits (quantized_bits(9, 1):
+#: hls4ml gives any quantized_bits a signed type, so one more bit for the sign), 6-bit
+#: weights and biases with 5 fractional bits, convolution activations with the 7
+#: fractional bits the block keeps and 5 integer bits (9 taps of |x| < 2 times |w| <= 1,
+#: plus a bias, stay below 32), 9-bit latents with 8 fractional bits, two's-complement
+#: weights (a register may hold -1). The block also cuts
+#: every product before the sum, which QKeras cannot express: the firmware path does it
+#: (firmware.convert.ProductFractions).
+ECONT_ASIC_ENCODER = EncoderArch(input_bits=9, input_integer=1, weight_bits=6, weight_integer=0,
+                                 conv_act_bits=12, conv_act_integer=5, latent_bits=9, latent_integer=1,
+                                 symmetric_weights=False)

@@ -39,11 +39,12 @@ def quantizers(arch: EncoderArch) -> dict:
     """The QKeras quantizers of the encoder (also used by firmware/ to derive precisions)."""
     from qkeras import quantized_bits, quantized_relu
 
-    wq = quantized_bits(arch.weight_bits, arch.weight_integer, 1, alpha=1)
+    sym = int(arch.symmetric_weights)
+    wq = quantized_bits(arch.weight_bits, arch.weight_integer, symmetric=sym, keep_negative=1, alpha=1)
     return {
-        "input": quantized_bits(arch.input_bits, arch.input_integer, 1, alpha=1),
+        "input": quantized_bits(arch.input_bits, arch.input_integer, symmetric=1, keep_negative=1, alpha=1),
         "weight": wq,
-        "bias": quantized_bits(arch.weight_bits, arch.weight_integer, 1, alpha=1),
+        "bias": quantized_bits(arch.weight_bits, arch.weight_integer, symmetric=sym, keep_negative=1, alpha=1),
         "conv_act": quantized_relu(arch.conv_act_bits, arch.conv_act_integer),
         "latent": quantized_relu(arch.latent_bits, arch.latent_integer),
     }

@@ -19,7 +19,7 @@ from econ_emd.econt.links import (bx_counter, pack_tc_codes, read_rx, read_tx, u
 from econ_emd.econt.registers import AsicConfig, load_config, parse_config
 
 VECTORS = Path(__file__).parent / "fixtures" / "econt_vectors"
-AE_INIT = Path(__file__).parent / "fixtures" / "econt_ae" / "init.yaml"
+AE_INIT = Path(__file__).parent / "fixtures" / "econt_vectors" / "AE" / "init.yaml"
 
 
 # ---------------------------------------------------------------- float codes
@@ -96,9 +96,7 @@ def test_both_spellings_of_the_configuration():
     ({"FormatterBuffer": {"Global": {"active_etxs": 4, "buf_t1": 3}}}, "FormatterBuffer.Global.buf_t1"),
     ({"FormatterBuffer": {"Global": {"active_etxs": True}}}, "FormatterBuffer.Global.active_etxs"),
     ({"FormatterBuffer": {"Global": {"active_etxs": 4, "stc_type": 5}}}, "FormatterBuffer.Global.stc_type"),
-    ({"FormatterBuffer": {"Global": {}}}, "FormatterBuffer.Global.active_etxs"),
     ({"Algorithm": {"Global": {"select": 7}}}, "Algorithm.Global.select"),
-    ({"Algorithm": {"Global": {"density": 1}}}, "Algorithm.Global.select"),
     ({"Mux": {i: i for i in range(47)}}, "Mux.47"),
     ({"Mux": {**{i: i for i in range(48)}, 3: 48}}, "Mux.3"),
     ({"Cal": {**{i: 2048 for i in range(48)}, 9: 5000}}, "Cal.9"),
@@ -111,6 +109,17 @@ def test_bad_register_names_the_register(change, register):
         parse_config(_doc(**change))
     assert str(info.value).startswith(register), str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_registers_left_out_keep_their_power_on_values():
+    """As the CMS tools start from the register map: 2 links, threshold sum at low density,
+    use_sum 1, stc_type 1, buffer thresholds 48/511/0 (the AE_8x8 vector relies on it)."""
+    cfg = parse_config({"Algorithm": {"Global": {}}, "FormatterBuffer": {"Global": {}}})
+    assert (cfg.algorithm, cfg.high_density, cfg.n_etx, cfg.use_sum, cfg.stc_type) == (0, False, 2, True, 1)
+    assert (cfg.buff_t1, cfg.buff_t2, cfg.buff_t3, cfg.tx_sync_word) == (48, 511, 0, 0x070F)
+    assert cfg == AsicConfig()
+    ele = load_config(VECTORS / "AE_8x8_c8_S2_ele_qkeras" / "init.yaml")
+    assert ele.algorithm == 4 and ele.n_etx == 2
 
 
 def test_a_mask_of_links_must_be_contiguous():
@@ -221,7 +230,7 @@ def test_best_choice_ties_zero_and_saturated_modules():
 
 
 def test_best_choice_packet_by_hand():
-    cfg = AsicConfig(algorithm=2, high_density=True, n_etx=1)
+    cfg = AsicConfig(algorithm=2, high_density=True, n_etx=1, use_sum=False)
     q = np.zeros((1, 48), dtype=np.int64)
     q[0, 17], q[0, 3] = 100, 20
     frames = fmt.best_choice_frames(q, np.array([5]), cfg)
@@ -246,7 +255,7 @@ def test_super_trigger_cell_addresses_ties_to_the_higher_index():
 
 def test_threshold_sum_packet_by_hand():
     cfg = AsicConfig(algorithm=0, high_density=True, n_etx=2, threshold=(10,) * 48,
-                     drop_lsb=1, tx_sync_word=0x122)
+                     drop_lsb=1, tx_sync_word=0x122, use_sum=False)
     q = np.zeros((1, 48), dtype=np.int64)
     q[0, 2], q[0, 40], q[0, 41] = 12, 9, 30
     frames = fmt.threshold_sum_frames(q, np.array([0]), cfg)
@@ -296,12 +305,81 @@ def test_autoencoder_packet_keeps_the_masked_bits():
     assert stream[-4:] == "1111" and stream[14:-4] == "0" * 46
 
 
+def test_super_trigger_cell_groups_follow_the_packet_width():
+    """The rule (as many groups as fit 32 N - 4 bits, links past the first that carries all
+    of them unused) gives the CMS emulator's tables of types 0-3, written out here."""
+    assert alg.STC_GROUPS_PER_LINKS == {0: (2, 5, 8, 11, 12), 1: (2, 3), 2: (4, 8, 12),
+                                        3: (3, 6, 10, 12), 4: (3, 6, 10, 12)}
+
+
+def test_ctc4b_packet_by_hand():
+    """Type 4 (CTC4B): no addresses, 9-bit 5E4M group sums, no DropLSB."""
+    q = np.zeros((1, 48), dtype=np.int64)
+    q[0, 0:4] = [1, 2, 3, 4]                 # group 0: 10 (5E4M below 16: the value itself)
+    q[0, 4:8] = [100, 0, 0, 0]               # group 1: 100 = 1100100 -> exponent 3, mantissa 1001
+    q[0, 8:12] = 1 << 20                     # group 2: 2^22 -> exponent 19, mantissa 0
+    cfg = AsicConfig(algorithm=1, high_density=True, n_etx=1, stc_type=4, drop_lsb=3)
+    frames = fmt.super_trigger_cell_frames(q, np.array([5]), cfg)
+    bits = "0101" + f"{10:09b}" + f"{(3 << 4) | 0b1001:09b}" + f"{19 << 4:09b}" + "0"
+    assert [int(bits[:16], 2), int(bits[16:], 2)] == frames.words[0, :2].tolist()
+    assert frames.n_words[0] == 2
+
+
+# ---------------------------------------------------------------- the autoencoder
+
+def test_autoencoder_arithmetic_by_hand():
+    """One module worked through by hand: converter (7 fractional bits of the sum-normalized
+    charge), slot layout, convolution products cut to 2^-7, dense products cut to 2^-8."""
+    from econ_emd.econt import autoencoder as ae
+
+    q = np.zeros((1, 48), dtype=np.int64)
+    q[0, 0], q[0, 9], q[0, 40] = 5, 3, 9     # sum 17 -> msb 4: x = floor(128 q / 16)
+    x = ae.converter(q)
+    assert (x[0, 0], x[0, 9], x[0, 40], x.sum()) == (40, 24, 72, 136)
+    img = ae.image(x)
+    assert img[0, 0, 0] == 40 and img[0, 1, 1] == 24 and img[0, 6, 0] == 72   # slot 40 -> pixel 48
+    k = np.zeros((3, 3, 8), dtype=np.int64)
+    k[0, 0, 0], k[1, 1, 1], k[0, 0, 2] = 31, -7, 3
+    d = np.zeros((128, 16), dtype=np.int64)
+    d[0, 0], d[1, 1], d[(3 * 4 + 0) * 8 + 2, 2] = 17, 31, -32
+    w = ae.AeWeights(k, np.array([1, 0, 0, 0, 0, 0, 0, -1]), d, np.array([2] + [0] * 15))
+    h = ae.hidden(x, w)
+    # output (0, 0), filter 0: 40 * 31 = 1240 (units 2^-12) -> floor(1240 / 32) = 38, + bias 1 * 4
+    # filter 1: tap (1, 1) is pixel (1, 1) = 24: 24 * -7 = -168 -> floor(-168 / 32) = -6 -> relu 0
+    # output (3, 0), filter 2: tap (0, 0) is pixel (6, 0) = 72: 72 * 3 = 216 -> 6
+    assert (h[0, 0], h[0, 1], h[0, (3 * 4 + 0) * 8 + 2]) == (42, 0, 6)
+    z = ae.latents_from_hidden(h, w)
+    # latent 0: 42 * 17 = 714 (2^-12) -> floor(714 / 16) = 44, + bias 2 * 8 = 60
+    # latent 2: 6 * -32 = -192 -> -12 -> relu 0; others: 0
+    assert z[0, :3].tolist() == [60, 0, 0] and z[0, 3:].sum() == 0
+    # the register image reads the dense kernel output-major, and back
+    regs = w.to_register_values()
+    assert regs[80 + 0 * 128 + 0] == 17 and regs[80 + 2 * 128 + 96 + 2] == -32
+    assert ae.AeWeights.from_register_values(regs) == w
+
+
+def test_autoencoder_latents_equal_the_golden_vector():
+    """All 16 latents of every crossing of the AE vector subset, and the register image
+    written back from them is the init.yaml's."""
+    from econ_emd.econt import autoencoder as ae
+    from econ_emd.econt.registers import ae_register_values, ae_register_words
+
+    cfg = load_config(AE_INIT)
+    rx, tx = read_rx(VECTORS / "testInput.csv.gz"), read_tx(VECTORS / "AE" / "testOutput.csv.gz")
+    latents = ae.encode(front_end(cfg, rx), ae.AeWeights.from_registers(cfg.ae_weight_words))
+    stream = [sum(int(w) << (32 * (4 - i)) for i, w in enumerate(row[:5])) for row in tx]
+    expected = np.array([[(s >> (9 * i)) & 511 for i in range(16)] for s in stream])
+    assert np.array_equal(latents, expected)
+    assert ae_register_words(ae_register_values(cfg.ae_weight_words)) == cfg.ae_weight_words
+
+
 # ---------------------------------------------------------------- golden vectors
 
 def test_verify_the_vector_subset(capsys):
     assert main(["econt", "verify", str(VECTORS)]) == 0
     out = capsys.readouterr().out
-    assert out.count("100% of") == 9 and "STC_type4_eTx1: SKIPPED" in out
+    assert out.count("100% of") == 11 and "STC_type4_eTx1: SKIPPED" in out
+    assert "AE: autoencoder" in out and "AE_8x8_c8_S2_ele_qkeras: autoencoder" in out
 
 
 def test_a_corrupted_word_fails_naming_the_crossing(tmp_path, capsys):
@@ -333,15 +411,17 @@ def test_verify_bad_inputs_exit_2(tmp_path, capsys):
     assert "FormatterBuffer.Global.buff_t1: 9999" in capsys.readouterr().err
 
 
-def test_an_unemulated_configuration_fails_the_check(tmp_path, capsys):
-    """The autoencoder's latents are not emulated: verify says so and exits 1 (not 2)."""
+def test_an_autoencoder_mismatch_names_its_packet_fields(tmp_path, capsys):
+    """The AE configuration checked against another run's words: exit 1, the first crossing
+    and the packet fields that differ (module sum, latent bits)."""
     folder = tmp_path / "v"
     (folder / "AE").mkdir(parents=True)
     shutil.copy(AE_INIT, folder / "AE" / "init.yaml")
     shutil.copy(VECTORS / "testInput.csv.gz", folder)
     shutil.copy(VECTORS / "BC_2eTx" / "testOutput.csv.gz", folder / "AE")
     assert main(["econt", "verify", str(folder)]) == 1
-    assert "AE: UNSUPPORTED: not emulated" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "AE: MISMATCH" in out and "first at row 1 " in out and "field latent_bits" in out
 
 
 def test_large_inputs_are_formatted_in_chunks(monkeypatch):

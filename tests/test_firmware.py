@@ -47,8 +47,8 @@ def test_too_narrow_accumulator_is_detected(encoder, tb, tmp_path, monkeypatch):
 
     real = conv.hls_config
 
-    def narrow(enc, opts):
-        cfg, fm = real(enc, opts)
+    def narrow(enc, opts, products=None):
+        cfg, fm = real(enc, opts, products)
         acc = fm["dense_accum"]
         bad = f"fixed<{acc.fraction - 4 + 2},2,TRN,WRAP,0>"
         for key in ("accum", "result"):
