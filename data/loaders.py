@@ -249,17 +249,28 @@ def _files_of(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 def read_econt_links(path: str | Path, econt_config: str | Path,
                      max_rows: int | None = None) -> np.ndarray:
-    """CALQ (float64) of ECON-T input link words (`RX_DATA_0..11`, the CMS test-vector
-    format): each crossing's words through the ASIC front end configured by
-    `econt_config` (an init.yaml: MUX, calibration, density)."""
+    """CALQ (float64, CALQ order) of ECON-T input link words (`RX_DATA_0..11`, the CMS
+    test-vector format): each crossing's words through the ASIC front end configured by
+    `econt_config` (an init.yaml: MUX, calibration, density).
+
+    Which TC is where comes from the configuration's MUX, and only an autoencoder
+    configuration fixes it: its MUX puts every TC at its slot of the autoencoder's image
+    (`base.geometry.calq_from_ae_slots`). The MUX of the other algorithms orders TCs for
+    their own grouping, which says nothing of the module's geometry, so they are refused."""
+    from econ_emd.base.geometry import calq_from_ae_slots
     from econ_emd.econt.emulator import front_end
     from econ_emd.econt.links import read_rx
     from econ_emd.econt.registers import load_config
 
+    cfg = load_config(econt_config)
+    if cfg.algorithm != 4:
+        raise DataError(f"data.econt_config {econt_config}: selects {cfg.algorithm_name}; the module's "
+                        "geometry comes from an autoencoder configuration (algorithm 4), whose MUX puts "
+                        "each TC at its autoencoder slot (e.g. the simulated module's mc_ttbar_AE_init.yaml)")
     rx = read_rx(path)
     if max_rows is not None:
         rx = rx[:max_rows]
-    return front_end(load_config(econt_config), rx).astype(np.float64)
+    return calq_from_ae_slots(front_end(cfg, rx)).astype(np.float64)
 
 
 def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,

@@ -24,8 +24,10 @@ dense biases. The CMS script that wrote the vectors' registers (`utils/make_ae_y
 flattens the Keras kernel input-major instead, so the golden vectors compute with the
 dense kernel of `encoder.hdf5` transposed: their vectors `AE_test_extraQuad_*` (zeroing 512
 register weights moves exactly latents 10, 11, 14 and 15) show which reading the block has.
-`AeWeights.from_registers` reads registers as the block does; `AeWeights.from_keras` takes a
-Keras kernel as trained (its registers, `to_register_values`, then hold it output-major).
+The same writer floors the float weights to 1/32 where QKeras rounds them to the nearest
+step in training. `AeWeights.from_registers` reads registers as the block does;
+`AeWeights.from_keras` takes a Keras model as trained (rounded as QKeras does, the dense
+kernel as Keras holds it; its registers, `to_register_values`, are then output-major).
 
 Integer arithmetic throughout (numpy int64, arithmetic right shifts floor), so the result
 is exact for any input the converter can produce.
@@ -98,11 +100,17 @@ class AeWeights:
         return cls.from_register_values(ae_register_values(words))
 
     @classmethod
-    def from_keras(cls, conv_kernel, conv_bias, dense_kernel, dense_bias) -> "AeWeights":
-        """From float Keras weights ((3, 3, 1, 8), (8,), (128, 16), (16,)), quantized as the
-        CMS register writer does: floor to 1/32, saturated to [-1, 31/32]."""
+    def from_keras(cls, conv_kernel, conv_bias, dense_kernel, dense_bias, rounding: str = "nearest") -> "AeWeights":
+        """From float Keras weights ((3, 3, 1, 8), (8,), (128, 16), (16,)) on the 1/32 grid,
+        saturated to [-1, 31/32]: rounded to the nearest step as QKeras quantizes weights
+        in training ("nearest"), or floored as the CMS register writer does ("floor": the
+        registers of the golden vectors)."""
+        if rounding not in ("nearest", "floor"):
+            raise ValueError(f"rounding {rounding!r}: 'nearest' or 'floor'")
+        step = np.round if rounding == "nearest" else np.floor
+
         def q(w):
-            return np.clip(np.floor(np.asarray(w, dtype=np.float64) * 2 ** WEIGHT_FRACTION),
+            return np.clip(step(np.asarray(w, dtype=np.float64) * 2 ** WEIGHT_FRACTION),
                            WEIGHT_MIN, WEIGHT_MAX).astype(np.int64)
 
         return cls(q(conv_kernel).reshape(3, 3, N_FILTERS), q(conv_bias), q(dense_kernel), q(dense_bias))

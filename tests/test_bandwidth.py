@@ -108,9 +108,9 @@ def test_link_counts_are_validated():
 
 
 def test_cms_autoencoder_rebuilds_the_published_network():
-    """The shipped CMS weights load into the published architecture and give a module of
-    the transmitted sum, and on shower-like modules a pattern far closer than a flat one
-    (measured: median 2.08 against 3.64 on 400 synthetic modules)."""
+    """The shipped CMS weights, through the ASIC's arithmetic and the published decoder, give
+    a module of the transmitted sum, and on shower-like modules a pattern closer than a flat
+    one (measured: median 2.30 against 3.64 on 400 synthetic modules)."""
     from econ_emd.data.params import SyntheticParams
     from econ_emd.data.synthetic import generate
     from econ_emd.econt.vectors import cms_autoencoder_weights
@@ -123,7 +123,7 @@ def test_cms_autoencoder_rebuilds_the_published_network():
     np.testing.assert_allclose(e.sum(1), total, rtol=1e-5)
     cms = bw.judge("cms", 5, q, e).median_emd
     flat = bw.judge("flat", 5, q, np.ones(q.shape)).median_emd
-    assert cms < 0.7 * flat
+    assert cms < 0.75 * flat
 
 
 def test_a_bad_weights_file_is_a_one_line_error(tmp_path):

@@ -461,13 +461,27 @@ def test_link_words_as_a_data_source():
     from econ_emd.data.loaders import load_modules
     from econ_emd.data.params import DataParams
 
-    config = VECTORS / "BC_2eTx" / "init.yaml"
-    loaded = load_modules("econt_links", VECTORS / "testInput.csv.gz", econt_config=config,
+    from econ_emd.base.geometry import calq_from_ae_slots
+
+    loaded = load_modules("econt_links", VECTORS / "testInput.csv.gz", econt_config=AE_INIT,
                           drop_zero_sum=False)
     rx = read_rx(VECTORS / "testInput.csv.gz")
-    assert (loaded.charges == front_end(load_config(config), rx)).all()
+    assert (loaded.charges == calq_from_ae_slots(front_end(load_config(AE_INIT), rx))).all()
     with pytest.raises(ValueError, match="econt_config"):
         DataParams(source="econt_links", path="x.csv")
+    with pytest.raises(DataError, match="selects best_choice.*autoencoder"):
+        load_modules("econt_links", VECTORS / "testInput.csv.gz", econt_config=VECTORS / "BC_2eTx" / "init.yaml")
+
+
+def test_the_autoencoder_image_is_the_products_8x8_image():
+    """The ASIC's image of slot-ordered TCs (econt.autoencoder) and this product's 8x8 image
+    of CALQ-ordered TCs (base.geometry) are the same picture of a module."""
+    from econ_emd.base.geometry import ae_slots_from_calq, calq_from_ae_slots, calq_to_8x8
+    from econ_emd.econt import autoencoder as ae
+
+    x = np.random.default_rng(3).integers(0, 1000, (5, 48))
+    assert np.array_equal(ae.image(ae_slots_from_calq(x)), calq_to_8x8(x))
+    assert np.array_equal(calq_from_ae_slots(ae_slots_from_calq(x)), x)
 
 
 def test_emulation_is_causal():

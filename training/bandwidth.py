@@ -185,13 +185,6 @@ def markdown(rows: list[Judged], title: str) -> str:
                       *markdown_table(occ_head, occ), ""])
 
 
-#: the CMS autoencoder's latents: 9 bits with 8 fractional (ECON-T at 5 links), unsigned
-CMS_LATENT_FRACTION_BITS = 8
-#: its inputs: the sumlog2-normalized charges rounded to 8 fractional bits (CMSSW's
-#: HGCalConcentratorAutoEncoderImpl, nBitsPerInput = 8)
-CMS_INPUT_FRACTION_BITS = 8
-
-
 def _weights(path: str) -> dict[str, list[np.ndarray]]:
     """Layer name -> [kernel, bias] of a Keras weights-only HDF5 file."""
     import h5py
@@ -213,20 +206,20 @@ def _weights(path: str) -> dict[str, list[np.ndarray]]:
 
 
 def cms_autoencoder_energies(calq: np.ndarray, encoder_h5: str, decoder_h5: str) -> np.ndarray:
-    """The CMS autoencoder (float weights, as published) on `calq`: sumlog2-normalized,
-    8-fraction-bit inputs in the 8x8 image, conv 3x3/8 stride 2 + ReLU, dense 16 + ReLU,
-    latents rounded to the 9-bit ECON-T format, its decoder, rescaled to the 5E4M sum."""
+    """The CMS autoencoder as the ECON-T computes it, then its decoder: the published weights
+    on the registers' 1/32 grid as QKeras quantizes them (nearest step, the dense kernel as
+    trained: `econt.autoencoder.AeWeights.from_keras`), the block's exact arithmetic on the
+    module in AE-slot order (its 9-bit latents), the float decoder, rescaled to the
+    transmitted 5E4M module sum."""
     import tensorflow as tf
 
-    from econ_emd.base.geometry import calq_to_8x8, image8x8_to_calq
-    from econ_emd.base.normalization import sumlog2_normalize
+    from econ_emd.base.geometry import ae_slots_from_calq, image8x8_to_calq
+    from econ_emd.econt import autoencoder as ae
 
     enc_w, dec_w = _weights(encoder_h5), _weights(decoder_h5)
-    conv = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")
-    dense = tf.keras.layers.Dense(16, activation="relu")
-    encoder = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), conv, tf.keras.layers.Flatten(), dense])
-    conv.set_weights(enc_w["conv2d"])
-    dense.set_weights(enc_w["encoded_vector"])
+    weights = ae.AeWeights.from_keras(*enc_w["conv2d"], *enc_w["encoded_vector"])
+    q = np.asarray(calq, dtype=np.int64)
+    z = ae.encode(ae_slots_from_calq(q), weights) * 2.0 ** -ae.DENSE_FRACTION
     decoder = tf.keras.Sequential([
         tf.keras.Input((16,)),
         tf.keras.layers.Dense(128, activation="relu"),
@@ -237,12 +230,5 @@ def cms_autoencoder_energies(calq: np.ndarray, encoder_h5: str, decoder_h5: str)
     for layer, name in zip([decoder.layers[0], decoder.layers[2], decoder.layers[3]],
                            ["dense", "conv2d_transpose", "conv2d_transpose_1"]):
         layer.set_weights(dec_w[name])
-    q = np.asarray(calq, dtype=np.float64)
-    x = sumlog2_normalize(np.where(q.sum(1, keepdims=True) > 0, q, 1))
-    step = 2.0 ** CMS_INPUT_FRACTION_BITS
-    x = np.round(x * step) / step
-    z = encoder.predict(calq_to_8x8(x).astype(np.float32)[..., None], batch_size=4096, verbose=0)
-    lsb = 2.0 ** -CMS_LATENT_FRACTION_BITS
-    z = np.clip(np.round(z / lsb), 0, 2 ** 9 - 1) * lsb
     recon = image8x8_to_calq(decoder.predict(z.astype(np.float32), batch_size=4096, verbose=0))
     return autoencoder_energies(calq, recon)

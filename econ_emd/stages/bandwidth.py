@@ -144,7 +144,7 @@ def run_bandwidth(ctx: StageContext) -> BandwidthResult:
 
                 judged.append(bw.judge(CMS_AUTOENCODER, n, q,
                                        bw.cms_autoencoder_energies(q, *cms_autoencoder_weights()), runner,
-                                       "published weights, float"))
+                                       "published weights, the ASIC's arithmetic"))
             log.info("bandwidth[%s, %d links]: %s", name, n,
                      ", ".join(f"{r.algorithm} {r.median_emd:.3f}" for r in judged if r.n_links == n))
         rows[name] = judged

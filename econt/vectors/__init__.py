@@ -11,14 +11,16 @@ CMS_AUTOENCODER = "AE_8x8_c8_S2_ele"     # <name>_encoder.hdf5, <name>_decoder.h
 
 
 def simulated_calq() -> np.ndarray:
-    """(3564, 48) CALQ of the simulated crossings, in the autoencoder's TC order."""
+    """(3564, 48) CALQ of the simulated crossings, in CALQ order: the autoencoder
+    configuration's MUX delivers them in AE-slot order (`base.geometry.calq_from_ae_slots`)."""
+    from econ_emd.base.geometry import calq_from_ae_slots
     from econ_emd.econt.emulator import front_end
     from econ_emd.econt.links import read_rx
     from econ_emd.econt.registers import load_config
 
     root = resources.files(__name__)
     with resources.as_file(root / INPUT) as words, resources.as_file(root / CONFIG) as cfg:
-        return front_end(load_config(cfg), read_rx(words))
+        return calq_from_ae_slots(front_end(load_config(cfg), read_rx(words)))
 
 
 def cms_autoencoder_weights() -> tuple[str, str]:
