@@ -227,7 +227,8 @@ def rtl_markdown(summary: dict) -> str:
              f"- Verilator build {sim['build_seconds']:.1f} s, simulation {sim['simulation_seconds']:.2f} s", ""]
     if syn:
         c = syn["counts"]
-        lines += [f"## Yosys synthesis ({syn.get('version', 'Yosys')}, synth_xilinx -family {syn['family']})", "",
+        lines += [f"## Yosys synthesis ({syn.get('version', 'Yosys')}, {syn.get('script', 'synth_xilinx')}, "
+                  f"-family {syn['family']})", "",
                   *markdown_table(["LUT", "FF", "CARRY", "DSP", "BRAM_18K", "LUT as memory", "MUXF"],
                                   [[f"{c['lut']:,}", f"{c['ff']:,}", f"{c['carry']:,}", c["dsp"], c["bram_18k"],
                                     c["lut_memory"], c["muxf"]]]), "",

@@ -38,7 +38,7 @@ def rtl_figures(sim: dict, synth: dict | None, part: str) -> dict:
     }
     if synth:
         cap = parts.capacity(part) or {}
-        src = labelled(SRC_YOSYS, synth.get("version"))
+        src = labelled(SRC_YOSYS, ", ".join(v for v in (synth.get("version"), synth.get("script")) if v))
         for name in ("lut", "ff", "carry", "dsp", "bram_18k"):
             figs[f"yosys_{name}"] = _figure(synth["counts"][name], src, of=cap.get(name))
     return figs

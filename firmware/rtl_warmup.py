@@ -6,7 +6,8 @@ minutes, longer than the rest of the rtl stage. `econ-emd pipeline` therefore st
 module as a child process (nice 19) when the rtl stage is going to run: it traces a tiny
 matrix product, which compiles the same specializations as the encoder, using CPU time the
 training stages leave idle. The rtl stage waits for it before tracing. With a warm cache the
-child only imports da4ml (a few seconds). `python -m firmware.rtl_warmup` runs it by hand.
+child only imports da4ml (a few seconds). It then runs a pip-installed Yosys once, which
+compiles and caches its WebAssembly. `python -m econ_emd.firmware.rtl_warmup` runs it by hand.
 """
 from __future__ import annotations
 
@@ -16,10 +17,25 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 log = logging.getLogger("econ_emd")
 
 _proc: subprocess.Popen | None = None
+
+
+def warm_yosys() -> None:
+    """The pip-installed Yosys (yowasp) compiles its WebAssembly on its first run on a
+    machine (~35 s here), then caches it: run it once, so the synthesis does not wait."""
+    from .rtl_synth import yosys_command
+
+    try:
+        cmd = yosys_command()
+    except Exception:       # no Yosys: the rtl stage says so itself
+        return
+    if "yowasp" in Path(cmd[0]).name:
+        subprocess.run(cmd + ["-V"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=600)
 
 
 def compile_solver() -> None:
@@ -46,7 +62,7 @@ def start() -> None:
     if _proc is not None:
         return
     try:
-        _proc = subprocess.Popen([sys.executable, "-m", "firmware.rtl_warmup"], stdin=subprocess.DEVNULL,
+        _proc = subprocess.Popen([sys.executable, "-m", "econ_emd.firmware.rtl_warmup"], stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  preexec_fn=_lower_priority if os.name == "posix" else None)
     except OSError as exc:
@@ -87,3 +103,4 @@ def stop() -> None:
 
 if __name__ == "__main__":
     compile_solver()
+    warm_yosys()

@@ -171,14 +171,15 @@ def test_tiny_encoder_synthesizes(tiny, tmp_path):
     assert syn["family"] == "xc7" and syn["counts"]["lut"] > 10 and syn["counts"]["ff"] > 10
     assert syn["counts"]["dsp"] == 0      # constant multiplications become adders
     f = summary["figures"]["yosys_lut"]
-    assert f["source"] == f"{rtl_synth.SRC_YOSYS}, {rtl_synth.yosys_version()}" and f["available"] == 53_200
+    assert f["source"] == f"{rtl_synth.SRC_YOSYS}, {rtl_synth.yosys_version()}, {rtl_synth.LUT_MAPPING}"
+    assert f["available"] == 53_200
     assert re.fullmatch(r"Yosys \d+\.\d+\S*", rtl_synth.yosys_version())
     assert f["percent"] == pytest.approx(100 * syn["counts"]["lut"] / 53_200)
     assert (tmp_path / "verilog" / "yosys.log").exists()
 
 
 def test_missing_yosys_always_is_an_error(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(rtl_synth, "find_executable", lambda name: None)   # not on PATH, not in the venv
     with pytest.raises(rtl_sim.RtlToolError, match="Yosys not found"):
         rtl_synth.yosys_command()
     from econ_emd.firmware import rtl
