@@ -18,7 +18,7 @@ from econ_emd.data.params import DataParams, LabelParams
 from econ_emd.emd.params import EmdParams
 from econ_emd.firmware.params import FirmwareParams, RtlParams
 from econ_emd.neemo.params import NeemoConfig
-from econ_emd.training.params import BandwidthParams, EmdCnnParams, EncoderParams
+from econ_emd.training.params import BandwidthParams, CompareParams, EmdCnnParams, EncoderParams
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG", "ConfigError", "RunConfig", "dump_config", "load_config"]
 
@@ -36,6 +36,7 @@ class RunConfig(Strict):
     emd: EmdParams = EmdParams()
     emd_cnn: EmdCnnParams = EmdCnnParams()
     encoder: EncoderParams = EncoderParams()
+    compare: CompareParams = CompareParams()
     bandwidth: BandwidthParams = BandwidthParams()
     firmware: FirmwareParams = FirmwareParams()
     rtl: RtlParams = RtlParams()

@@ -72,30 +72,43 @@ def _keys(*keys: str) -> Keys:
 
 
 def _encoder_reads(cfg: RunConfig) -> tuple[str, ...]:
-    keys = ["seed", "encoder", "-encoder.compare_losses", "-encoder.compare_float", "emd.solver"]
+    keys = ["seed", "encoder", "emd.solver"]
     if cfg.encoder.loss != "sinkhorn":
         keys += ["-encoder.sinkhorn_epsilon", "-encoder.sinkhorn_iter"]
     return tuple(keys)
 
 
 def _compare_reads(cfg: RunConfig) -> tuple[str, ...]:
-    keys = ["seed", "encoder", "emd.solver"]
-    if "sinkhorn" not in (*cfg.encoder.compare_losses, cfg.encoder.loss):
+    keys = ["seed", "encoder", "compare", "emd.solver"]
+    if "sinkhorn" not in (*cfg.compare.losses, cfg.encoder.loss):
         keys += ["-encoder.sinkhorn_epsilon", "-encoder.sinkhorn_iter"]
     return tuple(keys)
 
 
-def _needs_emd_cnn(losses) -> tuple[str, ...]:
-    return ("emd_cnn",) if NEEDS_EMD_CNN & set(losses) else ()
+def _needs_emd_cnn(cfg: RunConfig, losses) -> tuple[str, ...]:
+    """The run's emd_cnn stage, when a loss needs an EMD-CNN and no file stands in for it."""
+    return ("emd_cnn",) if NEEDS_EMD_CNN & set(losses) and not cfg.encoder.emd_cnn_path else ()
+
+
+def _emd_cnn_files(cfg: RunConfig, losses) -> tuple[str, ...]:
+    return (cfg.encoder.emd_cnn_path,) if NEEDS_EMD_CNN & set(losses) and cfg.encoder.emd_cnn_path else ()
 
 
 def _encoder_inputs(cfg: RunConfig) -> tuple[str, ...]:
-    return ("data", *_needs_emd_cnn([cfg.encoder.loss]))
+    return ("data", *_needs_emd_cnn(cfg, [cfg.encoder.loss]))
+
+
+def _compare_losses(cfg: RunConfig) -> list[str]:
+    return [*cfg.compare.losses, *([cfg.encoder.loss] if cfg.compare.float_twin else [])]
 
 
 def _compare_inputs(cfg: RunConfig) -> tuple[str, ...]:
     reuse = ("encoder",) if training_stages.compare_reuses_encoder(cfg) else ()
-    return ("data", *_needs_emd_cnn([*cfg.encoder.compare_losses, cfg.encoder.loss]), *reuse)
+    return ("data", *_needs_emd_cnn(cfg, _compare_losses(cfg)), *reuse)
+
+
+def _compare_external(cfg: RunConfig) -> tuple[str, ...]:
+    return (*_emd_cnn_files(cfg, _compare_losses(cfg)), *cfg.compare.emd_cnn_files)
 
 
 def _bandwidth_reads(cfg: RunConfig) -> tuple[str, ...]:
@@ -108,7 +121,7 @@ def _bandwidth_reads(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def _bandwidth_inputs(cfg: RunConfig) -> tuple[str, ...]:
-    extra = _needs_emd_cnn([cfg.encoder.loss]) if cfg.bandwidth.train_encoders else ()
+    extra = _needs_emd_cnn(cfg, [cfg.encoder.loss]) if cfg.bandwidth.train_encoders else ()
     return ("data", "encoder", *extra)
 
 
@@ -130,6 +143,8 @@ def _vendor_reports(cfg: RunConfig) -> tuple[str, ...]:
 #: tolerance are read by later stages)
 FIRMWARE_PROJECT_KEYS = ("firmware", "-firmware.budget", "-firmware.tolerance_lsb")
 ENCODER_OPTION = CliOption("--encoder", "firmware.encoder_path", "a QKeras encoder .h5 instead of the run's", "H5")
+EMD_CNN_OPTION = CliOption("--emd-cnn", "encoder.emd_cnn_path",
+                           "a frozen EMD-CNN (.h5: ours, or the published two-input format) as the emd_cnn loss", "H5")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("data", "data", "generate or load the modules and write the train/val/test split",
@@ -143,13 +158,16 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           _keys("seed", "emd_cnn"), _keys("label"), ("emd_cnn.h5", "emd_cnn.json", "emd_cnn_pred_vs_exact.png"),
           training_stages.run_emd_cnn, training_stages.EmdCnnResult),
     Stage("encoder", "train-encoder", "quantization-aware training of the ECON-T encoder, judged by exact EMD",
-          _encoder_reads, _encoder_inputs, ("encoder.h5", "decoder.h5", "emd_vs_occupancy.png"),
+          _encoder_reads, _encoder_inputs, ("encoder.h5", "decoder.h5", "emd.npy", "run.json", "emd_vs_occupancy.png"),
           training_stages.run_encoder, training_stages.EncoderResult,
+          external=lambda cfg: _emd_cnn_files(cfg, [cfg.encoder.loss]),
           options=(CliOption("--loss", "encoder.loss", "training loss (default: the config's encoder.loss)",
-                             choices=tuple(LOSSES)),)),
-    Stage("compare", "compare-losses", "train the encoder with every loss on the same split and compare by exact EMD",
+                             choices=tuple(LOSSES)), EMD_CNN_OPTION)),
+    Stage("compare", "compare-losses",
+          "train the encoder with every loss, on the same split and seeds, and compare by exact EMD",
           _compare_reads, _compare_inputs, ("compare.md", "emd_vs_occupancy.png"),
-          training_stages.run_compare, training_stages.CompareResult),
+          training_stages.run_compare, training_stages.CompareResult, external=_compare_external,
+          options=(EMD_CNN_OPTION,)),
     Stage("bandwidth", "compare-econt",
           "the encoder against ECON-T's best choice, STC and threshold sum at equal output bandwidth",
           _bandwidth_reads, _bandwidth_inputs, ("bandwidth.md", "bandwidth.png"),

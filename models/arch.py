@@ -64,3 +64,23 @@ class EncoderArch:
 ECONT_ASIC_ENCODER = EncoderArch(input_bits=9, input_integer=1, weight_bits=6, weight_integer=0,
                                  conv_act_bits=12, conv_act_integer=5, latent_bits=9, latent_integer=1,
                                  symmetric_weights=False)
+
+
+#: encoder kinds: the QKeras encoder with uniform bit widths (the published one), or the
+#: resource-aware HGQ encoder whose per-weight and per-activation widths are learned
+ENCODER_KINDS = ("qkeras", "hgq")
+
+
+@dataclass(frozen=True)
+class HgqArch:
+    """The resource-aware encoder (HGQ): the same network, every weight's and activation's
+    fractional bits trained under an EBOPs penalty of strength `beta` (a width can reach
+    zero: the weight is pruned); the latents keep the ECON-T format of the link count."""
+
+    beta: float
+    init_bits: int            # starting fractional bits of weights and activations
+    input_bits: int           # starting fractional bits of the input (the converter gives 7)
+    latent_bits: int
+    latent_integer: int = 1
+    filters: int = 8
+    n_latent: int = N_LATENT

@@ -102,8 +102,12 @@ def build_autoencoder(encoder: tf.keras.Model, decoder: tf.keras.Model) -> tf.ke
 
 
 def qkeras_custom_objects() -> dict:
+    """Custom objects of saved encoders and decoders: QKeras layers, and the HGQ proxy
+    model's quantizer (a resource-aware encoder) where HGQ is installed."""
     from qkeras.utils import _add_supported_quantized_objects
 
-    objects: dict = {"LiveMask": LiveMask}
+    from .hgq_encoder import custom_objects
+
+    objects: dict = {"LiveMask": LiveMask, **custom_objects()}
     _add_supported_quantized_objects(objects)
     return objects

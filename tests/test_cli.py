@@ -12,8 +12,8 @@ from econ_emd.data.labels import load_labels
 from econ_emd.data.loaders import CALQ_COLUMNS
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
-#: keep the end-to-end tests short: two losses in the comparison
-FAST = ["--set", "encoder.compare_losses=[emd_cnn, mse]", "--set", "encoder.compare_float=false"]
+#: keep the end-to-end tests short: two losses in the comparison, one seed
+FAST = ["--set", "compare.losses=[emd_cnn, mse]", "--set", "compare.float_twin=false", "--set", "compare.seeds=1"]
 
 
 def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     for f in ("emd_cnn/emd_cnn.h5", "emd_cnn/emd_cnn.json", "emd_cnn/emd_cnn_pred_vs_exact.png",
               "emd_cnn/emd_cnn_rel_error.png", "encoder/encoder.h5", "encoder/decoder.h5",
               "encoder/emd_vs_occupancy.png", "compare/compare.md", "compare/emd_vs_occupancy.png",
-              "compare/mse/encoder.h5", "firmware/hls_project/myproject_test.cpp", "csim/csim.md",
+              "compare/mse/seed_0/encoder.h5", "firmware/hls_project/myproject_test.cpp", "csim/csim.md",
               "rtl/verilog/src/econt_encoder.v", "rtl/rtl.md", "report/report.md",
               "bandwidth/bandwidth.md", "bandwidth/bandwidth.png"):
         assert (run / f).exists(), f
@@ -47,17 +47,22 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     assert csim["check_passed"] and csim["testbench"]["bit_exact_fraction"] == 1.0
     assert csim["testbench"]["n_modules"] == 300
     cmp = json.loads((run / "compare" / "summary.json").read_text())
-    assert set(cmp["runs"]) == {"emd_cnn", "mse"}
+    assert set(cmp["rows"]) == {"emd_cnn", "mse"}
     assert "median emd_cnn / mse" in cmp["ratios"]
+    assert [p["a"] + " vs " + p["b"] for p in cmp["paired"]] == ["emd_cnn vs mse"]
     # every aggregated figure equals its stage's own, in report.json and in report.md
     emd_cnn = json.loads((run / "emd_cnn" / "summary.json").read_text())["metrics"]
     for kind, m in emd_cnn.items():
         assert summary["emd_cnn"][kind] == {"rel_mean": m["rel_mean"], "rel_sigma": m["rel_sigma"]}
         assert f"| {kind} | {m['n_pairs']:,} | {m['rel_mean']:+.4f} | {m['rel_sigma']:.4f} |" in md
-    for name, r in cmp["runs"].items():
-        ov = r["evaluation"]["overall"]
-        assert summary["loss_comparison"]["median_exact_emd"][name] == ov["median"]
-        assert f"| {name} | {ov['median']:.4f} | {ov['mean']:.4f} |" in md
+    for name, r in cmp["rows"].items():
+        medians = [run["evaluation"]["overall"]["median"] for run in r["runs"]]
+        assert r["median_per_seed"] == medians and r["median_over_seeds"] == float(np.median(medians))
+        assert summary["loss_comparison"]["median_exact_emd"][name] == r["median_over_seeds"]
+        mean = float(np.mean([run["evaluation"]["overall"]["mean"] for run in r["runs"]]))
+        assert f"| {name} | {r['median_over_seeds']:.4f} | {min(medians):.4f}-{max(medians):.4f} | {mean:.4f} |" in md
+    for p in cmp["paired"]:
+        assert summary["loss_comparison"]["paired"][f"{p['a']} vs {p['b']}"]["median_ratio"] == p["median_ratio"]
     assert summary["loss_comparison"]["ratios"] == cmp["ratios"]
     # the equal-bandwidth comparison: every algorithm at every link count, the encoder at its own
     bw = json.loads((run / "bandwidth" / "summary.json").read_text())

@@ -26,8 +26,8 @@ from econ_emd.config import CONFIG_DIR, load_config
 pytestmark = pytest.mark.faults
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
-FAST = ["--set", "encoder.epochs=3", "--set", "encoder.patience=3", "--set", "encoder.compare_losses=[mse]",
-        "--set", "encoder.compare_float=false", "--set", "firmware.n_check=40", "--set", "rtl.enabled=false"]
+FAST = ["--set", "encoder.epochs=3", "--set", "encoder.patience=3", "--set", "compare.losses=[mse]",
+        "--set", "compare.float_twin=false", "--set", "compare.seeds=1", "--set", "firmware.n_check=40", "--set", "rtl.enabled=false"]
 PAUSE_AT = "encoder[emd_cnn]:2"        # after the second of three encoder epochs
 
 
@@ -59,7 +59,7 @@ def _same_outputs(a: Path, b: Path) -> None:
     """The artifacts that make the result: labels, every model's weights, the bit-accuracy checks."""
     with h5py.File(a / "label" / "labels.h5") as fa, h5py.File(b / "label" / "labels.h5") as fb:
         np.testing.assert_array_equal(fa["perturbed/train/emd"][()], fb["perturbed/train/emd"][()])
-    for rel in ("emd_cnn/emd_cnn.h5", "encoder/encoder.h5", "encoder/decoder.h5", "compare/mse/encoder.h5"):
+    for rel in ("emd_cnn/emd_cnn.h5", "encoder/encoder.h5", "encoder/decoder.h5", "compare/mse/seed_0/encoder.h5"):
         for wa, wb in zip(_weights(a / rel), _weights(b / rel), strict=True):
             np.testing.assert_array_equal(wa, wb, err_msg=rel)
     ca, cb = (json.loads((r / "csim" / "summary.json").read_text()) for r in (a, b))
@@ -181,7 +181,7 @@ DAMAGE = [
                                  "csim", "report"]),
     ("label/labels.h5", "flip", ["label", "emd_cnn", "encoder", "compare", "bandwidth", "firmware", "csim", "report"]),
     ("emd_cnn/emd_cnn.h5", "replace", ["emd_cnn", "encoder", "compare", "bandwidth", "firmware", "csim", "report"]),
-    # the comparison of these tests trains its own rows (compare_losses: [mse]): it does not read the encoder stage
+    # the comparison of these tests trains its own rows (compare.losses: [mse]): it does not read the encoder stage
     ("encoder/encoder.h5", "flip", ["encoder", "bandwidth", "firmware", "csim", "report"]),
     ("compare/compare.md", "edit", ["compare"]),
     ("bandwidth/bandwidth.md", "edit", ["bandwidth"]),

@@ -49,10 +49,19 @@ class EncoderRun:
     evaluation: Evaluation
     history: dict = field(default_factory=dict)
     emd_cnn_on_reconstructions: RelativeError | None = None
+    seed: int | None = None
+    learning_rate: float | None = None
+    split: str = "test"
+
+    @property
+    def best_epoch(self) -> int | None:
+        """1-based epoch whose weights were kept (lowest validation loss)."""
+        val = self.history.get("val_loss") or []
+        return int(np.argmin(val)) + 1 + int(self.history.get("initial_epoch", 0)) if val else None
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in ("loss", "quantized", "latent_bits", "elinks", "epochs_run",
-                                           "train_seconds", "history")}
+                                           "train_seconds", "history", "seed", "learning_rate", "split")}
         d["evaluation"] = self.evaluation.to_json()
         if self.emd_cnn_on_reconstructions is not None:
             d["emd_cnn_on_reconstructions"] = vars(self.emd_cnn_on_reconstructions).copy()
@@ -64,32 +73,57 @@ class EncoderRun:
         return cls(loss=d["loss"], quantized=d["quantized"], latent_bits=d["latent_bits"], elinks=d["elinks"],
                    epochs_run=d["epochs_run"], train_seconds=d["train_seconds"], history=d.get("history", {}),
                    evaluation=Evaluation.from_json(d["evaluation"]),
-                   emd_cnn_on_reconstructions=RelativeError(**own) if own else None)
+                   emd_cnn_on_reconstructions=RelativeError(**own) if own else None,
+                   seed=d.get("seed"), learning_rate=d.get("learning_rate"), split=d.get("split", "test"))
+
+
+RUN_FILE = "run.json"
+EMD_FILE = "emd.npy"
 
 
 def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, loss_name: str, quantized: bool,
-                       frozen, runner, seed: int, label: str) -> EncoderRun:
+                       frozen, runner, seed: int, label: str, split: str = "test") -> EncoderRun:
     """Train one autoencoder (resuming from a checkpoint in `out`), save it into `out`,
-    evaluate it by exact EMD on the test modules."""
+    evaluate it by exact EMD on the `split` modules (test; the search judges on val).
+
+    With `out`, a finished run leaves its result (`run.json`) and the exact EMD of every
+    judged module (`emd.npy`, for the paired statistics) beside its models, and a rerun
+    that finds them complete returns them without training again."""
+    if out is not None and (Path(out) / RUN_FILE).exists() and (Path(out) / EMD_FILE).exists() \
+            and (Path(out) / et.ENCODER_FILE).exists():
+        from econ_emd.base.artifacts import read_json
+
+        log.info("%s: finished earlier, reused", label)
+        return EncoderRun.from_json(read_json(Path(out) / RUN_FILE))
     train = ds["train"][: params.max_train_modules]
-    test = ds["test"][: params.max_eval_modules]
+    judged = ds[split][: params.max_eval_modules]
     loss_fn = get_loss(loss_name, frozen, params.sinkhorn_epsilon, params.sinkhorn_iter)
     params = params.model_copy(update={"quantized": quantized})
     enc, dec, history = et.train_autoencoder(train, ds["val"], params, loss_fn, seed, out, label)
+    if params.kind == "hgq" and quantized:
+        from econ_emd.models.hgq_encoder import freeze
+
+        enc, history["ebops"] = freeze(enc, et.encoder_inputs(train), params.hgq_arch())
+        log.info("%s: resource-aware encoder frozen: %.0f EBOPs", label, history["ebops"])
     if out is not None:
         et.save_encoder(enc, dec, out)
-    _, recon = et.reconstruct(enc, dec, test)
-    evaluation, exact = evaluate_reconstruction(test, recon, runner)
-    if out is not None:
-        et.clear_checkpoint(out)
+    _, recon = et.reconstruct(enc, dec, judged)
+    evaluation, exact = evaluate_reconstruction(judged, recon, runner)
     ov = evaluation.overall
-    log.info("%s: exact EMD on %s test modules: mean %.3f, median %.3f (16-84%%: %.3f-%.3f)", label,
-             f"{ov.n:,}", ov.mean, ov.median, ov.p16, ov.p84)
+    log.info("%s: exact EMD on %s %s modules: mean %.3f, median %.3f (16-84%%: %.3f-%.3f)", label,
+             f"{ov.n:,}", split, ov.mean, ov.median, ov.p16, ov.p84)
     run = EncoderRun(loss=loss_name, quantized=quantized, latent_bits=params.bits(), elinks=params.elinks,
                      epochs_run=len(history["loss"]) + history["initial_epoch"], train_seconds=history["seconds"],
-                     history=history, evaluation=evaluation)
-    if loss_name == "emd_cnn":
-        run.emd_cnn_on_reconstructions = loss_network_accuracy(frozen, test, recon, exact, label)
+                     history=history, evaluation=evaluation, seed=seed, learning_rate=params.learning_rate,
+                     split=split)
+    if loss_name == "emd_cnn" and split == "test":
+        run.emd_cnn_on_reconstructions = loss_network_accuracy(frozen, judged, recon, exact, label)
+    if out is not None:
+        from econ_emd.base.artifacts import atomic_save_npy, atomic_write_json
+
+        atomic_save_npy(Path(out) / EMD_FILE, exact)
+        atomic_write_json(Path(out) / RUN_FILE, run.to_json())
+        et.clear_checkpoint(out)
     return run
 
 
@@ -104,30 +138,147 @@ def loss_network_accuracy(frozen, test: np.ndarray, recon: np.ndarray, exact: np
     return RelativeError(**{k: stats[k] for k in ("n_pairs", "n_excluded_tiny", "rel_mean", "rel_sigma", "rel_median")})
 
 
-def comparison_ratios(runs: dict[str, EncoderRun], main_loss: str = "emd_cnn") -> dict[str, float]:
-    """The ratios the goals name: median main / baseline, and mean quantized / float."""
-    med = {k: r.evaluation.overall.median for k, r in runs.items()}
-    mean = {k: r.evaluation.overall.mean for k, r in runs.items()}
+@dataclass
+class PairedComparison:
+    """Loss A against loss B on the same test modules and seeds."""
+
+    a: str
+    b: str
+    n: int                  # (module, seed) pairs compared
+    a_better: float         # fraction of them where A's exact EMD is lower
+    ties: float
+    median_ratio: float     # median EMD of A / of B (all seeds pooled)
+    ci_low: float           # 95% bootstrap interval of the ratio (modules resampled)
+    ci_high: float
+
+
+def paired_comparison(a: np.ndarray, b: np.ndarray, names: tuple[str, str], n_boot: int,
+                      rng: np.random.Generator) -> PairedComparison:
+    """a, b: (seeds, modules) exact EMD of two losses' reconstructions of the same modules
+    (seed i of A against seed i of B). The bootstrap resamples modules (the same ones for
+    both losses and every seed), so the interval keeps the pairing."""
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired comparison of {names}: shapes {a.shape} and {b.shape} differ")
+    n_mod = a.shape[1]
+    ratios = np.empty(n_boot)
+    for lo in range(0, n_boot, 64):
+        idx = rng.integers(0, n_mod, (min(64, n_boot - lo), n_mod))
+        ra = np.median(a[:, idx].transpose(1, 0, 2).reshape(len(idx), -1), axis=1)
+        rb = np.median(b[:, idx].transpose(1, 0, 2).reshape(len(idx), -1), axis=1)
+        ratios[lo:lo + len(idx)] = ra / rb
+    lo_ci, hi_ci = np.percentile(ratios, [2.5, 97.5])
+    return PairedComparison(names[0], names[1], int(a.size), float((a < b).mean()), float((a == b).mean()),
+                            float(np.median(a) / np.median(b)), float(lo_ci), float(hi_ci))
+
+
+@dataclass
+class LossRow:
+    """One row of the comparison: a loss trained with the same seeds as every other row."""
+
+    name: str
+    runs: list[EncoderRun]           # one per seed, in seed order
+    settings: dict                   # learning_rate, epochs (cap), source ("search" | "tuned" | ...)
+
+    @property
+    def medians(self) -> list[float]:
+        return [r.evaluation.overall.median for r in self.runs]
+
+    @property
+    def means(self) -> list[float]:
+        return [r.evaluation.overall.mean for r in self.runs]
+
+    def to_json(self) -> dict:
+        return {"settings": self.settings, "median_per_seed": self.medians, "mean_per_seed": self.means,
+                "median_over_seeds": float(np.median(self.medians)), "spread": spread(self.medians),
+                "runs": [{k: v for k, v in r.to_json().items() if k != "history"} for r in self.runs]}
+
+    @classmethod
+    def from_json(cls, name: str, d: dict) -> "LossRow":
+        return cls(name, [EncoderRun.from_json(r) for r in d["runs"]], d["settings"])
+
+
+def spread(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"min": float(v.min()), "max": float(v.max()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def comparison_ratios(rows: dict[str, LossRow], main: str, float_row: str | None) -> dict[str, float]:
+    """The ratios the goals name, each of the median over seeds: main / every other row, the
+    worst seed's ratio to the best baseline, and the quantized / float mean EMD."""
+    med = {k: float(np.median(r.medians)) for k, r in rows.items()}
     ratios = {}
-    if main_loss in med:
-        for other in BASELINES:
-            if other in med:
-                ratios[f"median {main_loss} / {other}"] = med[main_loss] / med[other]
-        if f"{main_loss} (float)" in mean:
-            ratios[f"mean quantized / float ({main_loss})"] = mean[main_loss] / mean[f"{main_loss} (float)"]
+    if main not in rows:
+        return ratios
+    others = [k for k in rows if k not in (main, float_row)]
+    for other in others:
+        ratios[f"median {main} / {other}"] = med[main] / med[other]
+    baselines = [k for k in others if k in BASELINES]
+    if baselines:
+        best = min(baselines, key=lambda k: med[k])
+        per_seed = np.array(rows[main].medians) / np.array(rows[best].medians)
+        ratios[f"median {main} / best baseline ({best})"] = med[main] / med[best]
+        ratios[f"worst seed {main} / {best}"] = float(per_seed.max())
+    if float_row in rows:
+        ratios[f"mean quantized / float ({main})"] = float(np.mean(rows[main].means) / np.mean(rows[float_row].means))
     return ratios
 
 
-def comparison_markdown(runs: dict[str, EncoderRun], ratios: dict[str, float]) -> str:
-    """Markdown table of exact-EMD figures per loss, and the ratios."""
-    first = next(iter(runs.values())).evaluation.by_occupancy
-    occ_labels = [f"median occ {b.lo}-{b.hi}" for b in first]
-    rows = []
-    for name, r in runs.items():
-        ov = r.evaluation.overall
-        occ = [f"{b.median:.3f}" if b.n else "-" for b in r.evaluation.by_occupancy]
-        rows.append([name, "yes" if r.quantized else "no", f"{ov.mean:.3f}", f"{ov.median:.3f}",
-                     f"{ov.p16:.3f}", f"{ov.p84:.3f}", *occ])
-    lines = markdown_table(["loss", "quantized", "mean EMD", "median", "16%", "84%", *occ_labels], rows)
-    lines += ["", *(f"- {k}: {v:.3f}" for k, v in ratios.items())]
+def comparison_markdown(rows: dict[str, LossRow], ratios: dict[str, float],
+                        paired: list[PairedComparison]) -> str:
+    """Per loss: the median exact EMD of every seed, the median over seeds and its spread,
+    by occupancy; the paired comparisons; the settings each loss trained with."""
+    n_seeds = max(len(r.runs) for r in rows.values())
+    first = next(iter(rows.values())).runs[0].evaluation.by_occupancy
+    head = ["loss", "quantized", *[f"seed {i}" for i in range(n_seeds)], "median over seeds", "min-max",
+            "mean EMD", *[f"occ {b.lo}-{b.hi}" for b in first]]
+    body = []
+    for name, r in rows.items():
+        occ = [np.median([run.evaluation.by_occupancy[i].median for run in r.runs
+                          if run.evaluation.by_occupancy[i].n]) if first[i].n else float("nan")
+               for i in range(len(first))]
+        sp = spread(r.medians)
+        body.append([name, "yes" if r.runs[0].quantized else "no", *[f"{m:.3f}" for m in r.medians],
+                     f"{np.median(r.medians):.3f}", f"{sp['min']:.3f}-{sp['max']:.3f}",
+                     f"{np.mean(r.means):.3f}", *[f"{v:.3f}" for v in occ]])
+    lines = ["Median exact EMD on the test modules, per training seed (the same seeds and split for every loss):", "",
+             *markdown_table(head, body), ""]
+    lines += ["Paired, module by module (same modules, same seed): how often A's reconstruction is closer, "
+              "and the median ratio with its 95% bootstrap interval:", "",
+              *markdown_table(["A", "B", "A closer", "ties", "median A / B", "95% interval"],
+                              [[p.a, p.b, f"{100 * p.a_better:.1f}%", f"{100 * p.ties:.1f}%", f"{p.median_ratio:.3f}",
+                                f"{p.ci_low:.3f}-{p.ci_high:.3f}"] for p in paired]), ""]
+    lines += ["Training settings (learning rate; epoch cap with early stopping on the validation loss, "
+              "best epoch kept):", "",
+              *markdown_table(["loss", "learning rate", "epoch cap", "chosen by", "epochs run (best) per seed"],
+                              [[n, f"{r.settings['learning_rate']:g}", r.settings["epochs"], r.settings["source"],
+                                ", ".join(f"{run.epochs_run} ({run.best_epoch})" for run in r.runs)]
+                               for n, r in rows.items()]), ""]
+    lines += [f"- {k}: {v:.3f}" for k, v in ratios.items()]
     return "\n".join(lines) + "\n"
+
+
+def plot_emd_vs_occupancy_seeds(rows: dict[str, LossRow], path) -> None:
+    """Median exact EMD per occupancy bin, one line per loss at the median over seeds, its
+    band the seeds' lowest and highest value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from econ_emd.base.artifacts import save_figure
+
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    bins = next(iter(rows.values())).runs[0].evaluation.by_occupancy
+    live = [i for i, b in enumerate(bins) if b.n]
+    x = np.arange(len(live))
+    for name, r in rows.items():
+        per_seed = np.array([[run.evaluation.by_occupancy[i].median for i in live] for run in r.runs])
+        mid = np.median(per_seed, axis=0)
+        ax.plot(x, mid, marker="o", label=f"{name} ({len(r.runs)} seeds)")
+        ax.fill_between(x, per_seed.min(0), per_seed.max(0), alpha=0.2)
+    ax.set_xticks(x, [f"{bins[i].lo}-{bins[i].hi}" for i in live])
+    ax.set(xlabel="occupancy (TCs above 1 MIP_T)", ylabel="median exact EMD (input, reconstruction)",
+           title="Loss comparison: median over seeds, band = seeds' range")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)

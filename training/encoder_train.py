@@ -44,8 +44,15 @@ def encoder_inputs(charges: np.ndarray, encoder=None) -> np.ndarray:
 
 
 def input_quantizer(encoder):
-    layer = encoder.get_layer("input_qa") if "input_qa" in [l.name for l in encoder.layers] else None
-    return None if layer is None else layer.quantizer
+    """The encoder's input quantizer as a callable: QKeras' input_qa, or a proxy model's
+    first FixedPointQuantizer (a resource-aware HGQ encoder); None if it has none."""
+    names = [layer.name for layer in encoder.layers]
+    if "input_qa" in names:
+        return encoder.get_layer("input_qa").quantizer
+    first = encoder.layers[1] if len(encoder.layers) > 1 else None
+    if first is not None and type(first).__name__ == "FixedPointQuantizer":
+        return lambda x: first(x, training=False)
+    return None
 
 
 def targets(charges: np.ndarray) -> np.ndarray:
@@ -57,9 +64,22 @@ def targets(charges: np.ndarray) -> np.ndarray:
 def build_models(params: EncoderParams):
     from econ_emd.models.econt import build_autoencoder, build_decoder, build_encoder
 
-    enc = build_encoder(params.arch())
+    if params.kind == "hgq" and params.quantized:
+        from econ_emd.models.hgq_encoder import build_hgq_encoder
+
+        enc = build_hgq_encoder(params.hgq_arch())
+    else:
+        enc = build_encoder(params.arch())
     dec = build_decoder()
     return enc, dec, build_autoencoder(enc, dec)
+
+
+def epoch_orders(n: int, seed: int, first: int, last: int) -> np.ndarray:
+    """(last - first, n): the order of the training modules in each epoch, each epoch's own
+    permutation from `seed` and the epoch number, so epoch k is the same whether or not the
+    run stopped before it."""
+    return np.stack([np.random.default_rng(derive_seed(seed, "encoder_epoch", e)).permutation(n)
+                     for e in range(first, last)]) if last > first else np.zeros((0, n), np.int64)
 
 
 def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams, loss_fn,
@@ -68,11 +88,12 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     on the validation loss (the best epoch's weights are kept). Returns (encoder, decoder,
     history dict).
 
-    Resuming equals not stopping: every epoch runs on its own seed (from `seed` and the
-    epoch), and with `out_dir` the whole training state is checkpointed after each epoch
-    (weights, the optimizer's slots and step count, the early-stopping state, the history),
-    so a run killed after epoch k and resumed from its checkpoint trains epochs k+1... exactly
-    as an uninterrupted run does."""
+    Resuming equals not stopping: every epoch visits the modules in its own seeded order
+    (`epoch_orders`), and with `out_dir` the whole training state is checkpointed after each
+    epoch (weights, the optimizer's slots and step count, the early-stopping state, the
+    history), so a run killed after epoch k and resumed from its checkpoint trains epochs
+    k+1... exactly as an uninterrupted run does. One Keras `fit` runs all epochs over one
+    stream of batches (a `fit` per epoch cost a second or more per epoch)."""
     import tensorflow as tf
 
     from .emd_cnn_train import epoch_logger
@@ -89,31 +110,49 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     ae.compile(optimizer=opt, loss=mean_loss)
     opt.build(ae.trainable_variables)
     state = {"epoch": 0, "best": float("inf"), "wait": 0, "loss": [], "val_loss": []}
-    best_weights = None
+    best = {"weights": None}
     ckpt = Path(out_dir) / CHECKPOINT_FILE if out_dir is not None else None
     if ckpt is not None and ckpt.exists():
-        state, best_weights = _restore(ckpt, ae, opt)
+        state, best["weights"] = _restore(ckpt, ae, opt)
         log.info("%s: resuming after epoch %d from %s", label, state["epoch"], ckpt)
     initial_epoch = state["epoch"]
-    logger = epoch_logger(params.epochs, label)
     t0 = time.perf_counter()
-    while state["epoch"] < params.epochs and state["wait"] < params.patience:
-        epoch = state["epoch"]
-        tf.keras.utils.set_random_seed(as_int(derive_seed(seed, "encoder_epoch", epoch)))
-        h = ae.fit(x, y, validation_data=(vx, vy), epochs=epoch + 1, initial_epoch=epoch,
-                   batch_size=params.batch_size, callbacks=[logger], verbose=0, shuffle=True).history
-        state["loss"].append(float(h["loss"][-1]))
-        state["val_loss"].append(float(h["val_loss"][-1]))
-        if state["val_loss"][-1] < state["best"]:
-            state["best"], state["wait"], best_weights = state["val_loss"][-1], 0, ae.get_weights()
-        else:
-            state["wait"] += 1
-        state["epoch"] = epoch + 1
-        if ckpt is not None:
-            _save(ckpt, ae, opt, state, best_weights)
-        pause_for_test(f"{label}:{state['epoch']}")
-    if best_weights is not None:
-        ae.set_weights(best_weights)
+    if state["epoch"] < params.epochs and state["wait"] < params.patience:
+        n, bs = len(x), params.batch_size
+        orders = epoch_orders(n, seed, initial_epoch, params.epochs)
+        xs, ys = tf.constant(x), tf.constant(y)
+        stream = (tf.data.Dataset.from_tensor_slices(orders)
+                  .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs))
+                  .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)))
+                  .prefetch(2))
+
+        class _State(tf.keras.callbacks.Callback):
+            """Early stopping, best weights, the checkpoint and the test pause point."""
+
+            def on_epoch_end(self, epoch, logs=None):
+                state["loss"].append(float(logs["loss"]))
+                state["val_loss"].append(float(logs["val_loss"]))
+                if state["val_loss"][-1] < state["best"]:
+                    state["best"], state["wait"], best["weights"] = state["val_loss"][-1], 0, ae.get_weights()
+                else:
+                    state["wait"] += 1
+                state["epoch"] = epoch + 1
+                if ckpt is not None:
+                    _save(ckpt, ae, opt, state, best["weights"])
+                pause_for_test(f"{label}:{state['epoch']}")
+                if state["wait"] >= params.patience:
+                    self.model.stop_training = True
+
+        extra = []
+        if params.kind == "hgq" and params.quantized:
+            from econ_emd.models.hgq_encoder import training_callbacks
+
+            extra = training_callbacks()
+        ae.fit(stream, validation_data=(vx, vy), epochs=params.epochs, initial_epoch=initial_epoch,
+               steps_per_epoch=int(np.ceil(n / bs)), callbacks=[*extra, _State(), epoch_logger(params.epochs, label)],
+               verbose=0, validation_batch_size=4096)
+    if best["weights"] is not None:
+        ae.set_weights(best["weights"])
     history = {"loss": state["loss"][initial_epoch:], "val_loss": state["val_loss"][initial_epoch:],
                "seconds": time.perf_counter() - t0, "initial_epoch": initial_epoch}
     return enc, dec, history

@@ -7,7 +7,8 @@ from pydantic import Field, model_validator
 
 from econ_emd.base.schema import Strict
 
-from econ_emd.models.arch import ARRANGEMENTS, INPUTS, OUTPUTS, SYMMETRIZE, EmdCnnArch, EncoderArch
+from econ_emd.models.arch import (ARRANGEMENTS, ENCODER_KINDS, INPUTS, OUTPUTS, SYMMETRIZE, EmdCnnArch, EncoderArch,
+                                   HgqArch)
 from econ_emd.models.elinks import LATENT_BITS_FOR_ELINKS, ElinkBudgetError, check_elink_budget, elink_preset
 
 from .losses import LOSSES
@@ -72,11 +73,15 @@ class EncoderParams(Strict):
     conv_act_bits: int = Field(_ENCODER.conv_act_bits, ge=2, le=24)
     conv_act_integer: int = Field(_ENCODER.conv_act_integer, ge=0, le=12)
     quantized: bool = _ENCODER.quantized
+    kind: Literal[ENCODER_KINDS] = Field(
+        "qkeras", description="qkeras: uniform bit widths (published); hgq: resource-aware, per-weight and "
+        "per-activation widths learned under an EBOPs penalty (HGQ)")
+    hgq_beta: float = Field(1e-6, ge=0, le=1, description="hgq: strength of the EBOPs (resource) penalty")
+    hgq_init_bits: int = Field(6, ge=0, le=16, description="hgq: starting fractional bits of weights and activations")
     loss: LossName = "emd_cnn"
-    compare_losses: list[LossName] = Field(
-        default_factory=lambda: ["emd_cnn", "telescope", "wmse", "mse"],
-        description="+ sinkhorn: several minutes more")
-    compare_float: bool = Field(True, description="compare-losses also trains the float twin (main loss)")
+    emd_cnn_path: Optional[str] = Field(
+        None, description="a frozen EMD-CNN file as the emd_cnn loss instead of the run's (ours, or the "
+        "published two-input format)")
     epochs: int = Field(15, ge=1, le=1000)
     batch_size: int = Field(256, ge=8, le=65536)
     learning_rate: float = Field(5e-3, gt=0, le=1)
@@ -97,10 +102,67 @@ class EncoderParams(Strict):
     def bits(self) -> int:
         return self.latent_bits if self.latent_bits is not None else elink_preset(self.elinks)
 
+    def hgq_arch(self) -> HgqArch:
+        return HgqArch(beta=self.hgq_beta, init_bits=self.hgq_init_bits, input_bits=self.input_bits - self.input_integer,
+                       latent_bits=self.bits(), latent_integer=self.latent_integer)
+
     def arch(self, quantized: Optional[bool] = None) -> EncoderArch:
         return EncoderArch(self.input_bits, self.input_integer, self.weight_bits, self.weight_integer,
                            self.conv_act_bits, self.conv_act_integer, self.bits(), self.latent_integer,
                            quantized=self.quantized if quantized is None else quantized)
+
+
+class LossSettings(Strict):
+    """One loss's training settings in the comparison (the search's choice, or given)."""
+
+    learning_rate: float = Field(gt=0, le=1)
+    epochs: int = Field(ge=1, le=1000, description="at most; early stopping on the validation loss")
+
+
+#: the comparison's per-loss settings, chosen by `compare.search` on the default run's
+#: validation split (docs/measured.md "Loss comparison": the search and its table)
+TUNED = {"emd_cnn": LossSettings(learning_rate=5e-3, epochs=15),
+         "telescope": LossSettings(learning_rate=5e-3, epochs=15),
+         "wmse": LossSettings(learning_rate=5e-3, epochs=15),
+         "mse": LossSettings(learning_rate=5e-3, epochs=15),
+         "sinkhorn": LossSettings(learning_rate=5e-3, epochs=15)}
+
+
+class CompareParams(Strict):
+    """The loss comparison (compare-losses): the losses, the training seeds every loss gets
+    (the same seeds and split for all), how each loss's learning rate and epoch cap are
+    chosen, and the paired statistics."""
+
+    losses: list[LossName] = Field(default_factory=lambda: ["emd_cnn", "telescope", "wmse", "mse"],
+                                   description="+ sinkhorn: several minutes more")
+    float_twin: bool = Field(True, description="also the unquantized twin of encoder.loss")
+    seeds: int = Field(2, ge=1, le=20, description="training seeds per loss (seed 0 is the encoder stage's)")
+    search: bool = Field(False, description="choose each loss's learning rate by the validation split's "
+                                            "exact EMD (configs/paper.yaml); false: `tuned`")
+    learning_rates: list[float] = Field(default_factory=lambda: [2e-3, 5e-3, 1e-2, 2e-2],
+                                        description="the search's candidates")
+    search_epochs: int = Field(30, ge=1, le=1000, description="the search's epoch cap (early stopping decides)")
+    tuned: dict[LossName, LossSettings] = Field(default_factory=lambda: dict(TUNED),
+                                                description="per-loss settings used without the search")
+    bootstrap: int = Field(2000, ge=100, le=1_000_000, description="resamples of the median-ratio intervals")
+    emd_cnn_files: list[str] = Field(default_factory=list,
+                                     description="more frozen EMD-CNNs, each trained against as its own row")
+
+    @model_validator(mode="after")
+    def _choices(self) -> "CompareParams":
+        if len(set(self.losses)) != len(self.losses):
+            raise ValueError(f"losses: repeated ({self.losses})")
+        if not self.losses:
+            raise ValueError("losses: at least one")
+        if self.search and not self.learning_rates:
+            raise ValueError("learning_rates: the search needs at least one candidate")
+        if any(lr <= 0 or lr > 1 for lr in self.learning_rates):
+            raise ValueError("learning_rates: each in (0, 1]")
+        return self
+
+    def settings(self, loss: str, encoder: "EncoderParams") -> LossSettings:
+        """The settings a loss trains with when there is no search: `tuned`, else the encoder's."""
+        return self.tuned.get(loss, LossSettings(learning_rate=encoder.learning_rate, epochs=encoder.epochs))
 
 
 #: link counts the equal-bandwidth comparison may judge at (the eLink presets)

@@ -5,10 +5,12 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from econ_emd.base.artifacts import atomic_write_text, read_json
 from econ_emd.base.seeds import seed_int
 from econ_emd.base.tables import markdown_table
-from econ_emd.training.comparison import EncoderRun, RelativeError
+from econ_emd.training.comparison import EncoderRun, LossRow, PairedComparison, RelativeError, spread
 
 from .data import emd_runner
 from .result import StageContext, StageResult
@@ -69,35 +71,58 @@ class EncoderResult(StageResult):
 
 @dataclass(kw_only=True)
 class CompareResult(StageResult):
-    runs: dict[str, EncoderRun]
+    rows: dict[str, LossRow]
     ratios: dict[str, float]
+    paired: list[PairedComparison] = field(default_factory=list)
+    search: dict = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
     table: str = "compare.md"
-    DECODE = {"runs": lambda d: {k: EncoderRun.from_json(v) for k, v in d.items()}}
+    DECODE = {"rows": lambda d: {k: LossRow.from_json(k, v) for k, v in d.items()},
+              "paired": lambda d: [PairedComparison(**p) for p in d]}
 
     def to_json(self) -> dict:
-        runs = {k: {kk: vv for kk, vv in r.to_json().items() if kk != "history"} for k, r in self.runs.items()}
-        return {**self.details, "runs": runs, "ratios": self.ratios, "plots": self.plots, "table": self.table}
+        return {**self.details, "rows": {k: r.to_json() for k, r in self.rows.items()}, "ratios": self.ratios,
+                "paired": [vars(p) for p in self.paired], "search": self.search, "plots": self.plots,
+                "table": self.table}
+
+    def median_over_seeds(self) -> dict[str, float]:
+        return {k: float(np.median(r.medians)) for k, r in self.rows.items()}
 
     def report_json(self, others) -> dict:
-        return {"loss_comparison": {"median_exact_emd": {k: r.evaluation.overall.median for k, r in self.runs.items()},
-                                    "ratios": self.ratios}}
+        return {"loss_comparison": {"median_exact_emd": self.median_over_seeds(),
+                                    "median_per_seed": {k: r.medians for k, r in self.rows.items()},
+                                    "ratios": self.ratios,
+                                    "paired": {f"{p.a} vs {p.b}": {"a_closer": p.a_better, "median_ratio": p.median_ratio,
+                                                                   "interval": [p.ci_low, p.ci_high]}
+                                               for p in self.paired}}}
 
     def report_markdown(self, others) -> list[str]:
-        rows = [[k, f"{r.evaluation.overall.median:.4f}", f"{r.evaluation.overall.mean:.4f}"] for k, r in self.runs.items()]
-        return ["## Encoder loss comparison (exact EMD of the reconstructions, test modules)", "",
-                *markdown_table(["loss", "median", "mean"], rows), "",
-                *(f"- {k}: {v:.3f}" for k, v in self.ratios.items()), ""]
+        med = self.median_over_seeds()
+        n = max(len(r.runs) for r in self.rows.values())
+        rows = [[k, f"{med[k]:.4f}", f"{spread(r.medians)['min']:.4f}-{spread(r.medians)['max']:.4f}",
+                 f"{np.mean(r.means):.4f}", f"{r.settings['learning_rate']:g} ({r.settings['source']})"]
+                for k, r in self.rows.items()]
+        paired = [[p.a, p.b, f"{100 * p.a_better:.1f}%", f"{p.median_ratio:.3f} ({p.ci_low:.3f}-{p.ci_high:.3f})"]
+                  for p in self.paired]
+        return [f"## Encoder loss comparison (exact EMD of the reconstructions, test modules, {n} seeds)", "",
+                *markdown_table(["loss", "median over seeds", "seeds' range", "mean", "learning rate"], rows), "",
+                *markdown_table(["A", "B", "A closer (module by module)", "median A / B (95%)"], paired), "",
+                *(f"- {k}: {v:.3f}" for k, v in self.ratios.items()), "",
+                f"Per seed, by occupancy and the settings: `compare/{self.table}`; plot: "
+                f"`compare/{self.plots[0] if self.plots else ''}`.", ""]
 
 
-def _frozen_emd_cnn(ctx: StageContext, losses) -> object | None:
+
+def _frozen_emd_cnn(ctx: StageContext, losses, path: str | None = None) -> object | None:
+    """The frozen EMD-CNN an emd_cnn loss trains against: `path` (a file named in the config),
+    else encoder.emd_cnn_path, else the run's own emd_cnn stage."""
     from econ_emd.training.losses import NEEDS_EMD_CNN
 
     if not NEEDS_EMD_CNN & set(losses):
         return None
     from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
 
-    return load_frozen_emd_cnn(ctx.folder("emd_cnn"))
+    return load_frozen_emd_cnn(path or ctx.cfg.encoder.emd_cnn_path or ctx.folder("emd_cnn"))
 
 
 def run_emd_cnn(ctx: StageContext) -> EmdCnnResult:
@@ -136,43 +161,125 @@ def run_encoder(ctx: StageContext) -> EncoderResult:
 
 
 def compare_reuses_encoder(cfg) -> bool:
-    """The comparison's quantized main-loss row is the encoder stage's very training."""
-    return cfg.encoder.loss in cfg.encoder.compare_losses and cfg.encoder.quantized
+    """Seed 0 of the comparison's quantized main-loss row is the encoder stage's very
+    training: same loss, seed and settings (no search, the tuned settings are the encoder's)."""
+    e, c = cfg.encoder, cfg.compare
+    if e.loss not in c.losses or not e.quantized or c.search:
+        return False
+    s = c.settings(e.loss, e)
+    return s.learning_rate == e.learning_rate and s.epochs == e.epochs
+
+
+def compare_seeds(cfg) -> list[int]:
+    """The training seeds of every comparison row: seed 0 is the encoder stage's."""
+    from econ_emd.base.seeds import as_int, derive_seed
+
+    return [seed_int(cfg.seed, "encoder_training"),
+            *(as_int(derive_seed(cfg.seed, "encoder_seed", k)) for k in range(1, cfg.compare.seeds))]
+
+
+def _rows(cfg) -> list[tuple[str, str, bool, str | None]]:
+    """(row name, loss, quantized, EMD-CNN file or None) of every comparison row."""
+    from pathlib import Path
+
+    e, c = cfg.encoder, cfg.compare
+    rows = [(name, name, True, None) for name in c.losses]
+    if c.float_twin:
+        rows.append((f"{e.loss} (float)", e.loss, False, None))
+    for f in c.emd_cnn_files:
+        rows.append((f"emd_cnn[{Path(f).stem}]", "emd_cnn", True, f))
+    return rows
+
+
+def _search(ctx: StageContext, ds, losses, frozen_for, runner) -> dict:
+    """Each loss's learning rate chosen by the validation split's exact EMD (never the test
+    split): every candidate trained once (seed 0, early stopping within the epoch cap)."""
+    from econ_emd.training.comparison import train_and_evaluate
+
+    c, e = ctx.cfg.compare, ctx.cfg.encoder
+    seed = compare_seeds(ctx.cfg)[0]
+    out = {}
+    for loss in losses:
+        trials = []
+        for lr in c.learning_rates:
+            params = e.model_copy(update={"learning_rate": lr, "epochs": c.search_epochs})
+            run = train_and_evaluate(ds, params, ctx.out / "search" / loss / f"lr_{lr:g}", loss, True,
+                                     frozen_for(loss), runner, seed, f"search[{loss}, lr {lr:g}]", split="val")
+            trials.append({"learning_rate": lr, "val_median": run.evaluation.overall.median,
+                           "val_mean": run.evaluation.overall.mean, "epochs_run": run.epochs_run,
+                           "best_epoch": run.best_epoch})
+        best = min(trials, key=lambda t: t["val_median"])
+        log.info("search[%s]: learning rate %g (validation median exact EMD %.3f)", loss, best["learning_rate"],
+                 best["val_median"])
+        out[loss] = {"chosen": {"learning_rate": best["learning_rate"], "epochs": c.search_epochs},
+                     "trials": trials}
+    return out
 
 
 def run_compare(ctx: StageContext) -> CompareResult:
     from econ_emd.data.dataset import load_dataset
-    from econ_emd.training.comparison import comparison_markdown, comparison_ratios, train_and_evaluate
-    from econ_emd.training.evaluation import plot_emd_vs_occupancy
+    from econ_emd.training.comparison import (EMD_FILE, comparison_markdown, comparison_ratios, paired_comparison,
+                                              plot_emd_vs_occupancy_seeds, train_and_evaluate)
 
-    e = ctx.cfg.encoder
-    seed = seed_int(ctx.cfg.seed, "encoder_training")
+    cfg, e, c = ctx.cfg, ctx.cfg.encoder, ctx.cfg.compare
     ds = load_dataset(ctx.folder("data"))
-    frozen = _frozen_emd_cnn(ctx, [*e.compare_losses, e.loss])
-    runner = emd_runner(ctx.cfg, ctx)
-    runs: dict[str, EncoderRun] = {}
-    for name in e.compare_losses:
-        if name == e.loss and compare_reuses_encoder(ctx.cfg):
-            runs[name] = _reuse_encoder_stage(ctx, name)
-            log.info("compare[%s]: same training as the encoder stage, reused", name)
-            continue
-        runs[name] = train_and_evaluate(ds, e, ctx.out / name, name, True, frozen, runner, seed, f"compare[{name}]")
-    if e.compare_float:
-        key = f"{e.loss} (float)"
-        runs[key] = train_and_evaluate(ds, e, ctx.out / f"float_{e.loss}", e.loss, False, frozen, runner, seed,
-                                       f"compare[{key}]")
-    plot_emd_vs_occupancy({k: r.evaluation for k, r in runs.items()}, ctx.out / "emd_vs_occupancy.png")
-    ratios = comparison_ratios(runs, e.loss)
-    atomic_write_text(ctx.out / "compare.md", comparison_markdown(runs, ratios))
-    return CompareResult(runs=runs, ratios=ratios, plots=["emd_vs_occupancy.png"])
+    runner = emd_runner(cfg, ctx)
+    rows_def = _rows(cfg)
+    frozen_cache: dict = {}
+
+    def frozen_for(loss: str, path: str | None = None):
+        key = (loss, path)
+        if key not in frozen_cache:
+            frozen_cache[key] = _frozen_emd_cnn(ctx, [loss], path)
+        return frozen_cache[key]
+
+    search = _search(ctx, ds, sorted({loss for _, loss, _, _ in rows_def}), frozen_for, runner) if c.search else {}
+    seeds = compare_seeds(cfg)
+    rows: dict[str, LossRow] = {}
+    emd: dict[str, np.ndarray] = {}
+    for name, loss, quantized, path in rows_def:
+        if loss in search:
+            chosen = search[loss]["chosen"]
+            settings = {**chosen, "source": "search (validation exact EMD)"}
+        else:
+            t = c.settings(loss, e)
+            settings = {"learning_rate": t.learning_rate, "epochs": t.epochs,
+                        "source": "compare.tuned" if loss in c.tuned else "encoder settings"}
+        params = e.model_copy(update={"learning_rate": settings["learning_rate"], "epochs": settings["epochs"]})
+        runs, arrays = [], []
+        folder = name.replace(" ", "_").replace("(", "").replace(")", "")
+        for k, seed in enumerate(seeds):
+            label = f"compare[{name}, seed {k}]"
+            out = ctx.out / folder / f"seed_{k}"
+            if k == 0 and quantized and loss == e.loss and path is None and compare_reuses_encoder(cfg):
+                run = _reuse_encoder_stage(ctx, out)
+                log.info("%s: same training as the encoder stage, reused", label)
+            else:
+                run = train_and_evaluate(ds, params, out, loss, quantized, frozen_for(loss, path), runner, seed, label)
+            runs.append(run)
+            arrays.append(np.load(out / EMD_FILE))
+        rows[name] = LossRow(name, runs, settings)
+        emd[name] = np.stack(arrays)
+    rng = np.random.default_rng(cfg.seed)
+    names = list(rows)
+    paired = [paired_comparison(emd[a], emd[b], (a, b), c.bootstrap, rng)
+              for i, a in enumerate(names) for b in names[i + 1:]]
+    float_row = f"{e.loss} (float)" if c.float_twin else None
+    ratios = comparison_ratios(rows, e.loss, float_row)
+    plot_emd_vs_occupancy_seeds(rows, ctx.out / "emd_vs_occupancy.png")
+    atomic_write_text(ctx.out / "compare.md", comparison_markdown(rows, ratios, paired))
+    return CompareResult(rows=rows, ratios=ratios, paired=paired, search=search, plots=["emd_vs_occupancy.png"],
+                         details={"seeds": seeds})
 
 
-def _reuse_encoder_stage(ctx: StageContext, name: str) -> EncoderRun:
-    """The encoder stage trained this very configuration: copy its models and results."""
+def _reuse_encoder_stage(ctx: StageContext, dst) -> EncoderRun:
+    """The encoder stage trained this very configuration: copy its models, result and the
+    exact EMD of its test modules."""
+    from econ_emd.training.comparison import EMD_FILE, RUN_FILE
     from econ_emd.training.encoder_train import DECODER_FILE, ENCODER_FILE
 
-    src, dst = ctx.folder("encoder"), ctx.out / name
+    src = ctx.folder("encoder")
     dst.mkdir(parents=True, exist_ok=True)
-    for f in (ENCODER_FILE, DECODER_FILE):
+    for f in (ENCODER_FILE, DECODER_FILE, EMD_FILE, RUN_FILE):
         shutil.copy2(src / f, dst / f)
-    return EncoderRun.from_json(read_json(src / "summary.json"))
+    return EncoderRun.from_json(read_json(src / RUN_FILE))

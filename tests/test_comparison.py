@@ -1,0 +1,136 @@
+"""The loss comparison's statistics and rules: paired statistics on hand-built numbers, the
+same seeds for every loss, a search that never reads the test split, resumed rows."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from econ_emd.config import CONFIG_DIR, load_config
+from econ_emd.training.comparison import comparison_ratios, paired_comparison
+
+
+def test_paired_comparison_by_hand():
+    """Two seeds, four modules. A is closer on 5 of 8 (module, seed) pairs, ties on 1; the
+    medians of the pooled values are 2.0 and 3.0. Resampling modules keeps the pairs, so
+    a B that is A doubled everywhere gives a ratio of exactly 0.5 in every resample."""
+    a = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 2.0, 9.0]])
+    b = np.array([[2.0, 3.0, 3.0, 3.0], [2.0, 3.0, 3.0, 5.0]])
+    p = paired_comparison(a, b, ("A", "B"), 500, np.random.default_rng(0))
+    assert (p.n, p.a_better, p.ties) == (8, 5 / 8, 1 / 8)
+    assert p.median_ratio == pytest.approx(np.median(a) / np.median(b)) == pytest.approx(2.0 / 3.0)
+    assert p.ci_low <= p.median_ratio <= p.ci_high
+    q = paired_comparison(a, 2 * a, ("A", "2A"), 200, np.random.default_rng(1))
+    assert q.a_better == 1.0 and q.median_ratio == 0.5 and q.ci_low == q.ci_high == 0.5
+    with pytest.raises(ValueError, match="shapes"):
+        paired_comparison(a, b[:, :3], ("A", "B"), 10, np.random.default_rng(0))
+
+
+def _row(medians, means=None):
+    from econ_emd.training.comparison import LossRow
+
+    runs = [SimpleNamespace(evaluation=SimpleNamespace(overall=SimpleNamespace(median=m, mean=mu)))
+            for m, mu in zip(medians, means or medians)]
+    return LossRow("x", runs, {})
+
+
+def test_ratios_are_of_the_medians_over_seeds_and_name_the_worst_seed():
+    rows = {"emd_cnn": _row([1.0, 1.2, 1.1], [1.0, 1.0, 1.0]), "telescope": _row([1.5, 1.6, 1.4]),
+            "mse": _row([1.3, 1.25, 1.4]), "emd_cnn (float)": _row([0.9, 0.9, 0.9], [0.8, 0.8, 0.8])}
+    r = comparison_ratios(rows, "emd_cnn", "emd_cnn (float)")
+    assert r["median emd_cnn / telescope"] == pytest.approx(1.1 / 1.5)
+    assert r["median emd_cnn / best baseline (mse)"] == pytest.approx(1.1 / 1.3)
+    assert r["worst seed emd_cnn / mse"] == pytest.approx(max(1.0 / 1.3, 1.2 / 1.25, 1.1 / 1.4))
+    assert r["mean quantized / float (emd_cnn)"] == pytest.approx(1.0 / 0.8)
+
+
+def test_every_row_trains_with_the_same_seeds_and_seed_0_is_the_encoder_stage(tmp_path, monkeypatch):
+    """The same seeds (and the one split) for every loss; seed 0 of the main loss is the
+    encoder stage's training, reused; the paired statistics cover every pair of rows."""
+    from econ_emd.base.artifacts import atomic_save_npy
+    from econ_emd.base.seeds import seed_int
+    from econ_emd.stages import training as st
+    from econ_emd.training import comparison as cmp
+
+    cfg = load_config(CONFIG_DIR / "smoke.yaml", ["compare.seeds=3", "compare.losses=[emd_cnn, mse, wmse]",
+                                                  "compare.bootstrap=100"])
+    seeds = st.compare_seeds(cfg)
+    assert seeds[0] == seed_int(cfg.seed, "encoder_training") and len(set(seeds)) == 3
+    calls = []
+    rng = np.random.default_rng(0)
+
+    def fake_run(med):
+        ev = SimpleNamespace(overall=SimpleNamespace(median=med, mean=med), by_occupancy=[])
+        return SimpleNamespace(evaluation=ev, epochs_run=2, best_epoch=2, quantized=True, to_json=lambda: {})
+
+    def fake_train(ds, params, out, loss, quantized, frozen, runner, seed, label, split="test"):
+        calls.append((label.split(",")[0][len("compare["):], seed, split))
+        atomic_save_npy(out / cmp.EMD_FILE, rng.random(20)) if out.mkdir(parents=True, exist_ok=True) is None else None
+        return fake_run(1.0)
+
+    def fake_reuse(ctx, dst):
+        calls.append(("emd_cnn", "encoder stage", "test"))
+        dst.mkdir(parents=True, exist_ok=True)
+        atomic_save_npy(dst / cmp.EMD_FILE, rng.random(20))
+        return fake_run(0.8)
+
+    monkeypatch.setattr(cmp, "train_and_evaluate", fake_train)
+    monkeypatch.setattr(st, "_reuse_encoder_stage", fake_reuse)
+    monkeypatch.setattr(st, "_frozen_emd_cnn", lambda ctx, losses, path=None: None)
+    monkeypatch.setattr(st, "emd_runner", lambda cfg, ctx: None)
+    monkeypatch.setattr("econ_emd.data.dataset.load_dataset", lambda folder: {"test": np.zeros((20, 48))})
+    monkeypatch.setattr(cmp, "plot_emd_vs_occupancy_seeds", lambda rows, path: None)
+    monkeypatch.setattr(cmp, "comparison_markdown", lambda *a: "")
+    ctx = SimpleNamespace(cfg=cfg, out=tmp_path, folder=lambda name: tmp_path / name)
+    result = st.run_compare(ctx)
+    by_row = {}
+    for row, seed, split in calls:
+        by_row.setdefault(row, []).append(seed)
+        assert split == "test"
+    assert by_row["emd_cnn"] == ["encoder stage", *seeds[1:]]
+    assert by_row["mse"] == by_row["wmse"] == by_row["emd_cnn (float)"] == seeds
+    assert len(result.paired) == 6 and result.details["seeds"] == seeds
+
+
+@dataclass
+class _Recording:
+    """A Dataset that remembers which splits were read (and refuses the test split)."""
+    splits: dict
+    read: list = field(default_factory=list)
+
+    def __getitem__(self, split):
+        self.read.append(split)
+        if split == "test":
+            raise AssertionError("the search read the test split")
+        return self.splits[split]
+
+
+def test_the_search_judges_on_the_validation_split_only(tmp_path, monkeypatch):
+    """Every candidate is trained and judged without touching the test split, and the
+    learning rate with the lowest validation median is chosen."""
+    from econ_emd.stages import training as st
+    from econ_emd.training import comparison as cmp
+
+    cfg = load_config(CONFIG_DIR / "smoke.yaml", ["compare.search=true", "compare.learning_rates=[0.001, 0.01]",
+                                                  "compare.search_epochs=1"])
+    rng = np.random.default_rng(0)
+    ds = _Recording({k: rng.gamma(0.3, 40, (60, 48)) for k in ("train", "val", "test")})
+    seen = []
+
+    def fake_train(ds_, params, out, loss, quantized, frozen, runner, seed, label, split="test"):
+        seen.append((loss, params.learning_rate, split, seed))
+        ds_["train"], ds_[split]
+        med = {0.001: 2.0, 0.01: 1.0}[params.learning_rate] * (1.5 if loss == "mse" else 1.0)
+        return SimpleNamespace(evaluation=SimpleNamespace(overall=SimpleNamespace(median=med, mean=med)),
+                               epochs_run=1, best_epoch=1)
+
+    monkeypatch.setattr(cmp, "train_and_evaluate", fake_train)
+    ctx = SimpleNamespace(cfg=cfg, out=tmp_path)
+    out = st._search(ctx, ds, ["mse", "wmse"], lambda loss: None, None)
+    assert "test" not in ds.read and {s for _, _, s, _ in seen} == {"val"}
+    assert {(l, lr) for l, lr, _, _ in seen} == {(l, lr) for l in ("mse", "wmse") for lr in (0.001, 0.01)}
+    assert len({s for *_, s in seen}) == 1                     # one seed for every candidate
+    assert out["mse"]["chosen"] == {"learning_rate": 0.01, "epochs": 1}
+    assert [t["val_median"] for t in out["wmse"]["trials"]] == [2.0, 1.0]
