@@ -1,5 +1,5 @@
 """`econ-emd`: one command, a subcommand per stage (from the registry), `pipeline` for all
-of them, `neemo estimate|fit`, `econt run|verify|firmware` and `show-config`. This module only parses and dispatches.
+of them, `scan`, `neemo estimate|fit`, `econt run|verify|firmware` and `show-config`. This module only parses and dispatches.
 
 Exit codes: 0 success; 1 a check failed; 2 a usage, config, input-data or tool error (the
 message names the file, key, row or column), or the run directory is in use; 3 the machine
@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config and their inputs are skipped. --force reruns them all.")
     _common(p)
     p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
+    p = sub.add_parser("scan", help="exact EMD against resources: link counts x quantization choices",
+                       description="Train, judge and synthesize the encoder at every link count of scan.link_counts "
+                                   "and every choice of scan.kinds (QKeras, the resource-aware HGQ encoder) and "
+                                   "scan.weight_bits; write scan/scan.md and scan/pareto.png. Resumes: finished "
+                                   "points are kept.")
+    _common(p)
     _add_neemo(sub)
     _add_econt(sub)
     p = sub.add_parser("show-config", help="print the validated config with all defaults")
@@ -208,6 +214,11 @@ def _run(args: argparse.Namespace) -> int:
             from .neemo_cmd import run_estimate, run_fit
 
             (run_estimate if args.neemo_command == "estimate" else run_fit)(cfg, args, progress)
+        elif args.command == "scan":
+            from .scan import SCAN_DIR, run_scan
+
+            run_scan(cfg, run_dir, progress)
+            log.info("scan done: read %s", run_dir / SCAN_DIR / "scan.md")
         elif args.command == "pipeline":
             from . import report
 

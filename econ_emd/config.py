@@ -18,7 +18,7 @@ from econ_emd.data.params import DataParams, LabelParams
 from econ_emd.emd.params import EmdParams
 from econ_emd.firmware.params import FirmwareParams, RtlParams
 from econ_emd.neemo.params import NeemoConfig
-from econ_emd.training.params import BandwidthParams, CompareParams, EmdCnnParams, EncoderParams
+from econ_emd.training.params import BandwidthParams, CompareParams, EmdCnnParams, EncoderParams, ScanParams
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG", "ConfigError", "RunConfig", "dump_config", "load_config"]
 
@@ -41,6 +41,7 @@ class RunConfig(Strict):
     firmware: FirmwareParams = FirmwareParams()
     rtl: RtlParams = RtlParams()
     neemo: NeemoConfig = NeemoConfig()
+    scan: ScanParams = ScanParams()
 
 
 def _describe(err: dict) -> str:

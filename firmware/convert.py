@@ -9,8 +9,11 @@ What bit-exactness needs, applied here:
 * alpha=1 in every weight/bias quantizer (enforced by `models.econt`; checked here).
 
 hls4ml's own `bit_exact=True` mode re-derives every accumulator and result type itself and
-overrides the ones set in the config; it is not used, so the precisions above are what the
-firmware gets, and a too-narrow one shows up as a C-simulation mismatch (tested). The
+overrides the ones set in the config; it is not used for QKeras encoders, so the precisions
+above are what the firmware gets, and a too-narrow one shows up as a C-simulation mismatch
+(tested). A resource-aware encoder's proxy model (models.hgq_encoder) is the opposite: its
+quantizers carry every precision, and hls4ml's proxy pass, which runs in that mode only,
+turns them into the firmware's types. The
 encoder ends in a quantized_relu, which hls4ml keeps without that mode, and the input
 precision is set explicitly (no float input is truncated into fixed<16,6>).
 """
@@ -69,6 +72,12 @@ def encoder_formats(encoder, products: ProductFractions | None = None) -> dict[s
     unknown = set(products) - {"conv2d", "dense"}
     if unknown:
         raise ValueError(f"product fractions for unknown layers: {sorted(unknown)}")
+    if is_proxy(encoder):
+        if products:
+            raise ValueError("product cuts apply to QKeras encoders; a proxy model carries its own formats")
+        from .proxy_trace import proxy_input_format, proxy_output_format
+
+        return {"input": proxy_input_format(encoder), "latent": proxy_output_format(encoder)}
     qin = _layer(encoder, "input_qa")
     conv, act, dense, latent = (_layer(encoder, n) for n in ("conv2d", "conv_act", "dense", "latent"))
     for layer in (conv, dense):
@@ -93,14 +102,25 @@ def encoder_formats(encoder, products: ProductFractions | None = None) -> dict[s
     return fm
 
 
+def is_proxy(encoder) -> bool:
+    """A resource-aware (HGQ) encoder frozen into a proxy model (models.hgq_encoder)."""
+    return any(type(layer).__name__ == "FixedPointQuantizer" for layer in encoder.layers)
+
+
 def hls_config(encoder, opts: FirmwareOptions, products: ProductFractions | None = None
                ) -> tuple[dict, dict[str, FixedFormat]]:
+    """The 'name'-granularity config; a proxy model's quantizers set every precision
+    themselves (hls4ml's HGQ pass), a QKeras encoder's are set here."""
     import hls4ml
 
     fm = encoder_formats(encoder, products)
     cfg = hls4ml.utils.config_from_keras_model(encoder, granularity="name", backend=opts.backend)
     cfg["Model"]["Strategy"] = opts.strategy
     cfg["Model"]["ReuseFactor"] = opts.reuse_factor
+    if is_proxy(encoder):
+        for layer in cfg["LayerName"].values():
+            layer.pop("ParallelizationFactor", None)
+        return cfg, fm
     layers = cfg["LayerName"]
     in_name = encoder.layers[0].name
     layers[in_name]["Precision"]["result"] = fm["input"].hls()
@@ -141,7 +161,7 @@ def convert(encoder, out_dir: str | Path, opts: FirmwareOptions, tb_input: np.nd
         hls_model = hls4ml.converters.convert_from_keras_model(
             encoder, output_dir=str(out_dir), project_name=PROJECT_NAME, backend=opts.backend,
             hls_config=cfg, io_type=opts.io_type, part=opts.part, clock_period=opts.clock_period,
-            bit_exact=False, **kwargs)
+            bit_exact=is_proxy(encoder), **kwargs)
         hls_model.write()
     log.debug("hls4ml: %s", chatter.getvalue())
     return hls_model

@@ -61,12 +61,21 @@ def build_rtl(encoder, inputs: np.ndarray, expected: np.ndarray, params: RtlPara
               products: dict[str, int] | None = None) -> dict:
     """Generate, simulate and (when Yosys is there) synthesize; returns the stage summary.
     `products`: layers whose products are cut before the sum (convert.encoder_formats)."""
+    from .convert import is_proxy
+
     out_dir = Path(out_dir)
-    arith = encoder_arithmetic(encoder, products)
-    input_integers(inputs, arith.input_format)           # validates the grid and range
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proxy = is_proxy(encoder)
+    if proxy:
+        from .proxy_trace import proxy_input_format, trace_proxy
+
+        input_integers(inputs, proxy_input_format(encoder))
+    else:
+        arith = encoder_arithmetic(encoder, products)
+        input_integers(inputs, arith.input_format)           # validates the grid and range
     rtl_warmup.wait()
     t0 = time.perf_counter()
-    comb = trace_encoder(arith)
+    comb = trace_proxy(encoder) if proxy else trace_encoder(arith)
     t1 = time.perf_counter()
     project = out_dir / "verilog"
     design = write_project(comb, project, params.latency_cutoff, clock_period_ns, part)

@@ -96,9 +96,16 @@ def build_decoder(n_latent: int = N_LATENT) -> tf.keras.Model:
     return tf.keras.Model(z, x, name="decoder")
 
 
-def build_autoencoder(encoder: tf.keras.Model, decoder: tf.keras.Model) -> tf.keras.Model:
+def build_autoencoder(encoder: tf.keras.Model, decoder: tf.keras.Model,
+                      latent_max: float | None = None) -> tf.keras.Model:
+    """Encoder then decoder; with `latent_max`, the latents saturate there on their way to
+    the decoder, as the ECON-T field does (the QKeras encoder's last quantizer saturates
+    itself; the HGQ encoder's latent quantizer learns no range, so training must see it)."""
     x_in = tf.keras.Input((8, 8, 1), name="wafer_in")
-    return tf.keras.Model(x_in, decoder(encoder(x_in)), name="autoencoder")
+    z = encoder(x_in)
+    if latent_max is not None:
+        z = tf.keras.layers.ReLU(max_value=latent_max, name="latent_field")(z)
+    return tf.keras.Model(x_in, decoder(z), name="autoencoder")
 
 
 def qkeras_custom_objects() -> dict:

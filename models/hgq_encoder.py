@@ -47,6 +47,11 @@ def build_hgq_encoder(arch: HgqArch) -> tf.keras.Model:
     return tf.keras.Model(x_in, x, name="encoder")
 
 
+def latent_max(arch: HgqArch) -> float:
+    """The largest value of the latent field (e.g. 511/256 for 9 bits, 1 integer bit)."""
+    return 2.0 ** arch.latent_integer - 2.0 ** -(arch.latent_bits - arch.latent_integer)
+
+
 def training_callbacks() -> list:
     """What HGQ's training needs each epoch: fresh value ranges, the EBOPs in the logs."""
     from HGQ import FreeBOPs, ResetMinMax
@@ -56,12 +61,24 @@ def training_callbacks() -> list:
 
 def freeze(encoder: tf.keras.Model, calibration: np.ndarray, arch: HgqArch) -> tuple[tf.keras.Model, float]:
     """(proxy model, exact EBOPs): the value ranges traced on `calibration` inputs fix every
-    integer width; the latents' quantizer is then clamped to the ECON-T field (at most
+    integer width (values beyond them wrap, HGQ's aggressive mode, in the proxy and the
+    firmware alike); the input quantizer keeps at least one integer bit (the normalized
+    charges span [0, 2)), and the latents' quantizer is clamped to the ECON-T field (at most
     `latent_integer` integer bits, unsigned, saturating)."""
     from HGQ import to_proxy_model, trace_minmax
 
     ebops = float(trace_minmax(encoder, calibration, verbose=0))
     proxy = to_proxy_model(encoder, aggressive=True)
+    first = proxy.layers[1]
+    if type(first).__name__ != "FixedPointQuantizer":
+        raise RuntimeError(f"the HGQ proxy model starts with {type(first).__name__}, not its input quantizer")
+    # the normalized input spans [0, 2) whatever the calibration saw: one integer bit at least
+    # (wider, not different: a value the traced range held is quantized as before)
+    bits, ints = first.bits.numpy(), first.integers.numpy()
+    kept = bits > 0
+    grow = np.where(kept, np.maximum(1 - ints, 0), 0).astype(bits.dtype)
+    first.integers.assign(ints + grow)
+    first.bits.assign(bits + grow)
     out = proxy.layers[-1]
     if type(out).__name__ != "FixedPointQuantizer":
         raise RuntimeError(f"the HGQ proxy model ends in {type(out).__name__}, not its latent quantizer")

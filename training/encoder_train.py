@@ -65,11 +65,12 @@ def build_models(params: EncoderParams):
     from econ_emd.models.econt import build_autoencoder, build_decoder, build_encoder
 
     if params.kind == "hgq" and params.quantized:
-        from econ_emd.models.hgq_encoder import build_hgq_encoder
+        from econ_emd.models.hgq_encoder import build_hgq_encoder, latent_max
 
-        enc = build_hgq_encoder(params.hgq_arch())
-    else:
-        enc = build_encoder(params.arch())
+        arch = params.hgq_arch()
+        enc, dec = build_hgq_encoder(arch), build_decoder()
+        return enc, dec, build_autoencoder(enc, dec, latent_max(arch))
+    enc = build_encoder(params.arch())
     dec = build_decoder()
     return enc, dec, build_autoencoder(enc, dec)
 

@@ -165,6 +165,31 @@ class CompareParams(Strict):
         return self.tuned.get(loss, LossSettings(learning_rate=encoder.learning_rate, epochs=encoder.epochs))
 
 
+class ScanParams(Strict):
+    """`econ-emd scan`: exact EMD against resources across link counts and quantization
+    choices (the QKeras encoder, the resource-aware HGQ encoder, QKeras weight widths)."""
+
+    link_counts: list[int] = Field(default_factory=lambda: [2, 3, 4, 5])
+    kinds: list[Literal[ENCODER_KINDS]] = Field(default_factory=lambda: ["qkeras", "hgq"])
+    weight_bits: list[int] = Field(default_factory=list,
+                                   description="more QKeras points at these weight widths (e.g. [4, 6, 8])")
+    hgq_betas: list[float] = Field(default_factory=lambda: [1e-6], description="EBOPs penalties of the hgq points")
+    hgq_epochs: int = Field(30, ge=1, le=1000, description="epoch cap of the hgq points (early stopping)")
+    n_check: int = Field(10_000, ge=1, description="held-out modules of each point's C and RTL simulation")
+    synthesize: bool = Field(True, description="Yosys synthesis of every point")
+
+    @model_validator(mode="after")
+    def _choices(self) -> "ScanParams":
+        bad = [n for n in self.link_counts if n not in LATENT_BITS_FOR_ELINKS]
+        if bad:
+            raise ValueError(f"link_counts: {bad[0]} has no latent preset ({sorted(LATENT_BITS_FOR_ELINKS)})")
+        if not self.link_counts or not self.kinds:
+            raise ValueError("link_counts and kinds: at least one each")
+        if any(not 2 <= b <= 16 for b in self.weight_bits):
+            raise ValueError("weight_bits: each in 2..16")
+        return self
+
+
 #: link counts the equal-bandwidth comparison may judge at (the eLink presets)
 BANDWIDTH_LINK_COUNTS = tuple(sorted(LATENT_BITS_FOR_ELINKS))
 

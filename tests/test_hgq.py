@@ -1,0 +1,87 @@
+"""The resource-aware (HGQ) encoder: a tiny one trained, frozen into its proxy model, and
+exported bit for bit through hls4ml (compiled predict and the g++ C simulation) and the
+da4ml/Verilator RTL; the latents keep the ECON-T field."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from econ_emd.models.arch import HgqArch
+
+pytest.importorskip("HGQ")
+
+
+@pytest.fixture(scope="module")
+def frozen_proxy(tmp_path_factory):
+    import tensorflow as tf
+
+    from econ_emd.models.hgq_encoder import build_hgq_encoder, freeze, latent_max, training_callbacks
+    from econ_emd.training.encoder_train import encoder_inputs
+
+    tf.keras.utils.set_random_seed(3)
+    arch = HgqArch(beta=1e-5, init_bits=4, input_bits=6, latent_bits=7)
+    enc = build_hgq_encoder(arch)
+    rng = np.random.default_rng(0)
+    charges = rng.gamma(0.4, 60, (600, 48)) + 1
+    x = encoder_inputs(charges)
+    target = rng.random((600, 16)).astype(np.float32) * 1.5
+    clip = tf.keras.layers.ReLU(max_value=latent_max(arch))
+    model = tf.keras.Model(enc.input, clip(enc.output))
+    model.compile(tf.keras.optimizers.Adam(3e-3), "mse")
+    model.fit(x, target, epochs=3, batch_size=64, verbose=0, callbacks=training_callbacks())
+    proxy, ebops = freeze(enc, x, arch)
+    return proxy, ebops, charges, arch
+
+
+def test_the_latents_keep_the_ecot_field(frozen_proxy):
+    from econ_emd.firmware.proxy_trace import proxy_output_format
+
+    proxy, ebops, charges, arch = frozen_proxy
+    from econ_emd.training.encoder_train import encoder_inputs
+
+    z = proxy.predict(encoder_inputs(charges, proxy), verbose=0)
+    fmt = proxy_output_format(proxy)
+    assert not fmt.signed and fmt.integer <= 1 and fmt.fraction == arch.latent_bits - arch.latent_integer
+    lsb = 2.0 ** -fmt.fraction
+    assert z.min() >= 0 and z.max() <= 2 - lsb and np.array_equal(np.rint(z / lsb) * lsb, z)
+    assert ebops > 0
+
+
+def test_a_tiny_resource_aware_encoder_converts_bit_exactly(frozen_proxy, tmp_path):
+    """hls4ml compiled predict, the g++ C simulation and the Verilator RTL simulation all
+    equal the proxy model on every module, to the last bit."""
+    from econ_emd.firmware import csim
+    from econ_emd.firmware.convert import FirmwareOptions, convert, encoder_formats
+    from econ_emd.firmware.params import RtlParams
+    from econ_emd.firmware.rtl import build_rtl
+    from econ_emd.training.encoder_train import encoder_inputs
+
+    proxy, _, charges, _ = frozen_proxy
+    x = encoder_inputs(charges, proxy)
+    y = proxy.predict(x, verbose=0)
+    lsb = encoder_formats(proxy)["latent"].lsb
+    hls_model = convert(proxy, tmp_path / "prj", FirmwareOptions())
+    pred = csim.predict_check(hls_model, x, y, lsb)
+    assert pred["bit_exact_fraction"] == 1.0 and pred["n_modules"] == 600
+    tb = csim.csim_check(tmp_path / "prj", x, y, lsb)
+    assert tb["bit_exact_fraction"] == 1.0 and tb["max_abs_diff_lsb"] == 0
+    rtl = build_rtl(proxy, x, y, RtlParams(synthesize="never"), "xcvu13p-flga2577-2-e", 4.167, tmp_path / "rtl")
+    sim = rtl["simulation"]
+    assert sim["bit_exact_fraction"] == 1.0 and sim["latency_cycles"] is not None and rtl["check_passed"]
+
+
+def test_the_trace_follows_every_values_own_width(frozen_proxy):
+    """The trained widths differ from value to value (else this test would not test the
+    per-value quantization), and the traced logic equals the proxy on every module."""
+    from econ_emd.firmware.proxy_trace import _quantizer_kif, trace_proxy
+    from econ_emd.training.encoder_train import encoder_inputs
+
+    proxy, _, charges, _ = frozen_proxy
+    quantizers = [layer for layer in proxy.layers if type(layer).__name__ == "FixedPointQuantizer"
+                  and int(np.prod(layer.bits.shape))]
+    widths = {int(b) for layer in quantizers for b in np.ravel(layer.bits.numpy())}
+    assert len(widths) > 2, widths
+    x = encoder_inputs(charges, proxy)
+    y = proxy.predict(x, verbose=0)
+    got = trace_proxy(proxy).predict(x.reshape(len(x), -1).astype(np.float64))
+    assert np.array_equal(got, y)
