@@ -14,11 +14,11 @@ from econ_emd.config import CONFIG_DIR, load_config
 def test_points_of_the_default_scan():
     cfg = load_config(CONFIG_DIR / "default.yaml")
     names = [p.name for p in scan.points(cfg)]
-    assert names == [f"{n}links_{k}" for n in (2, 3, 4, 5) for k in ("qkeras", "hgq_beta1e-06")]
+    assert names == [f"{n}links_{k}" for n in (2, 3, 4, 5) for k in ("qkeras", "hgq_beta1e-05")]
     more = load_config(CONFIG_DIR / "default.yaml", ["scan.weight_bits=[4, 5, 8]", "scan.link_counts=[5]"])
     # 5 is the encoder's own weight width: not a separate point
     assert [p.name for p in scan.points(more)] == ["5links_qkeras", "5links_qkeras_w4", "5links_qkeras_w8",
-                                                   "5links_hgq_beta1e-06"]
+                                                   "5links_hgq_beta1e-05"]
     p = scan.points(more)[1]
     assert scan.point_params(more, p).weight_bits == 4 and scan.point_params(more, p).bits() == 9
 
@@ -53,14 +53,14 @@ def test_the_scan_resumes_without_redoing_finished_points(tmp_path, monkeypatch)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         scan.run_scan(cfg, run, progress=False)
-    assert calls == ["2links_qkeras", "2links_hgq_beta1e-06"]
+    assert calls == ["2links_qkeras", "2links_hgq_beta1e-05"]
     assert not (run / "scan" / "3links_qkeras").exists()          # no half-written point under its name
     stop_at["n"] = 0
     out = scan.run_scan(cfg, run, progress=False)
-    assert calls == ["2links_qkeras", "2links_hgq_beta1e-06", "3links_qkeras", "3links_hgq_beta1e-06"]
+    assert calls == ["2links_qkeras", "2links_hgq_beta1e-05", "3links_qkeras", "3links_hgq_beta1e-05"]
     assert [p["name"] for p in out["points"]] == calls
     assert not list((run / "scan").glob(".*"))                   # the interrupted work folder was redone
-    assert set(out["pareto"]) == {"2links_hgq_beta1e-06", "3links_hgq_beta1e-06"}
+    assert set(out["pareto"]) == {"2links_hgq_beta1e-05", "3links_hgq_beta1e-05"}
     assert (run / "scan" / "scan.md").exists() and (run / "scan" / "pareto.png").exists()
     summary = json.loads((run / "scan" / "summary.json").read_text())
     assert len(summary["points"]) == 4

@@ -26,7 +26,7 @@ class EmdCnnParams(Strict):
     one than published; `configs/paper.yaml` sets the published one, models.emd_cnn.PUBLISHED_EMD_CNN)."""
 
     arrangement: Literal[ARRANGEMENTS] = "4x4x3"
-    filters: int = Field(48, ge=1, le=512)
+    filters: int = Field(32, ge=1, le=512)
     kernel: int = Field(3, ge=1, le=9)
     n_conv: int = Field(3, ge=1, le=8)
     dense: int = Field(256, ge=1, le=4096)
@@ -38,7 +38,7 @@ class EmdCnnParams(Strict):
     symmetrize: Literal[SYMMETRIZE] = Field(
         "canonical", description="mean: of the network on both orders (published, two passes); "
         "canonical: the pair in a canonical order, one pass")
-    epochs: int = Field(20, ge=1, le=1000)
+    epochs: int = Field(16, ge=1, le=1000)
     batch_size: int = Field(512, ge=8, le=65536)
     learning_rate: float = Field(2e-3, gt=0, le=1)
     lr_schedule: Literal[LR_SCHEDULES] = Field(
@@ -76,7 +76,7 @@ class EncoderParams(Strict):
     kind: Literal[ENCODER_KINDS] = Field(
         "qkeras", description="qkeras: uniform bit widths (published); hgq: resource-aware, per-weight and "
         "per-activation widths learned under an EBOPs penalty (HGQ)")
-    hgq_beta: float = Field(1e-6, ge=0, le=1, description="hgq: strength of the EBOPs (resource) penalty")
+    hgq_beta: float = Field(1e-5, ge=0, le=1, description="hgq: strength of the EBOPs (resource) penalty")
     hgq_init_bits: int = Field(6, ge=0, le=16, description="hgq: starting fractional bits of weights and activations")
     loss: LossName = "emd_cnn"
     emd_cnn_path: Optional[str] = Field(
@@ -173,7 +173,7 @@ class ScanParams(Strict):
     kinds: list[Literal[ENCODER_KINDS]] = Field(default_factory=lambda: ["qkeras", "hgq"])
     weight_bits: list[int] = Field(default_factory=list,
                                    description="more QKeras points at these weight widths (e.g. [4, 6, 8])")
-    hgq_betas: list[float] = Field(default_factory=lambda: [1e-6], description="EBOPs penalties of the hgq points")
+    hgq_betas: list[float] = Field(default_factory=lambda: [1e-5], description="EBOPs penalties of the hgq points")
     hgq_epochs: int = Field(30, ge=1, le=1000, description="epoch cap of the hgq points (early stopping)")
     n_check: int = Field(10_000, ge=1, description="held-out modules of each point's C and RTL simulation")
     synthesize: bool = Field(True, description="Yosys synthesis of every point")
