@@ -11,7 +11,7 @@ field's range.
 A trained HGQ model is frozen into a *proxy model* (`freeze`): plain Keras layers with the
 quantized weights and `FixedPointQuantizer` layers holding every value's (sign, integer,
 fraction) bits. The proxy is what is saved, evaluated and converted: hls4ml parses it bit
-for bit, and `firmware.rtl_trace` traces it for the RTL path.
+for bit, and `firmware.proxy_trace` traces it for the RTL path.
 
 HGQ 0.2.6 needs the `tensorflow` distribution (not `tensorflow-cpu`), both 2.14.1 here.
 """
