@@ -158,7 +158,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           _keys("seed", "emd_cnn"), _keys("label"), ("emd_cnn.h5", "emd_cnn.json", "emd_cnn_pred_vs_exact.png"),
           training_stages.run_emd_cnn, training_stages.EmdCnnResult),
     Stage("encoder", "train-encoder", "quantization-aware training of the ECON-T encoder, judged by exact EMD",
-          _encoder_reads, _encoder_inputs, ("encoder.h5", "decoder.h5", "emd.npy", "run.json", "emd_vs_occupancy.png"),
+          _encoder_reads, _encoder_inputs, ("encoder.h5", "decoder.h5", "emd.npy", "run.json", "settings.json", "emd_vs_occupancy.png"),
           training_stages.run_encoder, training_stages.EncoderResult,
           external=lambda cfg: _emd_cnn_files(cfg, [cfg.encoder.loss]),
           options=(CliOption("--loss", "encoder.loss", "training loss (default: the config's encoder.loss)",

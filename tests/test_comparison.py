@@ -109,7 +109,9 @@ class _Recording:
 
 def test_the_search_judges_on_the_validation_split_only(tmp_path, monkeypatch):
     """Every candidate is trained and judged without touching the test split, and the
-    learning rate with the lowest validation median is chosen."""
+    learning rate with the lowest validation median is chosen. The best of the grid lies
+    on its upper edge, so the search steps beyond it by the grid's ratio (0.1, better, and
+    then 1.0, worse) and chooses 0.1."""
     from econ_emd.stages import training as st
     from econ_emd.training import comparison as cmp
 
@@ -118,11 +120,12 @@ def test_the_search_judges_on_the_validation_split_only(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     ds = _Recording({k: rng.gamma(0.3, 40, (60, 48)) for k in ("train", "val", "test")})
     seen = []
+    score = {0.001: 2.0, 0.01: 1.0, 0.1: 0.5, 1.0: 3.0}
 
     def fake_train(ds_, params, out, loss, quantized, frozen, runner, seed, label, split="test"):
         seen.append((loss, params.learning_rate, split, seed))
         ds_["train"], ds_[split]
-        med = {0.001: 2.0, 0.01: 1.0}[params.learning_rate] * (1.5 if loss == "mse" else 1.0)
+        med = score[round(params.learning_rate, 6)] * (1.5 if loss == "mse" else 1.0)
         return SimpleNamespace(evaluation=SimpleNamespace(overall=SimpleNamespace(median=med, mean=med)),
                                epochs_run=1, best_epoch=1)
 
@@ -130,7 +133,57 @@ def test_the_search_judges_on_the_validation_split_only(tmp_path, monkeypatch):
     ctx = SimpleNamespace(cfg=cfg, out=tmp_path)
     out = st._search(ctx, ds, ["mse", "wmse"], lambda loss: None, None)
     assert "test" not in ds.read and {s for _, _, s, _ in seen} == {"val"}
-    assert {(l, lr) for l, lr, _, _ in seen} == {(l, lr) for l in ("mse", "wmse") for lr in (0.001, 0.01)}
+    assert [(l, round(lr, 6)) for l, lr, _, _ in seen] == [(l, lr) for l in ("mse", "wmse")
+                                                           for lr in (0.001, 0.01, 0.1, 1.0)]
     assert len({s for *_, s in seen}) == 1                     # one seed for every candidate
-    assert out["mse"]["chosen"] == {"learning_rate": 0.01, "epochs": 1}
-    assert [t["val_median"] for t in out["wmse"]["trials"]] == [2.0, 1.0]
+    assert out["mse"]["chosen"]["learning_rate"] == pytest.approx(0.1) and out["mse"]["chosen"]["epochs"] == 1
+    assert [t["val_median"] for t in out["wmse"]["trials"]] == [2.0, 1.0, 0.5, 3.0]
+    assert [t["beyond_the_grid"] for t in out["wmse"]["trials"]] == [False, False, True, True]
+
+
+def test_next_candidate_steps_past_the_edge_the_best_lies_on():
+    from econ_emd.stages.training import next_candidate
+
+    grid = [0.002, 0.005, 0.01, 0.02]
+    assert next_candidate(grid, 0.02) == 0.04
+    assert next_candidate(grid, 0.002) == 0.0008
+    assert next_candidate(grid, 0.005) is None and next_candidate([0.01], 0.01) is None
+
+
+def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch):
+    """Same settings: the finished run is returned without training. Other settings (a
+    changed learning rate): the old result and checkpoint are cleared and it trains anew."""
+    from econ_emd.training import comparison as cmp
+    from econ_emd.training import encoder_train as et
+    from econ_emd.training.evaluation import Evaluation
+
+    cfg = load_config(CONFIG_DIR / "smoke.yaml")
+    trained = []
+
+    def fake_train(train, val, params, loss_fn, seed, out, label):
+        trained.append(params.learning_rate)
+        assert not (out / et.CHECKPOINT_FILE).exists(), "a checkpoint of other settings was left to resume from"
+        return None, None, {"loss": [1.0], "val_loss": [1.0], "seconds": 0.0, "initial_epoch": 0}
+
+    def fake_save(enc, dec, out):
+        (out / et.ENCODER_FILE).write_text("model")
+
+    ev = Evaluation.from_json({"overall": {"n": 3, "mean": 1.0, "median": 1.0, "p16": 1.0, "p84": 1.0},
+                               "n_dead_reconstructions": 0, "by_occupancy": [], "by_sum_mip": []})
+    monkeypatch.setattr(et, "train_autoencoder", fake_train)
+    monkeypatch.setattr(et, "save_encoder", fake_save)
+    monkeypatch.setattr(et, "reconstruct", lambda enc, dec, x: (None, x))
+    monkeypatch.setattr(cmp, "evaluate_reconstruction", lambda judged, recon, runner: (ev, np.ones(len(judged))))
+    ds = {k: np.ones((3, 48)) for k in ("train", "val", "test")}
+    out = tmp_path / "run"
+
+    def run(lr):
+        p = cfg.encoder.model_copy(update={"learning_rate": lr})
+        return cmp.train_and_evaluate(ds, p, out, "mse", True, None, None, 7, "t")
+
+    run(0.01)
+    run(0.01)
+    assert trained == [0.01]
+    (out / et.CHECKPOINT_FILE).write_text("a checkpoint of the 0.01 run")
+    r = run(0.02)
+    assert trained == [0.01, 0.02] and r.learning_rate == 0.02

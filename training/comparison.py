@@ -79,6 +79,7 @@ class EncoderRun:
 
 RUN_FILE = "run.json"
 EMD_FILE = "emd.npy"
+SETTINGS_FILE = "settings.json"
 
 
 def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, loss_name: str, quantized: bool,
@@ -88,13 +89,29 @@ def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, los
 
     With `out`, a finished run leaves its result (`run.json`) and the exact EMD of every
     judged module (`emd.npy`, for the paired statistics) beside its models, and a rerun
-    that finds them complete returns them without training again."""
-    if out is not None and (Path(out) / RUN_FILE).exists() and (Path(out) / EMD_FILE).exists() \
-            and (Path(out) / et.ENCODER_FILE).exists():
-        from econ_emd.base.artifacts import read_json
+    that finds them complete returns them without training again. `settings.json` records
+    what the run was asked for; a folder holding another run's work (other settings: a
+    changed search choice, epoch cap, seed) is cleared first, never resumed or reused."""
+    from econ_emd.base.artifacts import atomic_write_json, read_json
 
-        log.info("%s: finished earlier, reused", label)
-        return EncoderRun.from_json(read_json(Path(out) / RUN_FILE))
+    wanted = {"encoder": params.model_copy(update={"quantized": quantized}).model_dump(mode="json"),
+              "loss": loss_name, "seed": int(seed), "split": split}
+    if out is not None:
+        out = Path(out)
+        try:
+            recorded = read_json(out / SETTINGS_FILE) if (out / SETTINGS_FILE).exists() else None
+        except (OSError, ValueError):
+            recorded = None
+        if recorded != wanted:
+            if any((out / f).exists() for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE)):
+                log.info("%s: the folder holds a run with other settings; starting over", label)
+            for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE):
+                (out / f).unlink(missing_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out / SETTINGS_FILE, wanted)
+        elif (out / RUN_FILE).exists() and (out / EMD_FILE).exists() and (out / et.ENCODER_FILE).exists():
+            log.info("%s: finished earlier, reused", label)
+            return EncoderRun.from_json(read_json(out / RUN_FILE))
     train = ds["train"][: params.max_train_modules]
     judged = ds[split][: params.max_eval_modules]
     loss_fn = get_loss(loss_name, frozen, params.sinkhorn_epsilon, params.sinkhorn_iter)
@@ -119,7 +136,7 @@ def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, los
     if loss_name == "emd_cnn" and split == "test":
         run.emd_cnn_on_reconstructions = loss_network_accuracy(frozen, judged, recon, exact, label)
     if out is not None:
-        from econ_emd.base.artifacts import atomic_save_npy, atomic_write_json
+        from econ_emd.base.artifacts import atomic_save_npy
 
         atomic_save_npy(Path(out) / EMD_FILE, exact)
         atomic_write_json(Path(out) / RUN_FILE, run.to_json())
@@ -225,9 +242,10 @@ def comparison_ratios(rows: dict[str, LossRow], main: str, float_row: str | None
 
 
 def comparison_markdown(rows: dict[str, LossRow], ratios: dict[str, float],
-                        paired: list[PairedComparison]) -> str:
+                        paired: list[PairedComparison], search: dict | None = None) -> str:
     """Per loss: the median exact EMD of every seed, the median over seeds and its spread,
-    by occupancy; the paired comparisons; the settings each loss trained with."""
+    by occupancy; the paired comparisons; the settings each loss trained with and, with a
+    search, every candidate's validation score."""
     n_seeds = max(len(r.runs) for r in rows.values())
     first = next(iter(rows.values())).runs[0].evaluation.by_occupancy
     head = ["loss", "quantized", *[f"seed {i}" for i in range(n_seeds)], "median over seeds", "min-max",
@@ -254,6 +272,16 @@ def comparison_markdown(rows: dict[str, LossRow], ratios: dict[str, float],
                               [[n, f"{r.settings['learning_rate']:g}", r.settings["epochs"], r.settings["source"],
                                 ", ".join(f"{run.epochs_run} ({run.best_epoch})" for run in r.runs)]
                                for n, r in rows.items()]), ""]
+    if search:
+        lines += ["The search (seed 0, validation split; * beyond the candidates, tried because the best "
+                  "lay on their edge):", "",
+                  *markdown_table(["loss", "learning rate", "validation median", "validation mean",
+                                   "epochs run (best)", "chosen"],
+                                  [[loss, f"{t['learning_rate']:g}{' *' if t.get('beyond_the_grid') else ''}",
+                                    f"{t['val_median']:.3f}", f"{t['val_mean']:.3f}",
+                                    f"{t['epochs_run']} ({t['best_epoch']})",
+                                    "yes" if t["learning_rate"] == s["chosen"]["learning_rate"] else ""]
+                                   for loss, s in search.items() for t in s["trials"]]), ""]
     lines += [f"- {k}: {v:.3f}" for k, v in ratios.items()]
     return "\n".join(lines) + "\n"
 

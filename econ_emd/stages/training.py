@@ -191,9 +191,29 @@ def _rows(cfg) -> list[tuple[str, str, bool, str | None]]:
     return rows
 
 
+#: how many steps the search takes beyond an edge of `compare.learning_rates` when the
+#: best candidate lies on it (a best rate at the edge says the optimum may lie outside)
+SEARCH_EDGE_STEPS = 2
+
+
+def next_candidate(tried: list[float], best: float) -> float | None:
+    """The learning rate to try next: one step past the edge the best one lies on (the
+    grid's own ratio at that edge), or None when the best is inside the tried range or
+    nothing is known of the spacing."""
+    rates = sorted(set(tried))
+    if len(rates) < 2:
+        return None
+    if best == rates[-1]:
+        return float(f"{rates[-1] * rates[-1] / rates[-2]:.6g}")
+    if best == rates[0]:
+        return float(f"{rates[0] * rates[0] / rates[1]:.6g}")
+    return None
+
+
 def _search(ctx: StageContext, ds, losses, frozen_for, runner) -> dict:
     """Each loss's learning rate chosen by the validation split's exact EMD (never the test
-    split): every candidate trained once (seed 0, early stopping within the epoch cap)."""
+    split): every candidate trained once (seed 0, early stopping within the epoch cap);
+    when the best lies on an edge of the candidates, up to SEARCH_EDGE_STEPS more beyond it."""
     from econ_emd.training.comparison import train_and_evaluate
 
     c, e = ctx.cfg.compare, ctx.cfg.encoder
@@ -201,13 +221,24 @@ def _search(ctx: StageContext, ds, losses, frozen_for, runner) -> dict:
     out = {}
     for loss in losses:
         trials = []
-        for lr in c.learning_rates:
+
+        def trial(lr: float, extra: bool) -> None:
             params = e.model_copy(update={"learning_rate": lr, "epochs": c.search_epochs})
             run = train_and_evaluate(ds, params, ctx.out / "search" / loss / f"lr_{lr:g}", loss, True,
                                      frozen_for(loss), runner, seed, f"search[{loss}, lr {lr:g}]", split="val")
             trials.append({"learning_rate": lr, "val_median": run.evaluation.overall.median,
                            "val_mean": run.evaluation.overall.mean, "epochs_run": run.epochs_run,
-                           "best_epoch": run.best_epoch})
+                           "best_epoch": run.best_epoch, "beyond_the_grid": extra})
+
+        for lr in c.learning_rates:
+            trial(lr, False)
+        for _ in range(SEARCH_EDGE_STEPS):
+            best = min(trials, key=lambda t: t["val_median"])["learning_rate"]
+            nxt = next_candidate([t["learning_rate"] for t in trials], best)
+            if nxt is None or not 0 < nxt <= 1:
+                break
+            log.info("search[%s]: the best rate %g lies on the edge of the candidates; trying %g", loss, best, nxt)
+            trial(nxt, True)
         best = min(trials, key=lambda t: t["val_median"])
         log.info("search[%s]: learning rate %g (validation median exact EMD %.3f)", loss, best["learning_rate"],
                  best["val_median"])
@@ -267,7 +298,7 @@ def run_compare(ctx: StageContext) -> CompareResult:
     float_row = f"{e.loss} (float)" if c.float_twin else None
     ratios = comparison_ratios(rows, e.loss, float_row)
     plot_emd_vs_occupancy_seeds(rows, ctx.out / "emd_vs_occupancy.png")
-    atomic_write_text(ctx.out / "compare.md", comparison_markdown(rows, ratios, paired))
+    atomic_write_text(ctx.out / "compare.md", comparison_markdown(rows, ratios, paired, search))
     return CompareResult(rows=rows, ratios=ratios, paired=paired, search=search, plots=["emd_vs_occupancy.png"],
                          details={"seeds": seeds})
 
@@ -275,11 +306,11 @@ def run_compare(ctx: StageContext) -> CompareResult:
 def _reuse_encoder_stage(ctx: StageContext, dst) -> EncoderRun:
     """The encoder stage trained this very configuration: copy its models, result and the
     exact EMD of its test modules."""
-    from econ_emd.training.comparison import EMD_FILE, RUN_FILE
+    from econ_emd.training.comparison import EMD_FILE, RUN_FILE, SETTINGS_FILE
     from econ_emd.training.encoder_train import DECODER_FILE, ENCODER_FILE
 
     src = ctx.folder("encoder")
     dst.mkdir(parents=True, exist_ok=True)
-    for f in (ENCODER_FILE, DECODER_FILE, EMD_FILE, RUN_FILE):
+    for f in (ENCODER_FILE, DECODER_FILE, EMD_FILE, RUN_FILE, SETTINGS_FILE):
         shutil.copy2(src / f, dst / f)
     return EncoderRun.from_json(read_json(src / RUN_FILE))
