@@ -84,7 +84,7 @@ class EncoderParams(Strict):
         "published two-input format)")
     epochs: int = Field(15, ge=1, le=1000)
     batch_size: int = Field(256, ge=8, le=65536)
-    learning_rate: float = Field(5e-3, gt=0, le=1)
+    learning_rate: float = Field(2e-2, gt=0, le=1, description="the loss search's choice for emd_cnn")
     patience: int = Field(4, ge=1)
     max_train_modules: Optional[int] = Field(30_000, ge=10, description="cap on training modules (null: all)")
     max_eval_modules: Optional[int] = Field(10_000, ge=10, description="cap on test modules evaluated (null: all)")
@@ -121,10 +121,10 @@ class LossSettings(Strict):
 
 #: the comparison's per-loss settings, chosen by `compare.search` on the default run's
 #: validation split (docs/measured.md "Loss comparison": the search and its table)
-TUNED = {"emd_cnn": LossSettings(learning_rate=5e-3, epochs=15),
-         "telescope": LossSettings(learning_rate=5e-3, epochs=15),
-         "wmse": LossSettings(learning_rate=5e-3, epochs=15),
-         "mse": LossSettings(learning_rate=5e-3, epochs=15),
+TUNED = {"emd_cnn": LossSettings(learning_rate=2e-2, epochs=15),
+         "telescope": LossSettings(learning_rate=1e-2, epochs=15),
+         "wmse": LossSettings(learning_rate=1e-2, epochs=15),
+         "mse": LossSettings(learning_rate=2e-2, epochs=15),
          "sinkhorn": LossSettings(learning_rate=5e-3, epochs=15)}
 
 
