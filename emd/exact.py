@@ -359,6 +359,8 @@ def _run_forked(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], 
                 pending.remove(pos)
                 yield idx, values[s:e].copy()
             if pending and not live:
+                for w in workers:   # a closed sentinel can precede the exit status: reap first
+                    w.join()
                 codes = [w.exitcode for w in workers if w.exitcode]
                 raise RuntimeError(f"an exact-EMD worker process died (exit code {codes[0] if codes else '?'})")
     finally:
