@@ -102,32 +102,40 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
 
 
 def test_rerun_skips_up_to_date_stages_and_reruns_changed(tmp_path, caplog):
+    from econ_emd.config import load_config
+    from econ_emd.registry import STAGES, is_current
+
     run = str(tmp_path / "run")
     stages = ["data", "label", "emd_cnn"]
-    args = ["-c", SMOKE, "--run-dir", run, *FAST]
+    args = ["-c", SMOKE, "--run-dir", run, *FAST, "--set", "encoder.epochs=1"]
     for s in stages:
         assert main([{"emd_cnn": "train-emd-cnn"}.get(s, s), "-q", *args]) == 0
     caplog.clear()
     with caplog.at_level("INFO", logger="econ_emd"):
-        assert main(["pipeline", *args, "--set", "encoder.epochs=1", "--set", "firmware.n_check=50"]) == 0
+        assert main(["pipeline", *args, "--set", "firmware.n_check=50"]) == 0
     for s in stages:
         assert f"{s}: up to date, skipped" in caplog.text
-    caplog.clear()
-    with caplog.at_level("INFO", logger="econ_emd"):
-        assert main(["pipeline", *args, "--set", "encoder.epochs=1", "--set", "firmware.n_check=50",
-                     "--set", "emd_cnn.epochs=2"]) == 0
-    assert "data: up to date, skipped" in caplog.text and "label: up to date, skipped" in caplog.text
-    assert "emd_cnn: up to date" not in caplog.text
     # a firmware-only change reruns the firmware stages and nothing upstream of them
     caplog.clear()
     with caplog.at_level("INFO", logger="econ_emd"):
-        assert main(["pipeline", *args, "--set", "encoder.epochs=1", "--set", "firmware.n_check=40",
-                     "--set", "emd_cnn.epochs=2"]) == 0
+        assert main(["pipeline", *args, "--set", "firmware.n_check=40"]) == 0
     for s in ("data", "label", "emd_cnn", "encoder", "compare"):
         assert f"{s}: up to date, skipped" in caplog.text
     for s in ("firmware", "csim", "rtl", "report"):
         assert f"{s}: up to date" not in caplog.text
     assert len(np.load(tmp_path / "run" / "firmware" / "tb_inputs.npy")) == 40
+    # an EMD-CNN change reruns that stage, keeps the ones before it and makes every stage
+    # that reads it, directly or through another, stale
+    overrides = [*FAST[1::2], "encoder.epochs=1", "firmware.n_check=40", "emd_cnn.epochs=2"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="econ_emd"):
+        assert main(["train-emd-cnn", *args, "--set", "firmware.n_check=40", "--set", "emd_cnn.epochs=2"]) == 0
+    assert "emd_cnn: up to date" not in caplog.text
+    cfg = load_config(SMOKE, overrides)
+    assert all(is_current(cfg, tmp_path / "run", s) for s in ("data", "label", "emd_cnn"))
+    downstream = [s for s in STAGES if s not in ("data", "label", "emd_cnn")]
+    assert "encoder" in downstream and "rtl" in downstream
+    assert not any(is_current(cfg, tmp_path / "run", s) for s in downstream)
 
 
 def test_label_before_data_is_a_usage_error(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """The resource-aware (HGQ) encoder: a tiny one trained, frozen into its proxy model, and
 exported bit for bit through hls4ml (compiled predict and the g++ C simulation) and the
-da4ml/Verilator RTL; the latents keep the ECON-T field."""
+RTL traced from it (Verilator); the latents keep the ECON-T field."""
 from __future__ import annotations
 
 import numpy as np
@@ -48,8 +48,10 @@ def test_the_latents_keep_the_ecot_field(frozen_proxy):
 
 
 def test_a_tiny_resource_aware_encoder_converts_bit_exactly(frozen_proxy, tmp_path):
-    """hls4ml compiled predict, the g++ C simulation and the Verilator RTL simulation all
-    equal the proxy model on every module, to the last bit."""
+    """hls4ml compiled predict, the g++ C simulation and the Verilator RTL simulation (of
+    the Verilog traced from the proxy, value by value) all equal the proxy model on every
+    module, to the last bit; the trained widths differ from value to value, else this would
+    not test the per-value quantization."""
     from econ_emd.firmware import csim
     from econ_emd.firmware.convert import FirmwareOptions, convert, encoder_formats
     from econ_emd.firmware.params import RtlParams
@@ -57,6 +59,10 @@ def test_a_tiny_resource_aware_encoder_converts_bit_exactly(frozen_proxy, tmp_pa
     from econ_emd.training.encoder_train import encoder_inputs
 
     proxy, _, charges, _ = frozen_proxy
+    quantizers = [layer for layer in proxy.layers if type(layer).__name__ == "FixedPointQuantizer"
+                  and int(np.prod(layer.bits.shape))]
+    widths = {int(b) for layer in quantizers for b in np.ravel(layer.bits.numpy())}
+    assert len(widths) > 2, widths
     x = encoder_inputs(charges, proxy)
     y = proxy.predict(x, verbose=0)
     lsb = encoder_formats(proxy)["latent"].lsb
@@ -68,20 +74,3 @@ def test_a_tiny_resource_aware_encoder_converts_bit_exactly(frozen_proxy, tmp_pa
     rtl = build_rtl(proxy, x, y, RtlParams(synthesize="never"), "xcvu13p-flga2577-2-e", 4.167, tmp_path / "rtl")
     sim = rtl["simulation"]
     assert sim["bit_exact_fraction"] == 1.0 and sim["latency_cycles"] is not None and rtl["check_passed"]
-
-
-def test_the_trace_follows_every_values_own_width(frozen_proxy):
-    """The trained widths differ from value to value (else this test would not test the
-    per-value quantization), and the traced logic equals the proxy on every module."""
-    from econ_emd.firmware.proxy_trace import _quantizer_kif, trace_proxy
-    from econ_emd.training.encoder_train import encoder_inputs
-
-    proxy, _, charges, _ = frozen_proxy
-    quantizers = [layer for layer in proxy.layers if type(layer).__name__ == "FixedPointQuantizer"
-                  and int(np.prod(layer.bits.shape))]
-    widths = {int(b) for layer in quantizers for b in np.ravel(layer.bits.numpy())}
-    assert len(widths) > 2, widths
-    x = encoder_inputs(charges, proxy)
-    y = proxy.predict(x, verbose=0)
-    got = trace_proxy(proxy).predict(x.reshape(len(x), -1).astype(np.float64))
-    assert np.array_equal(got, y)

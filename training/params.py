@@ -86,7 +86,7 @@ class EncoderParams(Strict):
     batch_size: int = Field(256, ge=8, le=65536)
     learning_rate: float = Field(2e-2, gt=0, le=1, description="the loss search's choice for emd_cnn")
     patience: int = Field(4, ge=1)
-    max_train_modules: Optional[int] = Field(30_000, ge=10, description="cap on training modules (null: all)")
+    max_train_modules: Optional[int] = Field(20_000, ge=10, description="cap on training modules (null: all)")
     max_eval_modules: Optional[int] = Field(10_000, ge=10, description="cap on test modules evaluated (null: all)")
     sinkhorn_epsilon: float = Field(0.3, gt=0, description="entropic regularization (distance units)")
     sinkhorn_iter: int = Field(30, ge=1, le=1000)
