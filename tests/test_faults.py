@@ -35,10 +35,19 @@ def _cmd(run: Path) -> list[str]:
     return [sys.executable, "-m", "econ_emd", "pipeline", "-c", SMOKE, "--run-dir", str(run), *FAST]
 
 
+def _sigint_as_a_terminal_sends_it() -> None:
+    """In the child before exec: SIGINT back to its default disposition. A test runner
+    started in the background by a non-interactive shell (`cmd &`) inherits SIGINT ignored,
+    and an ignored SIGINT stays ignored across exec, so Python would not install its
+    KeyboardInterrupt handler and the signal this suite sends would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _paused(run: Path, flag: Path, point: str = PAUSE_AT) -> subprocess.Popen:
     """A pipeline that pauses at `point`; returns once it is there."""
     env = {**os.environ, "ECON_EMD_TEST_PAUSE": point, "ECON_EMD_TEST_PAUSE_FILE": str(flag)}
-    proc = subprocess.Popen(_cmd(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(_cmd(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_sigint_as_a_terminal_sends_it)
     deadline = time.monotonic() + 900
     while not flag.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -46,6 +55,18 @@ def _paused(run: Path, flag: Path, point: str = PAUSE_AT) -> subprocess.Popen:
             pytest.fail("the pipeline never reached the pause point: " + proc.communicate()[1][-2000:])
         time.sleep(0.1)
     return proc
+
+
+def _interrupt(proc: subprocess.Popen, sig: int) -> str:
+    """Send `sig` to a paused pipeline and return its stderr once it has ended; a pipeline
+    that outlives the signal is killed, so a failing test leaves nothing running."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=300)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"signal {sig} did not end the paused pipeline within 300 s")
 
 
 def _weights(path: Path) -> list[np.ndarray]:
@@ -79,8 +100,7 @@ def reference(tmp_path_factory) -> Path:
 def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path, reference, sig):
     run = tmp_path / "run"
     proc = _paused(run, tmp_path / "paused")
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=300)
+    err = _interrupt(proc, sig)
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err[-2000:]
     if sig == signal.SIGINT:
         assert "interrupted" in err
@@ -112,8 +132,7 @@ def test_interrupt_at_every_stage_before_its_outputs_get_their_name(tmp_path, re
     shutil.copytree(reference, run, symlinks=True)
     shutil.rmtree(run / stage)
     proc = _paused(run, tmp_path / "paused", f"before-swap:{stage}")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    err = _interrupt(proc, signal.SIGINT)
     assert proc.returncode == 130, err[-2000:]
     assert not (run / stage).exists(), "an interrupted stage carries the final name"
     assert (run / f".{stage}.partial" / "summary.json").exists()
