@@ -94,10 +94,10 @@ def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, los
     changed search choice, epoch cap, seed) is cleared first, never resumed or reused."""
     from econ_emd.base.artifacts import atomic_write_json, read_json
 
-    wanted = {"encoder": params.model_copy(update={"quantized": quantized}).model_dump(mode="json"),
-              "loss": loss_name, "seed": int(seed), "split": split}
+    params = params.model_copy(update={"quantized": quantized})
     if out is not None:
         out = Path(out)
+        wanted = {"encoder": params.model_dump(mode="json"), "loss": loss_name, "seed": int(seed), "split": split}
         try:
             recorded = read_json(out / SETTINGS_FILE) if (out / SETTINGS_FILE).exists() else None
         except (OSError, ValueError):
@@ -115,7 +115,6 @@ def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, los
     train = ds["train"][: params.max_train_modules]
     judged = ds[split][: params.max_eval_modules]
     loss_fn = get_loss(loss_name, frozen, params.sinkhorn_epsilon, params.sinkhorn_iter)
-    params = params.model_copy(update={"quantized": quantized})
     enc, dec, history = et.train_autoencoder(train, ds["val"], params, loss_fn, seed, out, label)
     if params.kind == "hgq" and quantized:
         from econ_emd.models.hgq_encoder import freeze
@@ -138,8 +137,8 @@ def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, los
     if out is not None:
         from econ_emd.base.artifacts import atomic_save_npy
 
-        atomic_save_npy(Path(out) / EMD_FILE, exact)
-        atomic_write_json(Path(out) / RUN_FILE, run.to_json())
+        atomic_save_npy(out / EMD_FILE, exact)
+        atomic_write_json(out / RUN_FILE, run.to_json())
         et.clear_checkpoint(out)
     return run
 
