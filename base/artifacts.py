@@ -106,3 +106,62 @@ def replace_tree(work: str | Path, final: str | Path) -> None:
         os.rename(final, old)
     os.rename(work, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+#: marks a work folder with the hash of what it is being built for
+WORK_MARKER = ".building"
+
+
+def work_folder(final: str | Path) -> Path:
+    """Where `final` is built before it takes its name: `.<name>.partial` beside it."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.partial")
+
+
+@contextmanager
+def building(final: str | Path, key: str, pause: str | None = None) -> Iterator[Path]:
+    """Build the folder `final` in its work folder and give it its name when the block ends
+    without error; the one work-folder protocol of the product (stages, scan points, the
+    commands that write a folder).
+
+    A work folder left by a killed run for the same `key` is kept (its checkpoints let the
+    work resume); one begun for another key is wiped first. `pause` names a test pause
+    point (`base.testhooks`) at the last moment before the swap."""
+    from .testhooks import pause_for_test
+
+    final = Path(final)
+    work = work_folder(final)
+    marker = work / WORK_MARKER
+    if work.exists() and (not marker.is_file() or marker.read_text() != key):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key)
+    yield work
+    marker.unlink()
+    if pause:
+        pause_for_test(pause)
+    replace_tree(work, final)
+
+
+#: the file that marks a folder as one the product made for a command's output (`-o DIR`):
+#: only such a folder, or an empty one, is ever replaced
+OUTPUT_MARKER = ".econ-emd-output"
+
+
+def claim_output_folder(path: str | Path, flag: str) -> None:
+    """Refuse an output folder the product must not replace: a file or other non-folder,
+    or a non-empty folder it did not make (no `OUTPUT_MARKER`): the user's own files are
+    never deleted to make room for an output."""
+    from .errors import UserError
+
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise UserError(f"{flag} {path}: exists and is not a folder the product made")
+    if path.is_dir() and any(path.iterdir()) and not (path / OUTPUT_MARKER).is_file():
+        raise UserError(f"{flag} {path}: a folder with files the product did not write; "
+                        "name a new or empty folder")
+
+
+def mark_output_folder(path: str | Path) -> None:
+    """Mark a folder the product builds as a command's output (see `claim_output_folder`)."""
+    (Path(path) / OUTPUT_MARKER).write_text("made by econ-emd; replaced when the command runs again\n")

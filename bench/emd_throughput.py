@@ -33,14 +33,14 @@ import numpy as np
 from econ_emd.config import load_config
 from econ_emd.data.dataset import build_dataset
 from econ_emd.emd.exact import exact_emd, resolve_solver
-from econ_emd.base.geometry import distance_matrix
+from econ_emd.geometry import distance_matrix
 from econ_emd.data.labels import make_pairs
 
 
 def default_pairs(config: str | None) -> tuple[np.ndarray, np.ndarray, dict]:
     cfg = load_config(config)
     ds = build_dataset(cfg.data, cfg.seed)
-    pairs = make_pairs(ds, cfg.labels, cfg.seed)
+    pairs = make_pairs(ds, cfg.label, cfg.seed)
     a = np.concatenate([p.a for p in pairs.values()])
     b = np.concatenate([p.b for p in pairs.values()])
     order = np.random.default_rng(0).permutation(len(a))  # mix kinds in every slice

@@ -34,7 +34,7 @@ def main() -> None:
     from econ_emd.config import load_config
     from econ_emd.data.dataset import load_dataset
     from econ_emd.emd.exact import EmdRunner
-    from econ_emd.training.comparison import train_and_evaluate
+    from econ_emd.training.encoder_run import TrainRequest, train_and_evaluate
     from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
 
     cfg = load_config(args.config)
@@ -53,7 +53,8 @@ def main() -> None:
         med, mean = {}, {}
         for name, quantized in jobs:
             t0 = time.perf_counter()
-            run = train_and_evaluate(ds, e, None, name, quantized, frozen, runner, seed, name)
+            request = TrainRequest(params=e.model_copy(update={"quantized": quantized}), loss=name, seed=seed)
+            run = train_and_evaluate(request, data=ds, out=None, frozen=frozen, runner=runner, label=name)
             key = name if quantized else f"{name} (float)"
             med[key], mean[key] = run.evaluation.overall.median, run.evaluation.overall.mean
             print(f"  seed {seed} {key:16s} median {med[key]:.3f} mean {mean[key]:.3f} "

@@ -30,7 +30,7 @@ def main() -> None:
     import numpy as np
 
     from econ_emd.emd.exact import exact_emd
-    from econ_emd.base.geometry import tc_centres
+    from econ_emd.geometry import tc_centres
     from econ_emd.neemo.estimate import kr_estimate, module_pair_weights
     from econ_emd.neemo.events import kmeans_baseline, synthetic_event
     from econ_emd.neemo.fit import fit_shapes

@@ -41,8 +41,8 @@ def main() -> None:
     from econ_emd.config import load_config
     from econ_emd.data.dataset import load_dataset
     from econ_emd.emd.exact import EmdRunner
-    from econ_emd.stages.training import compare_seeds
-    from econ_emd.training.comparison import train_and_evaluate
+    from econ_emd.stages.compare_losses import seeds as compare_seeds
+    from econ_emd.training.encoder_run import TrainRequest, train_and_evaluate
     from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
 
     cfg = load_config(args.config)
@@ -63,7 +63,9 @@ def main() -> None:
         means = {}
         for name, params, quantized in variants:
             t0 = time.perf_counter()
-            result = train_and_evaluate(ds, params, None, "emd_cnn", quantized, frozen, runner, seed, name)
+            request = TrainRequest(params=params.model_copy(update={"quantized": quantized}), loss="emd_cnn",
+                                   seed=seed)
+            result = train_and_evaluate(request, data=ds, out=None, frozen=frozen, runner=runner, label=name)
             ov = result.evaluation.overall
             means[name] = ov.mean
             print(f"  seed {seed} {name:26s} mean {ov.mean:.3f} median {ov.median:.3f} "

@@ -9,7 +9,10 @@ io_stream encoder on a Zynq-7020, Vivado HLS 2020.1: 36,023 LUT, 29,474 FF, 59 D
 Goals (issue 6): 100% bit-exact on >= 10,000 modules; II = 1 and latency <= 25 ns.
 
     .venv/bin/python bench/rtl_synthesis.py [--run-dir runs/default] [--n 10000]
-        [--parts xcvu13p-flga2577-2-e:4.167 xc7z020clg400-1:5.0] [--cutoffs 5]
+        [--parts xcvu13p-flga2577-2-e:4.167 xc7z020clg400-1:5.0] [--cutoffs 5] [--compare-mapping]
+
+--compare-mapping also synthesizes each design with `synth_xilinx` whole (ABC9 LUT mapping)
+beside the product's classic-ABC mapping, one more row each (LUTs and Yosys time).
 """
 from __future__ import annotations
 
@@ -31,12 +34,15 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["xcvu13p-flga2577-2-e:4.167", "xc7z020clg400-1:5.0"],
                     help="PART:CLOCK_NS")
     ap.add_argument("--cutoffs", nargs="+", type=float, default=[5.0], help="adder levels per stage")
+    ap.add_argument("--compare-mapping", action="store_true", help="also synthesize with ABC9 (synth_xilinx whole)")
     args = ap.parse_args()
 
     import numpy as np
 
-    from econ_emd.firmware.params import RtlParams
+    from econ_emd.firmware import parts as part_db
+    from econ_emd.firmware.params import FirmwareParams, RtlParams
     from econ_emd.firmware.rtl import build_rtl
+    from econ_emd.firmware.rtl_synth import run_yosys
     from econ_emd.training.encoder_train import encoder_inputs, load_encoder
     from econ_emd.data.synthetic import generate
 
@@ -56,13 +62,18 @@ def main() -> None:
         part, clock = spec.split(":")
         for cut in args.cutoffs:
             with tempfile.TemporaryDirectory() as tmp:
-                s = build_rtl(encoder, x, y, RtlParams(latency_cutoff=cut, synthesize="always"), part,
-                              float(clock), tmp)
-            sim, c = s["simulation"], s["synthesis"]["counts"]
-            tool = f"{s['synthesis']['version']}, {sim['simulator']}"
-            rows.append((f"{tool}, {part} @ {float(clock):g} ns, cutoff {cut:g}", c["lut"], c["ff"], c["carry"], c["dsp"],
-                         c["bram_18k"], sim["latency_cycles"], sim["latency_ns"], sim["initiation_interval"],
-                         f"{100 * sim['bit_exact_fraction']:.3f}%", f"{s['synthesis']['seconds']:.0f} s"))
+                b = build_rtl(encoder, x, y, tmp, firmware=FirmwareParams(part=part, clock_period_ns=float(clock)),
+                              rtl=RtlParams(latency_cutoff=cut, synthesize="always"))
+                syntheses = [b.synthesis.to_json()]
+                if args.compare_mapping:
+                    syntheses.append(run_yosys(Path(tmp) / "verilog", part_db.yosys_family(part), mapping="abc9"))
+            sim = b.simulation
+            for syn in syntheses:
+                c = syn["counts"]
+                tool = f"{b.synthesis.version} ({syn['script']}), {sim.simulator}"
+                rows.append((f"{tool}, {part} @ {float(clock):g} ns, cutoff {cut:g}", c["lut"], c["ff"], c["carry"],
+                             c["dsp"], c["bram_18k"], sim.latency_cycles, sim.latency_ns, sim.initiation_interval,
+                             f"{100 * sim.bit_exact_fraction:.3f}%", f"{syn['seconds']:.0f} s"))
     print("| implementation | LUT | FF | CARRY | DSP | BRAM18 | latency (cycles) | latency (ns) | II "
           "| bit-exact | Yosys time |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

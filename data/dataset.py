@@ -15,7 +15,7 @@ import numpy as np
 
 from econ_emd.base.artifacts import atomic_path, ensure_free_space
 from econ_emd.base.errors import DataError
-from econ_emd.base.geometry import N_TC, geometry_hash
+from econ_emd.geometry import N_TC, geometry_hash
 from econ_emd.base.seeds import derive_seed
 from econ_emd.base.units import ADC_PER_MIP_T
 from .loaders import load_modules

@@ -17,7 +17,7 @@ from econ_emd.base.artifacts import atomic_path, ensure_free_space
 from econ_emd.base.errors import DataError
 from .dataset import SPLITS, Dataset
 from econ_emd.emd.exact import EmdRunner
-from econ_emd.base.geometry import geometry_hash
+from econ_emd.geometry import geometry_hash
 from econ_emd.base.seeds import derive_seed
 from .pairs import KINDS, perturb, random_pairs
 from .params import LabelParams

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from econ_emd.base.errors import DataError
-from econ_emd.base.geometry import N_TC
+from econ_emd.geometry import N_TC
 
 CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
 CSV_SUFFIXES = (".csv", ".txt", ".gz")   # .csv.gz: gzip-compressed CSV (as the ECON-T vectors)
@@ -255,9 +255,9 @@ def read_econt_links(path: str | Path, econt_config: str | Path,
 
     Which TC is where comes from the configuration's MUX, and only an autoencoder
     configuration fixes it: its MUX puts every TC at its slot of the autoencoder's image
-    (`base.geometry.calq_from_ae_slots`). The MUX of the other algorithms orders TCs for
+    (`geometry.calq_from_ae_slots`). The MUX of the other algorithms orders TCs for
     their own grouping, which says nothing of the module's geometry, so they are refused."""
-    from econ_emd.base.geometry import calq_from_ae_slots
+    from econ_emd.geometry import calq_from_ae_slots
     from econ_emd.econt.emulator import front_end
     from econ_emd.econt.links import read_rx
     from econ_emd.econt.registers import load_config

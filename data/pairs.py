@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from econ_emd.base.geometry import N_TC, neighbours
+from econ_emd.geometry import N_TC, neighbours
 from .params import PerturbParams
 
 KINDS = ("random", "perturbed")

@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from econ_emd.base.geometry import N_TC, tc_centres
+from econ_emd.geometry import N_TC, tc_centres
 from econ_emd.base.units import ADC_PER_MIP_T
 
 from .params import SyntheticParams

@@ -1,5 +1,10 @@
 """`econ-emd`: one command, a subcommand per stage (from the registry), `pipeline` for all
-of them, `scan`, `neemo estimate|fit`, `econt run|verify|firmware` and `show-config`. This module only parses and dispatches.
+of them, `report`, `scan`, `neemo estimate|fit`, `econt run|verify|firmware` and
+`show-config`. This module only parses and dispatches.
+
+Options mean one thing everywhere: `-c/--config` is the run configuration (YAML),
+`--run-dir` the run directory every default output goes under, `-o/--output` an output
+file or folder, `-i/--input` an input file.
 
 Exit codes: 0 success; 1 a check failed; 2 a usage, config, input-data or tool error (the
 message names the file, key, row or column), or the run directory is in use; 3 the machine
@@ -51,6 +56,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override the config's run_dir")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override one config value, e.g. --set data.n_modules=5000 (repeatable)")
+    _verbosity(p)
+
+
+def _verbosity(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--verbose", "-v", action="store_true", help="debug logging, library logs")
     g.add_argument("--quiet", "-q", action="store_true", help="errors only, no progress bars (bars show on a terminal only)")
@@ -63,19 +72,19 @@ def _add_neemo(sub) -> None:
                        description="NEEMo: EMD through the Kantorovich-Rubinstein dual with a Lipschitz network.")
     nsub = p.add_subparsers(dest="neemo_command", metavar="ACTION", required=True)
     e = nsub.add_parser("estimate", help="EMD between two modules or two files of modules (row by row)",
-                        description="NEEMo estimate vs exact EMD for module pairs: the rows of --a and --b "
-                                    "(CSV/HDF5, ECON-T columns; one row is paired with every row of the "
-                                    "other), or random synthetic module pairs.")
+                        description="NEEMo estimate vs exact EMD for module pairs: the rows of --modules-a and "
+                                    "--modules-b (CSV/HDF5, ECON-T columns; one row is paired with every row of "
+                                    "the other), or random synthetic module pairs.")
     _common(e)
-    e.add_argument("--a", metavar="FILE", help="modules (CSV or HDF5)")
-    e.add_argument("--b", metavar="FILE", help="modules (CSV or HDF5)")
+    e.add_argument("--modules-a", metavar="FILE", help="modules (CSV or HDF5), paired row by row with --modules-b")
+    e.add_argument("--modules-b", metavar="FILE", help="modules (CSV or HDF5)")
     e.add_argument("--pairs", type=int, metavar="N", help="random synthetic pairs (default: neemo.random_pairs)")
     f = nsub.add_parser("fit", help="fit K points/circles/rings to an energy map",
                         description="Fit K shapes to a synthetic multi-cluster event or to a module's TC "
                                     "deposits; compare with energy-weighted k-means by exact EMD.")
     _common(f)
     f.add_argument("--shape", choices=SHAPES, help="default: neemo.fit.shape")
-    f.add_argument("--k", type=int, help="number of shapes (default: neemo.fit.k)")
+    f.add_argument("--n-shapes", type=int, metavar="K", help="number of shapes (default: neemo.fit.k)")
     f.add_argument("--clusters", type=int, default=3, help="clusters of the synthetic event (default 3)")
     f.add_argument("--event-seed", type=int, default=0, help="seed of the synthetic event")
     f.add_argument("--modules", metavar="FILE", help="fit a module's deposits instead (CSV or HDF5)")
@@ -91,8 +100,8 @@ def _add_econt(sub) -> None:
                         description="Emulate one configuration on input link words.")
     r.add_argument("--input", "-i", required=True, metavar="CSV",
                    help="input words: RX_DATA_0..11 hex columns (.csv or .csv.gz)")
-    r.add_argument("--config", "-c", required=True, metavar="YAML",
-                   help="ASIC configuration in the test vectors' init.yaml format")
+    r.add_argument("--asic", required=True, metavar="YAML",
+                   help="the ASIC's configuration (registers) in the test vectors' init.yaml format")
     r.add_argument("--output", "-o", metavar="CSV", default=None,
                    help="output words TX_DATA_0..12 (default: standard output)")
     v = esub.add_parser("verify", help="compare with golden test vectors, word for word",
@@ -108,13 +117,13 @@ def _add_econt(sub) -> None:
                                     "Verilator) on every crossing and compare the latents with "
                                     "the vector's words. Exit 1 unless all are identical.")
     f.add_argument("folder", metavar="DIR", help="a vector folder (init.yaml, testOutput.csv[.gz])")
-    f.add_argument("--out", "-o", metavar="DIR", default=None,
-                   help="where the HLS project, Verilog and report go (default runs/econt-firmware/<DIR name>)")
+    _common(f)
+    f.add_argument("--output", "-o", metavar="DIR", default=None,
+                   help="where the HLS project, Verilog and report go (default <run_dir>/econt_firmware/<DIR name>); "
+                        "firmware and rtl options come from the run configuration")
     f.add_argument("--no-rtl", action="store_true", help="C simulation only")
-    for q in (r, v, f):
-        g = q.add_mutually_exclusive_group()
-        g.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-        g.add_argument("--quiet", "-q", action="store_true", help="errors only")
+    for q in (r, v):
+        _verbosity(q)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config and their inputs are skipped. --force reruns them all.")
     _common(p)
     p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
+    p = sub.add_parser("report", help="rebuild the run's report.md and report.json from the stages present",
+                       description="Compose <run_dir>/report.md and report.json from the summaries of the stages "
+                                   "present in the run directory (`pipeline` does this at its end).")
+    _common(p)
     p = sub.add_parser("scan", help="exact EMD against resources: link counts x quantization choices",
                        description="Train, judge and synthesize the encoder at every link count of scan.link_counts "
                                    "and every choice of scan.kinds (QKeras, the resource-aware HGQ encoder) and "
@@ -183,15 +196,11 @@ def _run(args: argparse.Namespace) -> int:
     from econ_emd.base.errors import ConfigError
     from econ_emd.base.rundir import run_dir_lock, sweep_debris
 
-    if args.command == "econt":
+    if args.command == "econt" and args.econt_command in ("run", "verify"):
         from .econt_cmd import run_emulator, run_verify
 
         if args.econt_command == "run":
-            run_emulator(args.input, args.config, args.output)
-        elif args.econt_command == "firmware":
-            from .econt_firmware import run_ae_firmware
-
-            run_ae_firmware(args.folder, args.out, rtl=not args.no_rtl)
+            run_emulator(args.input, args.asic, args.output)
         else:
             run_verify(args.folder)
         return EXIT_OK
@@ -206,7 +215,13 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = Path(cfg.run_dir)
     # bars on a terminal only: in a log file each refresh is another carriage-return run
     progress = not args.quiet and sys.stderr.isatty()
-    what = " ".join(["econ-emd", args.command, *([args.neemo_command] if args.command == "neemo" else [])])
+    sub = {"neemo": "neemo_command", "econt": "econt_command"}.get(args.command)
+    what = " ".join(["econ-emd", args.command, *([getattr(args, sub)] if sub else [])])
+    if args.command == "econt" and args.output:         # writes only where -o says, nothing in the run
+        from .econt_firmware import run_ae_firmware
+
+        run_ae_firmware(args.folder, cfg, args.output, rtl=not args.no_rtl)
+        return EXIT_OK
     with run_dir_lock(run_dir, what):
         for p in sweep_debris(run_dir):
             log.debug("removed %s (left by a killed run)", p)
@@ -214,11 +229,19 @@ def _run(args: argparse.Namespace) -> int:
             from .neemo_cmd import run_estimate, run_fit
 
             (run_estimate if args.neemo_command == "estimate" else run_fit)(cfg, args, progress)
+        elif args.command == "econt":
+            from .econt_firmware import run_ae_firmware
+
+            run_ae_firmware(args.folder, cfg, args.output, rtl=not args.no_rtl)
         elif args.command == "scan":
             from .scan import SCAN_DIR, run_scan
 
             run_scan(cfg, run_dir, progress)
             log.info("scan done: read %s", run_dir / SCAN_DIR / "scan.md")
+        elif args.command == "report":
+            from . import report
+
+            log.info("report: %s", report.write(run_dir))
         elif args.command == "pipeline":
             from . import report
 

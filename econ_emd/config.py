@@ -18,7 +18,7 @@ from econ_emd.data.params import DataParams, LabelParams
 from econ_emd.emd.params import EmdParams
 from econ_emd.firmware.params import FirmwareParams, RtlParams
 from econ_emd.neemo.params import NeemoConfig
-from econ_emd.training.params import BandwidthParams, CompareParams, EmdCnnParams, EncoderParams, ScanParams
+from econ_emd.training.params import CompareEcontParams, CompareLossesParams, EmdCnnParams, EncoderParams, ScanParams
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG", "ConfigError", "RunConfig", "dump_config", "load_config"]
 
@@ -29,19 +29,41 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
 class RunConfig(Strict):
+    """A run's configuration: one section per room (`data`, `label`, `emd`, `emd_cnn`,
+    `encoder`, `compare_losses`, `compare_econt`, `firmware`, `rtl`, `neemo`, `scan`),
+    validated once when it is loaded; every stage reads its declared keys from it."""
+
     run_dir: str = Field("runs/default", min_length=1, description="where every stage writes")
     seed: int = Field(1234, ge=0, description="seed of data generation, splits and pairs")
     data: DataParams = DataParams()
-    labels: LabelParams = LabelParams()
+    label: LabelParams = LabelParams()
     emd: EmdParams = EmdParams()
     emd_cnn: EmdCnnParams = EmdCnnParams()
     encoder: EncoderParams = EncoderParams()
-    compare: CompareParams = CompareParams()
-    bandwidth: BandwidthParams = BandwidthParams()
+    compare_losses: CompareLossesParams = CompareLossesParams()
+    compare_econt: CompareEcontParams = CompareEcontParams()
     firmware: FirmwareParams = FirmwareParams()
     rtl: RtlParams = RtlParams()
     neemo: NeemoConfig = NeemoConfig()
     scan: ScanParams = ScanParams()
+
+
+#: keys of earlier versions -> their name now (a config that still uses one gets a one-line
+#: error naming the new key instead of "unknown key")
+RENAMED = {"labels": "label", "compare": "compare_losses", "bandwidth": "compare_econt",
+           "encoder.elinks": "encoder.links"}
+
+
+def _renamed(data: dict) -> list[str]:
+    found = []
+    for old, new in RENAMED.items():
+        *parents, last = old.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            found.append(f"{old}: renamed {new}")
+    return found
 
 
 def _describe(err: dict) -> str:
@@ -115,6 +137,9 @@ def _validate(path: Path, text: str, overrides: list[str] | None) -> RunConfig:
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     for assignment in overrides or []:
         _apply_override(data, assignment)
+    renamed = _renamed(data)
+    if renamed:
+        raise ConfigError("\n".join(f"{path}: {r}" for r in renamed))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

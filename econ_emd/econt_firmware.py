@@ -16,15 +16,14 @@ links with the full mask; the vector `AE_8x8_c8_S2_ele_qkeras` runs at 2 links a
 """
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from econ_emd.base.artifacts import atomic_write_json, atomic_write_text, replace_tree
+from econ_emd.base.artifacts import atomic_write_json, atomic_write_text, claim_output_folder, mark_output_folder
 from econ_emd.base.errors import CheckFailed, UserError
 from econ_emd.base.tables import markdown_table
 from econ_emd.econt import algorithms as alg
@@ -37,8 +36,11 @@ from econ_emd.econt.verify import CONFIG_NAME, OUTPUT_NAMES, find_input
 
 log = logging.getLogger("econ_emd")
 
-#: the block's product cuts, as the firmware path takes them (layer -> fractional bits)
-ASIC_PRODUCTS = {"conv2d": ae.CONV_FRACTION, "dense": ae.DENSE_FRACTION}
+#: where the reports go under the run directory, one folder per vector
+OUTPUT_DIR = "econt_firmware"
+
+#: the block's product cuts, as the firmware flow takes them (layer -> fractional bits)
+ASIC_PRODUCT_CUTS = {"conv2d": ae.CONV_FRACTION, "dense": ae.DENSE_FRACTION}
 LATENT_LSB = 2.0 ** -ae.DENSE_FRACTION
 
 
@@ -121,39 +123,36 @@ def _compare(cfg, tx: np.ndarray, latents: np.ndarray) -> dict:
             "first_mismatch_row": int(np.flatnonzero(~rows_equal)[0]) if (~rows_equal).any() else None}
 
 
-def run_ae_firmware(folder: str, out: str | None = None, rtl: bool = True) -> None:
+def run_ae_firmware(folder: str, run_cfg, output: str | None = None, rtl: bool = True) -> Path:
+    """Build and check the vector folder's autoencoder; the report goes to `output`, by
+    default `<run_dir>/econt_firmware/<folder name>`. Returns the report's folder."""
+    from econ_emd.base.artifacts import building
+    from econ_emd.base.digests import tree_digest
+
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
     cfg, rx, tx = _vector(folder)
-    out_dir = Path(out) if out else Path("runs") / "econt-firmware" / folder.name
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: exists and is not a folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        summary = _run(cfg, rx, tx, folder, work, rtl)
-        replace_tree(work, out_dir)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+    out_dir = Path(output) if output else Path(run_cfg.run_dir) / OUTPUT_DIR / folder.name
+    claim_output_folder(out_dir, "--output")
+    key = tree_digest(folder) + repr((rtl, run_cfg.firmware.model_dump_json(), run_cfg.rtl.model_dump_json()))
+    with building(out_dir, hashlib.sha256(key.encode()).hexdigest()[:16]) as work:
+        summary = _run(cfg, rx, tx, folder, work, run_cfg, rtl)
+        mark_output_folder(work)
     failed = [name for name, c in summary["checks"].items() if c["fraction_identical"] < 1.0]
     if summary["module_sum"]["fraction_identical"] < 1.0:
         failed.append("module sum")
     log.info("econt firmware: report in %s", out_dir / "report.md")
     if failed:
         raise CheckFailed(f"econt firmware {folder}: not identical to the vector: {', '.join(failed)}")
+    return out_dir
 
 
-def _run(cfg, rx: np.ndarray, tx: np.ndarray, folder: Path, work: Path, rtl: bool) -> dict:
-    from econ_emd.firmware import csim
-    from econ_emd.firmware.convert import FirmwareOptions, convert
-    from econ_emd.firmware.rtl_sim import aligned_outputs, port_layout, write_project
-    from econ_emd.firmware.rtl_trace import encoder_arithmetic, trace_encoder
+def _run(cfg, rx: np.ndarray, tx: np.ndarray, folder: Path, work: Path, run_cfg, rtl: bool) -> dict:
+    from econ_emd.firmware.flow import build_firmware
     from econ_emd.models.arch import ECONT_ASIC_ENCODER
     from econ_emd.models.econt import build_encoder
 
-    opts = FirmwareOptions()
     t0 = time.perf_counter()
     weights = ae.AeWeights.from_registers(cfg.ae_weight_words)
     q = front_end(cfg, rx)
@@ -165,28 +164,28 @@ def _run(cfg, rx: np.ndarray, tx: np.ndarray, folder: Path, work: Path, rtl: boo
 
     encoder = build_encoder(ECONT_ASIC_ENCODER)
     encoder.set_weights(weights.keras())
-    log.info("econt firmware: hls4ml project of the CMS autoencoder (%s)", folder)
-    convert(encoder, work / "hls_project", opts, products=ASIC_PRODUCTS)
-    report = csim.csim_check(work / "hls_project", x, emulated * LATENT_LSB, LATENT_LSB)
-    got = csim.run_testbench(work / "hls_project", work / "hls_project" / csim.TB_BINARY)
-    csim_latents = np.rint(got / LATENT_LSB).astype(np.int64)
+    log.info("econt firmware: hls4ml project and RTL of the CMS autoencoder (%s)", folder)
+    build = build_firmware(encoder, x, emulated * LATENT_LSB, work, firmware=run_cfg.firmware, rtl=run_cfg.rtl,
+                           products=("hls", "csim", "rtl") if rtl else ("hls", "csim"),
+                           product_cuts=ASIC_PRODUCT_CUTS)
+    csim_latents = np.rint(build.csim.outputs / LATENT_LSB).astype(np.int64)
     checks["C simulation (hls4ml, g++)"] = _compare(cfg, tx, csim_latents)
+    acc = build.csim.accuracy
     timings = {"emulator_and_convert_seconds": time.perf_counter() - t0,
-               "csim_compile_seconds": report["compile_seconds"], "csim_run_seconds": report["run_seconds"]}
+               "csim_compile_seconds": acc.details["compile_seconds"], "csim_run_seconds": acc.details["run_seconds"]}
     log.info("econt firmware: C simulation on %d crossings: %.2f%% identical to the vector",
              len(tx), 100 * checks["C simulation (hls4ml, g++)"]["fraction_identical"])
     design = None
-    if rtl:
-        t1 = time.perf_counter()
-        arith = encoder_arithmetic(encoder, ASIC_PRODUCTS)
-        comb = trace_encoder(arith)
-        design = write_project(comb, work / "verilog", 5.0, 5.0, opts.part)
-        got, latency, seconds = aligned_outputs(work / "verilog", port_layout(comb), x, emulated,
-                                                design["pipeline_stages"])
-        checks["RTL simulation (da4ml Verilog, Verilator)"] = _compare(cfg, tx, got)
-        design = {**design, "latency_cycles": latency, **seconds, "trace_seconds": time.perf_counter() - t1}
+    if build.rtl is not None:
+        r = build.rtl
+        checks["RTL simulation (da4ml Verilog, Verilator)"] = _compare(cfg, tx, r.outputs)
+        design = {**r.design, "latency_cycles": r.simulation.latency_cycles,
+                  "build_seconds": r.simulation.details["build_seconds"],
+                  "simulation_seconds": r.simulation.details["simulation_seconds"],
+                  "trace_seconds": r.details["trace_seconds"]}
         log.info("econt firmware: RTL simulation: %.2f%% identical to the vector, latency %s cycles",
-                 100 * checks["RTL simulation (da4ml Verilog, Verilator)"]["fraction_identical"], latency)
+                 100 * checks["RTL simulation (da4ml Verilog, Verilator)"]["fraction_identical"],
+                 r.simulation.latency_cycles)
     summary = {"vector": str(folder), "links": cfg.n_etx, "ae_mask": f"{cfg.ae_mask:036x}",
                "encoder_hdf5": _h5_agreement(folder, ae_register_values(cfg.ae_weight_words)),
                "module_sum": {"fraction_identical": float((sum_code == sums).mean())},

@@ -27,23 +27,28 @@ def _read_modules(path: str, drop_zero_sum: bool = True) -> np.ndarray:
 
 
 def _pairs(cfg: RunConfig, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
-    if args.a or args.b:
-        if not (args.a and args.b):
-            raise DataError("neemo estimate: give both --a and --b (or neither, for random pairs)")
+    if args.modules_a or args.modules_b:
+        if not (args.modules_a and args.modules_b):
+            raise DataError("neemo estimate: give both --modules-a and --modules-b (or neither, for random pairs)")
+        if args.pairs is not None:
+            raise DataError("neemo estimate: --pairs draws random pairs; it does not go with --modules-a/--modules-b")
         # rows are paired by position: zero-sum rows are dropped as pairs, never file by file
-        a, b = _read_modules(args.a, drop_zero_sum=False), _read_modules(args.b, drop_zero_sum=False)
+        a = _read_modules(args.modules_a, drop_zero_sum=False)
+        b = _read_modules(args.modules_b, drop_zero_sum=False)
         if len(a) != len(b) and 1 not in (len(a), len(b)):
-            raise DataError(f"--a has {len(a)} modules and --b {len(b)}: need equal counts, or one module")
+            raise DataError(f"--modules-a has {len(a)} modules and --modules-b {len(b)}: need equal counts, "
+                            "or one module")
         n = max(len(a), len(b))
         a, b = np.broadcast_to(a, (n, 48)).copy(), np.broadcast_to(b, (n, 48)).copy()
         empty = (a.sum(1) <= 0) | (b.sum(1) <= 0)
         if empty.all():
-            raise DataError(f"{args.a} vs {args.b}: every pair has a module with a zero charge sum (no EMD)")
+            raise DataError(f"{args.modules_a} vs {args.modules_b}: every pair has a module with a zero "
+                            "charge sum (no EMD)")
         if empty.any():
             rows = np.flatnonzero(empty)
             log.warning("neemo: %d pair(s) with a zero-sum module skipped (data rows %s%s)", len(rows),
                         ", ".join(map(str, rows[:5])), " ..." if len(rows) > 5 else "")
-        return a[~empty], b[~empty], f"{args.a} vs {args.b}"
+        return a[~empty], b[~empty], f"{args.modules_a} vs {args.modules_b}"
     from econ_emd.neemo.events import random_module_pairs
 
     n = args.pairs if args.pairs is not None else cfg.neemo.random_pairs
@@ -58,7 +63,7 @@ def run_estimate(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> di
     import pandas as pd
 
     from econ_emd.base.artifacts import atomic_path, atomic_write_json
-    from econ_emd.base.geometry import tc_centres
+    from econ_emd.geometry import tc_centres
     from econ_emd.emd.exact import exact_emd
     from econ_emd.neemo.estimate import estimate_statistics, kr_estimate, module_pair_weights
     from econ_emd.neemo.plots import plot_estimates
@@ -89,22 +94,24 @@ def run_estimate(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> di
 
 
 def _fit_params(cfg: RunConfig, args: argparse.Namespace):
-    """The config's fit settings with --shape/--k applied, validated like the config."""
+    """The config's fit settings with --shape/--n-shapes applied, validated like the config."""
     from pydantic import ValidationError
 
     from econ_emd.neemo.params import FitParams
 
-    overrides = {k: v for k, v in (("shape", args.shape), ("k", args.k)) if v is not None}
+    flags = {"shape": "--shape", "k": "--n-shapes"}
+    overrides = {k: v for k, v in (("shape", args.shape), ("k", args.n_shapes)) if v is not None}
     try:
         return FitParams.model_validate({**cfg.neemo.fit.model_dump(), **overrides})
     except ValidationError as exc:
         e = exc.errors()[0]
-        raise ConfigError(f"--{e['loc'][0]} {overrides.get(e['loc'][0])}: {e['msg']}") from None
+        key = e["loc"][0]
+        raise ConfigError(f"{flags.get(key, key)} {overrides.get(key)}: {e['msg']}") from None
 
 
 def run_fit(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> dict:
     from econ_emd.base.artifacts import atomic_write_json
-    from econ_emd.base.geometry import tc_centres
+    from econ_emd.geometry import tc_centres
     from econ_emd.neemo.events import kmeans_baseline, synthetic_event
     from econ_emd.neemo.fit import fit_shapes
     from econ_emd.neemo.plots import plot_fit

@@ -1,9 +1,11 @@
-"""The pipeline's one stage registry: what each stage is called, reads, needs and writes.
+"""The pipeline's one stage registry: what each stage is called, reads, needs and writes,
+and the one way any work of the product is built and checked.
 
 Each `Stage` declares its CLI command and help, the config keys its outputs depend on
 (`reads`), the stages whose outputs it reads (`inputs`), files outside the run it reads
-(`external`), its outputs, its body and its result type. Everything else derives from it:
-the CLI's subcommands, the order of `pipeline`, the run report, and a stage's hash.
+(`external`), its outputs, its body, its result type and a preparation to run beside the
+stages before it (`prepare`). Everything else derives from it: the CLI's subcommands, the
+order of `pipeline`, the run report, a stage's hash and its currency.
 
 A stage's hash is made of exactly the config values it reads and the digests of the files
 it reads: the recorded output digests of its input stages (which `is_current` re-verifies),
@@ -11,29 +13,30 @@ and the digest of each external file. So a stage reruns when, and only when, som
 reads changed; a repaired or rewritten input reruns everything downstream of it. Settings
 that change how a stage runs but not what it writes (workers, chunk size, cache, progress)
 are not part of any hash.
+
+Work that is not a pipeline stage is built the same way: a scan point is a `Stage`
+(`SCAN_POINT`) hashed from its own config (the run's, with the point's encoder) and
+built in a folder of its own (`build_unit`, `unit_current`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
-from econ_emd.base.artifacts import atomic_write_json, read_json, replace_tree
+from econ_emd.base.artifacts import atomic_write_json, building, read_json
+from econ_emd.base.digests import file_digest, tree_digest
 from econ_emd.base.errors import CheckFailed, StageOrderError
 from econ_emd.base.testhooks import pause_for_test
-
 from econ_emd.firmware.reports import VENDOR_OUTPUTS
-from econ_emd.training.losses import LOSSES, NEEDS_EMD_CNN
+from econ_emd.training.losses import LOSS_SETTINGS, LOSSES, NEEDS_EMD_CNN, loss_settings
 
 from .config import RunConfig
-from .stages import bandwidth as bandwidth_stages
-from .stages import data as data_stages
-from .stages import firmware as firmware_stages
-from .stages import training as training_stages
+from .stages import compare_econt, compare_losses, data, firmware, training
 from .stages.result import StageContext, StageResult
 
 log = logging.getLogger("econ_emd")
@@ -65,24 +68,28 @@ class Stage:
     external: Callable[[RunConfig], tuple[str, ...]] = lambda cfg: ()   # files outside the run it reads
     enabled: Callable[[RunConfig], bool] = lambda cfg: True             # part of `pipeline`
     options: tuple[CliOption, ...] = ()
+    #: started before the pipeline's first stage when this stage will run, ended after the
+    #: last (e.g. a background compile the stage would otherwise wait for)
+    prepare: Callable[[RunConfig], ContextManager] | None = None
 
 
 def _keys(*keys: str) -> Keys:
     return lambda cfg: keys
 
 
+def _loss_exclusions(losses) -> list[str]:
+    """The encoder settings only other losses read: not part of the hash of these."""
+    used = set(loss_settings(losses))
+    return [f"-encoder.{k}" for k in LOSS_SETTINGS if k not in used]
+
+
 def _encoder_reads(cfg: RunConfig) -> tuple[str, ...]:
-    keys = ["seed", "encoder", "emd.solver"]
-    if cfg.encoder.loss != "sinkhorn":
-        keys += ["-encoder.sinkhorn_epsilon", "-encoder.sinkhorn_iter"]
-    return tuple(keys)
+    return ("seed", "encoder", "emd.solver", *_loss_exclusions([cfg.encoder.loss]))
 
 
-def _compare_reads(cfg: RunConfig) -> tuple[str, ...]:
-    keys = ["seed", "encoder", "compare", "emd.solver"]
-    if "sinkhorn" not in (*cfg.compare.losses, cfg.encoder.loss):
-        keys += ["-encoder.sinkhorn_epsilon", "-encoder.sinkhorn_iter"]
-    return tuple(keys)
+def _compare_losses_reads(cfg: RunConfig) -> tuple[str, ...]:
+    return ("seed", "encoder", "compare_losses", "emd.solver",
+            *_loss_exclusions(compare_losses.losses_trained(cfg)))
 
 
 def _needs_emd_cnn(cfg: RunConfig, losses) -> tuple[str, ...]:
@@ -98,30 +105,26 @@ def _encoder_inputs(cfg: RunConfig) -> tuple[str, ...]:
     return ("data", *_needs_emd_cnn(cfg, [cfg.encoder.loss]))
 
 
-def _compare_losses(cfg: RunConfig) -> list[str]:
-    return [*cfg.compare.losses, *([cfg.encoder.loss] if cfg.compare.float_twin else [])]
+def _compare_losses_inputs(cfg: RunConfig) -> tuple[str, ...]:
+    reuse = ("encoder",) if compare_losses.reuses_encoder_stage(cfg) else ()
+    return ("data", *_needs_emd_cnn(cfg, compare_losses.losses_trained(cfg)), *reuse)
 
 
-def _compare_inputs(cfg: RunConfig) -> tuple[str, ...]:
-    reuse = ("encoder",) if training_stages.compare_reuses_encoder(cfg) else ()
-    return ("data", *_needs_emd_cnn(cfg, _compare_losses(cfg)), *reuse)
+def _compare_losses_external(cfg: RunConfig) -> tuple[str, ...]:
+    return (*_emd_cnn_files(cfg, compare_losses.losses_trained(cfg)), *cfg.compare_losses.emd_cnn_files)
 
 
-def _compare_external(cfg: RunConfig) -> tuple[str, ...]:
-    return (*_emd_cnn_files(cfg, _compare_losses(cfg)), *cfg.compare.emd_cnn_files)
-
-
-def _bandwidth_reads(cfg: RunConfig) -> tuple[str, ...]:
+def _compare_econt_reads(cfg: RunConfig) -> tuple[str, ...]:
     """Its own section and the EMD solver; training encoders at other link counts also reads
     what the encoder stage reads."""
-    keys = ["seed", "bandwidth", "emd.solver"]
-    if cfg.bandwidth.train_encoders:
+    keys = ["seed", "compare_econt", "emd.solver"]
+    if cfg.compare_econt.train_encoders:
         keys += [k for k in _encoder_reads(cfg) if k not in ("seed", "emd.solver")]
     return tuple(keys)
 
 
-def _bandwidth_inputs(cfg: RunConfig) -> tuple[str, ...]:
-    extra = _needs_emd_cnn(cfg, [cfg.encoder.loss]) if cfg.bandwidth.train_encoders else ()
+def _compare_econt_inputs(cfg: RunConfig) -> tuple[str, ...]:
+    extra = _needs_emd_cnn(cfg, [cfg.encoder.loss]) if cfg.compare_econt.train_encoders else ()
     return ("data", "encoder", *extra)
 
 
@@ -139,70 +142,97 @@ def _vendor_reports(cfg: RunConfig) -> tuple[str, ...]:
     return tuple(str(project / p.rstrip("/")) for p in VENDOR_OUTPUTS)
 
 
-#: the firmware keys that shape the HLS project and its check data (the budget and the
-#: tolerance are read by later stages)
-FIRMWARE_PROJECT_KEYS = ("firmware", "-firmware.budget", "-firmware.tolerance_lsb")
+def _rtl_warmup(cfg: RunConfig) -> ContextManager:
+    from econ_emd.firmware import rtl_warmup
+
+    return rtl_warmup.warming()
+
+
+#: the firmware keys that shape an HLS project (the firmware stage also reads the size of
+#: its check data and the encoder file; the budget and the tolerance are later stages')
+HLS_KEYS = ("firmware.backend", "firmware.io_type", "firmware.strategy", "firmware.reuse_factor",
+            "firmware.part", "firmware.clock_period_ns")
+#: the RTL keys that shape the Verilog, its simulation and synthesis
+RTL_KEYS = ("firmware.part", "firmware.clock_period_ns", "rtl", "-rtl.enabled")
 ENCODER_OPTION = CliOption("--encoder", "firmware.encoder_path", "a QKeras encoder .h5 instead of the run's", "H5")
 EMD_CNN_OPTION = CliOption("--emd-cnn", "encoder.emd_cnn_path",
                            "a frozen EMD-CNN (.h5: ours, or the published two-input format) as the emd_cnn loss", "H5")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("data", "data", "generate or load the modules and write the train/val/test split",
-          _keys("seed", "data"), _keys(), ("modules.h5",), data_stages.run_data, data_stages.DataResult,
+          _keys("seed", "data"), _keys(), ("modules.h5",), data.run_data, data.DataResult,
           external=lambda cfg: tuple(p for p in (cfg.data.path, cfg.data.econt_config)
                                      if p and Path(p).is_file())),
     Stage("label", "label", "exact EMD labels for random and perturbed module pairs",
-          _keys("seed", "labels", "emd.solver"), _keys("data"), ("labels.h5",),
-          data_stages.run_label, data_stages.LabelResult),
+          _keys("seed", "label", "emd.solver"), _keys("data"), ("labels.h5",),
+          data.run_label, data.LabelResult),
     Stage("emd_cnn", "train-emd-cnn", "train, freeze and evaluate the EMD-CNN on the exact labels",
           _keys("seed", "emd_cnn"), _keys("label"), ("emd_cnn.h5", "emd_cnn.json", "emd_cnn_pred_vs_exact.png"),
-          training_stages.run_emd_cnn, training_stages.EmdCnnResult),
+          training.run_emd_cnn, training.EmdCnnResult),
     Stage("encoder", "train-encoder", "quantization-aware training of the ECON-T encoder, judged by exact EMD",
-          _encoder_reads, _encoder_inputs, ("encoder.h5", "decoder.h5", "emd.npy", "run.json", "settings.json", "emd_vs_occupancy.png"),
-          training_stages.run_encoder, training_stages.EncoderResult,
+          _encoder_reads, _encoder_inputs,
+          ("encoder.h5", "decoder.h5", "emd.npy", "run.json", "settings.json", "emd_vs_occupancy.png"),
+          training.run_encoder, training.EncoderResult,
           external=lambda cfg: _emd_cnn_files(cfg, [cfg.encoder.loss]),
           options=(CliOption("--loss", "encoder.loss", "training loss (default: the config's encoder.loss)",
                              choices=tuple(LOSSES)), EMD_CNN_OPTION)),
-    Stage("compare", "compare-losses",
+    Stage("compare_losses", "compare-losses",
           "train the encoder with every loss, on the same split and seeds, and compare by exact EMD",
-          _compare_reads, _compare_inputs, ("compare.md", "emd_vs_occupancy.png"),
-          training_stages.run_compare, training_stages.CompareResult, external=_compare_external,
-          options=(EMD_CNN_OPTION,)),
-    Stage("bandwidth", "compare-econt",
+          _compare_losses_reads, _compare_losses_inputs, ("compare_losses.md", "emd_vs_occupancy.png"),
+          compare_losses.run_compare_losses, compare_losses.CompareLossesResult,
+          external=_compare_losses_external, options=(EMD_CNN_OPTION,)),
+    Stage("compare_econt", "compare-econt",
           "the encoder against ECON-T's best choice, STC and threshold sum at equal output bandwidth",
-          _bandwidth_reads, _bandwidth_inputs, ("bandwidth.md", "bandwidth.png"),
-          bandwidth_stages.run_bandwidth, bandwidth_stages.BandwidthResult,
-          enabled=lambda cfg: cfg.bandwidth.enabled),
+          _compare_econt_reads, _compare_econt_inputs, ("compare_econt.md", "compare_econt.png"),
+          compare_econt.run_compare_econt, compare_econt.CompareEcontResult,
+          enabled=lambda cfg: cfg.compare_econt.enabled),
     Stage("firmware", "firmware", "convert the encoder with hls4ml into an HLS project (vendor build when found)",
           # seed and data.synthetic: the synthetic modules that top up a short test split
-          _keys("seed", "data.synthetic", *FIRMWARE_PROJECT_KEYS),
+          _keys("seed", "data.synthetic", "firmware", "-firmware.budget", "-firmware.tolerance_lsb"),
           lambda cfg: ("data", "encoder") if not cfg.firmware.encoder_path else (),
           ("hls_project/", "tb_inputs.npy", "tb_expected.npy"),
-          firmware_stages.run_firmware, firmware_stages.FirmwareResult,
+          firmware.run_firmware, firmware.FirmwareResult,
           external=lambda cfg: (*_external_encoder(cfg),
                                 *((str(Path(cfg.run_dir) / "data" / "modules.h5"),) if cfg.firmware.encoder_path else ())),
           options=(ENCODER_OPTION,)),
     Stage("csim", "csim", "C simulation of the HLS project with g++: bit-accuracy against QKeras",
           _keys("firmware.tolerance_lsb"), _keys("firmware"), ("csim.md",),
-          firmware_stages.run_csim, firmware_stages.CsimResult, options=(ENCODER_OPTION,)),
+          firmware.run_csim, firmware.CsimResult, options=(ENCODER_OPTION,)),
     Stage("rtl", "rtl", "vendor-free RTL: da4ml Verilog, Verilator bit-accuracy and latency, Yosys resources",
-          _keys("firmware.part", "firmware.clock_period_ns", "firmware.tolerance_lsb", "rtl", "-rtl.enabled"),
+          _keys(*RTL_KEYS, "firmware.tolerance_lsb"),
           lambda cfg: ("firmware", *_run_encoder(cfg)), ("verilog/", "rtl.md"),
-          firmware_stages.run_rtl, firmware_stages.RtlResult, external=_external_encoder,
-          enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,)),
-    Stage("report", "report", "resource/latency report (vendor, Yosys, exact counts) and budget checks",
+          firmware.run_rtl, firmware.RtlResult, external=_external_encoder,
+          enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,), prepare=_rtl_warmup),
+    Stage("resources", "resources", "resource and latency figures (vendor, Yosys, exact counts) and budget checks",
           _keys("firmware.budget", "firmware.clock_period_ns", "rtl.enabled"),
-          lambda cfg: ("firmware", *(("rtl",) if cfg.rtl.enabled else ()), *_run_encoder(cfg)), ("report.md",),
-          firmware_stages.run_report, firmware_stages.ReportResult,
+          lambda cfg: ("firmware", *(("rtl",) if cfg.rtl.enabled else ()), *_run_encoder(cfg)), ("resources.md",),
+          firmware.run_resources, firmware.ResourcesResult,
           external=lambda cfg: (*_external_encoder(cfg), *_vendor_reports(cfg)),
           options=(ENCODER_OPTION,)),
 )}
 
+
+def _scan_point_reads(cfg: RunConfig) -> tuple[str, ...]:
+    """A scan point is the encoder stage's training at the point's settings, then the
+    firmware flow: it reads what those read, and the scan's own check settings."""
+    return (*_encoder_reads(cfg), *HLS_KEYS, *RTL_KEYS, "scan.n_check", "scan.synthesize")
+
+
+#: a point of `econ-emd scan` (econ_emd/scan.py): not a pipeline stage, built and checked
+#: like one, from the run's config with the point's encoder settings
+SCAN_POINT = Stage("scan_point", "scan", "one point of the design-space scan", _scan_point_reads, _encoder_inputs,
+                   ("encoder/", "verilog/"), run=lambda ctx: None, result=StageResult,
+                   external=lambda cfg: _emd_cnn_files(cfg, [cfg.encoder.loss]))
+
 #: files a later step writes into a stage's tree, not part of that tree's digest (entries
 #: ending in "/" are folders): the C simulation's binary and log live in the HLS project it
 #: simulates, and a vendor build (run by the firmware stage, or elsewhere and copied in)
-#: writes its reports there; the report stage reads those as its own inputs
+#: writes its reports there; the resources stage reads those as its own inputs
 TREE_IGNORE = {"hls_project/": ("csim_tb", "tb_data/csim_results.log", *VENDOR_OUTPUTS)}
+
+
+def _stage(stage: Stage | str) -> Stage:
+    return stage if isinstance(stage, Stage) else STAGES[stage]
 
 
 def _lookup(dump: dict, key: str):
@@ -220,41 +250,25 @@ def _drop(dump: dict, key: str) -> None:
     node.pop(last, None)
 
 
-def config_values(cfg: RunConfig, name: str) -> dict:
-    """The config values stage `name` reads: {key: value}, exclusions applied."""
-    keys = STAGES[name].reads(cfg)
+def config_values(cfg: RunConfig, stage: Stage | str) -> dict:
+    """The config values a stage reads: {key: value}, exclusions applied (a key inside a
+    section already read is not repeated)."""
+    s = _stage(stage)
+    keys = s.reads(cfg)
     dump = cfg.model_dump(mode="json")
-    chosen = {k: json.loads(json.dumps(_lookup(dump, k))) for k in keys if not k.startswith("-")}
+    chosen: dict = {}
+    for k in keys:
+        if k.startswith("-") or any(k.startswith(c + ".") for c in chosen):
+            continue
+        chosen[k] = json.loads(json.dumps(_lookup(dump, k)))
     for k in keys:
         if k.startswith("-"):
             key = k[1:]
-            section = next((s for s in chosen if key.startswith(s + ".")), None)
+            section = next((c for c in chosen if key.startswith(c + ".")), None)
             if section is None:
-                raise KeyError(f"stage {name}: exclusion {key} is not inside a section it reads")
+                raise KeyError(f"stage {s.name}: exclusion {key} is not inside a section it reads")
             _drop(chosen[section], key[len(section) + 1:])
     return chosen
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file (or of a tree: its files' relative paths and digests, sorted)."""
-    path = Path(path)
-    if path.is_dir():
-        return tree_digest(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def tree_digest(root: Path, ignore: tuple[str, ...] = ()) -> str:
-    h = hashlib.sha256()
-    for p in sorted(q for q in root.rglob("*") if q.is_file() or q.is_symlink()):
-        rel = p.relative_to(root).as_posix()
-        if any(rel == i or (i.endswith("/") and rel.startswith(i)) for i in ignore):
-            continue
-        h.update(rel.encode() + b"\0" + file_digest(p).encode() + b"\n")
-    return h.hexdigest()
 
 
 def output_digest(folder: Path, output: str) -> str:
@@ -264,18 +278,19 @@ def output_digest(folder: Path, output: str) -> str:
     return file_digest(path)
 
 
-def input_digests(cfg: RunConfig, run_dir: Path, name: str) -> dict[str, str]:
-    """Digests of everything stage `name` reads from files: its input stages' recorded
-    output digests, and each external file's own digest ('absent' if it does not exist)."""
+def input_digests(cfg: RunConfig, run_dir: Path, stage: Stage | str) -> dict[str, str]:
+    """Digests of everything a stage reads from files: its input stages' recorded output
+    digests, and each external file's own digest ('absent' if it does not exist)."""
+    s = _stage(stage)
     out = {}
-    for up in STAGES[name].inputs(cfg):
+    for up in s.inputs(cfg):
         try:
             recorded = read_json(run_dir / up / "summary.json").get("output_digests", {})
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             recorded = {}
         for f in STAGES[up].outputs:
             out[f"{up}/{f}"] = recorded.get(f, "missing")
-    for f in STAGES[name].external(cfg):
+    for f in s.external(cfg):
         p = Path(f)
         try:        # files inside the run by their place in it: a moved run stays current
             key = "run:" + p.relative_to(run_dir).as_posix()
@@ -285,98 +300,95 @@ def input_digests(cfg: RunConfig, run_dir: Path, name: str) -> dict[str, str]:
     return out
 
 
-def config_hash(cfg: RunConfig, name: str) -> str:
-    return hashlib.sha256(json.dumps(config_values(cfg, name), sort_keys=True).encode()).hexdigest()
+def config_hash(cfg: RunConfig, stage: Stage | str) -> str:
+    return hashlib.sha256(json.dumps(config_values(cfg, stage), sort_keys=True).encode()).hexdigest()
 
 
-def stage_hash(cfg: RunConfig, run_dir: Path, name: str) -> str:
-    h = hashlib.sha256(config_hash(cfg, name).encode())
-    h.update(json.dumps(input_digests(cfg, run_dir, name), sort_keys=True).encode())
+def stage_hash(cfg: RunConfig, run_dir: Path, stage: Stage | str) -> str:
+    h = hashlib.sha256(config_hash(cfg, stage).encode())
+    h.update(json.dumps(input_digests(cfg, run_dir, stage), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
-def is_current(cfg: RunConfig, run_dir: Path, name: str) -> bool:
-    """Outputs exist, are what the stage wrote, and were made from the current config and
-    the current versions of everything the stage reads."""
-    folder = run_dir / name
-    stage = STAGES[name]
-    if any(not is_current(cfg, run_dir, up) for up in stage.inputs(cfg)):
+def unit_current(cfg: RunConfig, run_dir: Path, stage: Stage | str, folder: Path) -> bool:
+    """The unit built in `folder` is there, is what was written (the digest of every output
+    matches its summary), and was made from the current config values and inputs; its
+    input stages are current too."""
+    s = _stage(stage)
+    if any(not is_current(cfg, run_dir, up) for up in s.inputs(cfg)):
         return False
     try:
         summary = read_json(folder / "summary.json")
-        result = stage.result.from_json(summary)
-    except (OSError, ValueError, KeyError, TypeError):
+        result = s.result.from_json(summary)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    if summary.get("stage_hash") != stage_hash(cfg, run_dir, name) or result.check_passed is False:
+    if summary.get("stage_hash") != stage_hash(cfg, run_dir, s) or result.check_passed is False:
         return False
     recorded = summary.get("output_digests", {})
-    for f in stage.outputs:
+    for f in s.outputs:
         path = folder / f
         if not path.exists():
             return False
         if f not in recorded or output_digest(folder, f) != recorded[f]:
-            log.warning("%s: %s differs from what the stage wrote (corrupted or replaced): the stage is not current", name, path)
+            log.warning("%s: %s differs from what was written (corrupted or replaced): not current", s.name, path)
             return False
     return True
 
 
-#: marks a stage's work folder with the hash it is being built for
-WORK_MARKER = ".building"
+def is_current(cfg: RunConfig, run_dir: Path, name: str) -> bool:
+    """Stage `name`'s outputs exist, are what the stage wrote, and were made from the current
+    config and the current versions of everything the stage reads."""
+    return unit_current(cfg, run_dir, name, run_dir / name)
 
 
-def work_folder(run_dir: Path, name: str) -> Path:
-    """Where stage `name` builds its outputs before they take the stage's name."""
-    return run_dir / f".{name}.partial"
-
-
-def _open_work_folder(run_dir: Path, name: str, h: str) -> Path:
-    """The work folder of this stage hash: kept from a killed run of the same configuration
-    (its checkpoints let training resume), wiped when it was begun for another one."""
-    work = work_folder(run_dir, name)
-    marker = work / WORK_MARKER
-    if work.exists() and (not marker.is_file() or marker.read_text() != h):
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    marker.write_text(h)
-    return work
+def build_unit(cfg: RunConfig, run_dir: Path, stage: Stage | str, folder: Path,
+               body: Callable[[Path], StageResult]) -> StageResult:
+    """Build a unit (a stage, a scan point) into `folder`: its input stages must be current;
+    the body writes into the work folder (`base.artifacts.building`: kept from a killed run
+    of the same hash, so training resumes; wiped when begun for another); the summary
+    (hash, input and output digests) is written last, then the folder takes its name."""
+    s = _stage(stage)
+    missing = [up for up in s.inputs(cfg) if not is_current(cfg, run_dir, up)]
+    if missing:
+        raise StageOrderError(f"stage '{s.name}' needs up-to-date outputs of: {', '.join(missing)} "
+                              f"(run `econ-emd {STAGES[missing[0]].command}` or `econ-emd pipeline`)")
+    h = stage_hash(cfg, run_dir, s)
+    inputs = input_digests(cfg, run_dir, s)
+    with building(folder, h, pause=f"before-swap:{s.name}") as work:
+        result = body(work)
+        summary = result.to_json()
+        summary["stage_hash"] = h
+        summary["input_digests"] = inputs
+        summary["output_digests"] = {f: output_digest(work, f) for f in s.outputs if (work / f).exists()}
+        atomic_write_json(work / "summary.json", summary)
+    return result
 
 
 def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -> StageResult:
-    """Run one stage (its input stages must be current) and record its result and digests.
-
-    The body writes into the stage's work folder; the summary (stage hash, input and output
-    digests) is written last, then the folder is renamed into place."""
+    """Run one stage (its input stages must be current) and record its result and digests."""
     stage = STAGES[name]
-    missing = [up for up in stage.inputs(cfg) if not is_current(cfg, run_dir, up)]
-    if missing:
-        raise StageOrderError(f"stage '{name}' needs up-to-date outputs of: {', '.join(missing)} "
-                              f"(run `econ-emd {STAGES[missing[0]].command}` or `econ-emd pipeline`)")
-    h = stage_hash(cfg, run_dir, name)
-    inputs = input_digests(cfg, run_dir, name)
-    work = _open_work_folder(run_dir, name, h)
-    ctx = StageContext(cfg, run_dir, work, progress)
-    result = stage.run(ctx)
-    summary = result.to_json()
-    summary["stage_hash"] = h
-    summary["input_digests"] = inputs
-    summary["output_digests"] = {f: output_digest(work, f) for f in stage.outputs if (work / f).exists()}
-    (work / WORK_MARKER).unlink()
-    atomic_write_json(work / "summary.json", summary)
-    pause_for_test(f"before-swap:{name}")     # the last moment before the outputs get their name
     final = run_dir / name
-    replace_tree(work, final)
+    result = build_unit(cfg, run_dir, stage, final,
+                        lambda work: stage.run(StageContext(cfg, run_dir, work, progress)))
     if result.check_passed is False:
         raise CheckFailed(f"stage '{name}': check failed (see {final})")
     return result
 
 
-def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: bool = True) -> None:
-    """Every enabled stage in order, skipping up-to-date ones unless `force`."""
-    from econ_emd.firmware import rtl_warmup
+def stages_to_run(cfg: RunConfig, run_dir: Path, force: bool = False) -> list[str]:
+    """The enabled stages `pipeline` would run, in order: all with `force`, else those not
+    current (a stage after a rerun one is rerun too if it reads it: its inputs change)."""
+    return [name for name, s in STAGES.items() if s.enabled(cfg) and (force or not is_current(cfg, run_dir, name))]
 
-    if STAGES["rtl"].enabled(cfg) and (force or not is_current(cfg, run_dir, "rtl")):
-        rtl_warmup.start()      # da4ml's first-use JIT compile, beside the training stages
-    try:
+
+def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: bool = True) -> None:
+    """Every enabled stage in order, skipping up-to-date ones unless `force`; the stages
+    that will run are prepared first (`Stage.prepare`), beside the earlier stages."""
+    todo = set(stages_to_run(cfg, run_dir, force))
+    with contextlib.ExitStack() as preparations:
+        for name in STAGES:
+            if name in todo and STAGES[name].prepare is not None:
+                preparations.enter_context(STAGES[name].prepare(cfg))
         for name, stage in STAGES.items():
             if not stage.enabled(cfg):
                 log.info("%s: disabled in the config, skipped", name)
@@ -385,8 +397,6 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
                 log.info("%s: up to date, skipped", name)
                 continue
             run_stage(cfg, run_dir, name, progress)
-    finally:
-        rtl_warmup.stop()
 
 
 def load_results(run_dir: Path) -> dict[str, StageResult]:

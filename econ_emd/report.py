@@ -2,8 +2,9 @@
 
 Composes the results of every stage present in the run directory, in the registry's order
 (each stage's result renders its own section), the bit-exactness table across the checks,
-and links to every PNG of the run. Rebuilt at the end of every `econ-emd pipeline`: it only
-reads the stage summaries, so it always reflects the stages on disk.
+and links to every PNG of the run. Rebuilt at the end of every `econ-emd pipeline` and by
+`econ-emd report`: it only reads the stage summaries, so it always reflects the stages on
+disk.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .registry import STAGES, load_results
 from .stages.firmware import bit_exactness_markdown
 
 #: the bit-exactness table goes before the stage whose section follows the checks
-BIT_EXACTNESS_BEFORE = "report"
+BIT_EXACTNESS_BEFORE = "resources"
 
 
 def build(run_dir: str | Path) -> tuple[str, dict]:

@@ -10,31 +10,32 @@ da4ml Verilog checked by Verilator (bit-exactness, latency, II) and synthesized 
 (`scan/pareto.png`: median exact EMD against LUTs, the non-dominated points joined) go
 into the run directory.
 
-Resumable like the pipeline: each point builds in its own work folder, renamed into place
-with its summary when done; a point is redone only if its settings or the data and
-EMD-CNN it was trained with changed. The run's data, label and emd_cnn stages are run
-first when they are not current.
+Resumable like the pipeline, and built the same way: a point is a unit of the registry
+(`registry.SCAN_POINT`), hashed from exactly the config values it reads (the run's config
+with the point's encoder) and the digests of the data and EMD-CNN it was trained with,
+built in its own work folder and renamed into place with its summary; it is redone only
+if one of those changed or its outputs were damaged. The encoder stage's training is
+reused where it was asked exactly what the point asks (`training.encoder_run.TrainRequest`:
+same settings, seed and loss). The run's data, label and emd_cnn stages are run first when
+they are not current.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from econ_emd.base.artifacts import atomic_write_json, atomic_write_text, read_json, replace_tree, save_figure
-from econ_emd.base.seeds import seed_int
+from econ_emd.base.artifacts import atomic_write_json, atomic_write_text, save_figure
 from econ_emd.base.tables import markdown_table
 
 from .config import RunConfig
+from .stages.result import BOOKKEEPING, StageResult
 
 log = logging.getLogger("econ_emd")
 
 SCAN_DIR = "scan"
-POINT_SUMMARY = "point.json"
 
 
 @dataclass(frozen=True)
@@ -68,31 +69,29 @@ def points(cfg: RunConfig) -> list[Point]:
     return out
 
 
-def point_params(cfg: RunConfig, p: Point):
-    """The encoder settings of a point: the run's encoder at the point's link count."""
-    update = {"elinks": p.n_links, "latent_bits": None, "kind": p.kind, "quantized": True}
+def point_config(cfg: RunConfig, p: Point) -> RunConfig:
+    """The run's config with the point's encoder: the run's encoder at the point's link
+    count and quantization choice, trained against the run's frozen EMD-CNN."""
+    update = {"links": p.n_links, "latent_bits": None, "kind": p.kind, "quantized": True, "loss": "emd_cnn"}
     if p.weight_bits:
         update["weight_bits"] = p.weight_bits
     if p.kind == "hgq":
         update.update(hgq_beta=p.beta, epochs=cfg.scan.hgq_epochs)
-    return cfg.encoder.model_copy(update=update)
+    return cfg.model_copy(update={"encoder": cfg.encoder.model_copy(update=update)})
 
 
-def _point_hash(cfg: RunConfig, run_dir: Path, p: Point) -> str:
-    from .registry import STAGES, stage_hash
+@dataclass(kw_only=True)
+class PointResult(StageResult):
+    """A finished point: the summary its folder holds (figures for the table and the plot)."""
 
-    inputs = {name: stage_hash(cfg, run_dir, name) for name in ("data", "emd_cnn") if name in STAGES}
-    blob = {"point": vars(p), "encoder": point_params(cfg, p).model_dump(mode="json"), "inputs": inputs,
-            "seed": cfg.seed, "n_check": cfg.scan.n_check, "synthesize": cfg.scan.synthesize,
-            "firmware": {"part": cfg.firmware.part, "clock": cfg.firmware.clock_period_ns},
-            "rtl": cfg.rtl.model_dump(mode="json"), "solver": cfg.emd.solver}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    figures: dict
 
+    def to_json(self) -> dict:
+        return {**self.details, **self.figures}
 
-def _reuses_encoder_stage(cfg: RunConfig, p: Point) -> bool:
-    e = cfg.encoder
-    return (p.kind == e.kind == "qkeras" and e.quantized and p.n_links == e.elinks and e.latent_bits is None
-            and not p.weight_bits)
+    @classmethod
+    def from_json(cls, d: dict) -> "PointResult":
+        return cls(figures={k: v for k, v in d.items() if k not in BOOKKEEPING})
 
 
 def _prepare(cfg: RunConfig, run_dir: Path, progress: bool) -> None:
@@ -105,92 +104,77 @@ def _prepare(cfg: RunConfig, run_dir: Path, progress: bool) -> None:
             run_stage(cfg, run_dir, name, progress)
 
 
-def _run_point(cfg: RunConfig, run_dir: Path, p: Point, work: Path, ds, frozen, runner) -> dict:
-    from econ_emd.firmware import csim
-    from econ_emd.firmware.convert import FirmwareOptions, convert, encoder_formats
-    from econ_emd.firmware.rtl import build_rtl
-    from econ_emd.training.comparison import EncoderRun, train_and_evaluate
+def _run_point(cfg: RunConfig, run_dir: Path, p: Point, work: Path, ds, frozen, runner) -> PointResult:
+    """Train (or reuse the encoder stage's identical training), judge, and build the
+    firmware of one point; the HLS project is removed after its C simulation (the figures
+    are kept, the project is large)."""
+    from econ_emd.firmware.flow import HLS_DIR, build_firmware
+    from econ_emd.training.encoder_run import copy_run, finished_run, train_and_evaluate
     from econ_emd.training.encoder_train import encoder_inputs, load_encoder
 
-    t0 = time.perf_counter()
-    params = point_params(cfg, p)
-    if _reuses_encoder_stage(cfg, p):
-        from econ_emd.training.comparison import RUN_FILE
+    from .registry import is_current
+    from .stages.result import encoder_request
 
-        src = run_dir / "encoder"
-        run = EncoderRun.from_json(read_json(src / RUN_FILE))
-        log.info("scan[%s]: the encoder stage's training, reused", p.name)
-        encoder = load_encoder(src)
+    t0 = time.perf_counter()
+    request = encoder_request(cfg)
+    stage_run = finished_run(run_dir / "encoder", request) if is_current(cfg, run_dir, "encoder") else None
+    if stage_run is not None:
+        copy_run(run_dir / "encoder", work / "encoder")
+        run = stage_run
+        log.info("scan[%s]: the encoder stage's training, reused (same request)", p.name)
     else:
-        run = train_and_evaluate(ds, params, work / "encoder", "emd_cnn", True, frozen, runner,
-                                 seed_int(cfg.seed, "encoder_training"), f"scan[{p.name}]")
-        encoder = load_encoder(work / "encoder")
+        run = train_and_evaluate(request, data=ds, out=work / "encoder", frozen=frozen, runner=runner,
+                                 label=f"scan[{p.name}]")
+    encoder = load_encoder(work / "encoder")
     t1 = time.perf_counter()
     modules = ds["test"][: cfg.scan.n_check]
     x = encoder_inputs(modules, encoder)
     y = encoder.predict(x, batch_size=4096, verbose=0)
-    lsb = encoder_formats(encoder)["latent"].lsb
-    convert(encoder, work / "hls_project", FirmwareOptions(part=cfg.firmware.part,
-                                                           clock_period=cfg.firmware.clock_period_ns))
-    c = csim.csim_check(work / "hls_project", x, y, lsb)
+    rtl = cfg.rtl.model_copy(update={"synthesize": "always" if cfg.scan.synthesize else "never"})
+    build = build_firmware(encoder, x, y, work, firmware=cfg.firmware, rtl=rtl)
     t2 = time.perf_counter()
-    rtl_params = cfg.rtl.model_copy(update={"synthesize": "always" if cfg.scan.synthesize else "never"})
-    rtl = build_rtl(encoder, x, y, rtl_params, cfg.firmware.part, cfg.firmware.clock_period_ns, work)
-    t3 = time.perf_counter()
-    shutil.rmtree(work / "hls_project", ignore_errors=True)        # the figures are kept; the project is large
-    syn = rtl.get("synthesis") or {}
-    counts = syn.get("counts", {})
-    return {"point": vars(p), "name": p.name, "label": p.label, "latent_bits": params.bits(),
-            "median_exact_emd": run.evaluation.overall.median, "mean_exact_emd": run.evaluation.overall.mean,
-            "ebops": run.history.get("ebops"), "epochs_run": run.epochs_run,
-            "csim_bit_exact": c["bit_exact_fraction"], "rtl_bit_exact": rtl["simulation"]["bit_exact_fraction"],
-            "n_check": int(len(x)), "lut": counts.get("lut"), "ff": counts.get("ff"),
-            "latency_cycles": rtl["simulation"]["latency_cycles"], "ii": rtl["simulation"]["initiation_interval"],
-            "estimated_lut_da4ml": rtl["design"].get("estimated_luts"),
-            "synthesis": {k: v for k, v in syn.items() if k in ("version", "script", "family", "seconds")},
-            "seconds": {"train": t1 - t0, "csim": t2 - t1, "rtl": t3 - t2}}
+    shutil.rmtree(work / HLS_DIR, ignore_errors=True)
+    r = build.rtl
+    counts = r.synthesis.counts if r.synthesis else {}
+    return PointResult(figures={
+        "point": vars(p), "name": p.name, "label": p.label, "latent_bits": request.params.bits(),
+        "median_exact_emd": run.evaluation.overall.median, "mean_exact_emd": run.evaluation.overall.mean,
+        "ebops": run.history.get("ebops"), "epochs_run": run.epochs_run,
+        "csim_bit_exact": build.csim.accuracy.bit_exact_fraction, "rtl_bit_exact": r.simulation.bit_exact_fraction,
+        "n_check": int(len(x)), "lut": counts.get("lut"), "ff": counts.get("ff"),
+        "latency_cycles": r.simulation.latency_cycles, "ii": r.simulation.initiation_interval,
+        "estimated_lut_da4ml": r.design.get("estimated_luts"),
+        "synthesis": {} if r.synthesis is None else {"version": r.synthesis.version, "script": r.synthesis.script,
+                                                      "family": r.synthesis.family, "seconds": r.synthesis.seconds},
+        "seconds": {"train": t1 - t0, "firmware": t2 - t1}})
 
 
 def run_scan(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict:
     from econ_emd.data.dataset import load_dataset
     from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
 
-    from .stages.data import emd_runner
+    from .registry import SCAN_POINT, build_unit, unit_current
+    from .stages.result import emd_runner
 
     _prepare(cfg, run_dir, progress)
     root = run_dir / SCAN_DIR
     root.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(run_dir / "data")
     frozen = load_frozen_emd_cnn(cfg.encoder.emd_cnn_path or run_dir / "emd_cnn")
-    from types import SimpleNamespace
-
-    runner = emd_runner(cfg, SimpleNamespace(run_dir=run_dir, progress=progress))
+    runner = emd_runner(cfg, run_dir, progress)
     results = []
     todo = points(cfg)
     for i, p in enumerate(todo, 1):
-        h = _point_hash(cfg, run_dir, p)
-        final = root / p.name
-        done = final / POINT_SUMMARY
-        if done.exists():
-            try:
-                prev = read_json(done)
-            except (OSError, ValueError):
-                prev = {}
-            if prev.get("hash") == h:
-                log.info("scan %d/%d %s: done earlier, kept", i, len(todo), p.name)
-                results.append(prev)
-                continue
-        work = root / f".{p.name}.partial"
-        marker = work / "hash"
-        if work.exists() and (not marker.exists() or marker.read_text() != h):
-            shutil.rmtree(work)             # begun for other settings: start over
-        work.mkdir(parents=True, exist_ok=True)
-        marker.write_text(h)
+        pcfg = point_config(cfg, p)
+        folder = root / p.name
+        if unit_current(pcfg, run_dir, SCAN_POINT, folder):
+            log.info("scan %d/%d %s: done earlier, kept", i, len(todo), p.name)
+            results.append(PointResult.load(folder).figures)
+            continue
         log.info("scan %d/%d %s: %s at %d links", i, len(todo), p.name, p.label, p.n_links)
-        summary = {**_run_point(cfg, run_dir, p, work, ds, frozen, runner), "hash": h}
-        marker.unlink()
-        atomic_write_json(work / POINT_SUMMARY, summary)
-        replace_tree(work, final)
+        point = build_unit(pcfg, run_dir, SCAN_POINT, folder,
+                           lambda work: _run_point(pcfg, run_dir, p, work, ds, frozen, runner))
+        summary = point.figures
         results.append(summary)
         log.info("scan %s: median exact EMD %.3f, %s LUT, %s FF, latency %s cycles, csim %.2f%% / RTL %.2f%% bit-exact",
                  p.name, summary["median_exact_emd"], summary["lut"], summary["ff"], summary["latency_cycles"],

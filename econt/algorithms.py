@@ -10,7 +10,8 @@ from functools import lru_cache
 import numpy as np
 
 from econ_emd.econt.codes import E4M3, E5M3, E5M4, FloatCode, decode, encode
-from econ_emd.econt.registers import AsicConfig, N_TC
+from econ_emd.econt.registers import AsicConfig
+from econ_emd.geometry import N_TC
 
 #: best choice: TCs kept for 1..13 output links (front-end table; index = links)
 BC_TCS_PER_LINKS = (0, 1, 4, 6, 9, 14, 18, 23, 28, 32, 37, 41, 46, 48)

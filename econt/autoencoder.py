@@ -5,10 +5,10 @@ every latent of all 3,564 crossings of `mc_ttbar/AE`, and of a second weight set
 vectors' history, identical; docs/reference.md "ECON-T emulation" tells how):
 
 * converter: x = floor(CALQ * 2^7 / 2^floor(log2(module sum))), an 8-bit value with 7
-  fractional bits (the sum normalized into [1, 2), as `base.normalization` does in float);
+  fractional bits (the sum normalized into [1, 2), as `econt.normalization` does in float);
   an all-zero module gives x = 0;
 * image: the TC leaving the MUX as TC i sits at AE slot i of the 8x8 image (slots 0-31 are
-  pixels 0-31, slot 32 + 4r + c is pixel 8(4 + r) + c; `base.geometry.pixel_of_ae_block`);
+  pixels 0-31, slot 32 + 4r + c is pixel 8(4 + r) + c; `geometry.pixel_of_ae_block`);
   the bottom-right 4x4 block is zero;
 * convolution 3x3, 8 filters, stride 2, 'same' padding on the bottom and right (as
   TensorFlow), 6-bit weights and biases with 5 fractional bits; every product x * w is cut
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from econ_emd.base.geometry import N_TC, pixel_of_ae_block
+from econ_emd.geometry import N_TC, pixel_of_ae_block
 
 WEIGHT_FRACTION = 5          # 6-bit two's complement weights, values in [-1, 31/32]
 WEIGHT_MIN, WEIGHT_MAX = -32, 31

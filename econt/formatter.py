@@ -16,12 +16,13 @@ import numpy as np
 from econ_emd.econt import algorithms as alg
 from econ_emd.econt.codes import encode
 from econ_emd.econt.links import N_ETX, bx_header
-from econ_emd.econt.registers import AE_MASK_BITS, AsicConfig, N_TC
+from econ_emd.econt.autoencoder import LATENT_BITS, N_LATENT
+from econ_emd.econt.link_budget import ae_packet_bits as link_packet_bits
+from econ_emd.econt.registers import AE_MASK_BITS, AsicConfig
+from econ_emd.geometry import N_TC
 
 FRAME_WORDS = 2 * N_ETX
 BUFFER_WORDS = 400
-AE_LATENTS = 16
-AE_LATENT_BITS = 9
 
 
 class Bits:
@@ -135,9 +136,9 @@ def autoencoder_sent_bits(cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
     """(latent, bit) of each latent bit the packet carries, in packet order: the 144 bits
     latent 15 first (MSB first), those the mask keeps, the last 18 + 32 (N - 1) of them
     (at most 146 bits fit after the header and the sum)."""
-    pos = np.arange(AE_LATENTS * AE_LATENT_BITS)
-    latent = AE_LATENTS - 1 - pos // AE_LATENT_BITS
-    bit = AE_LATENT_BITS - 1 - pos % AE_LATENT_BITS
+    pos = np.arange(N_LATENT * LATENT_BITS)
+    latent = N_LATENT - 1 - pos // LATENT_BITS
+    bit = LATENT_BITS - 1 - pos % LATENT_BITS
     mask_bits = np.array([(cfg.ae_mask >> (AE_MASK_BITS - 1 - i)) & 1 for i in range(AE_MASK_BITS)], dtype=bool)
     keep = np.flatnonzero(mask_bits)[-ae_packet_bits(cfg):] if ae_packet_bits(cfg) else np.zeros(0, np.int64)
     return latent[keep], bit[keep]
@@ -145,7 +146,7 @@ def autoencoder_sent_bits(cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def ae_packet_bits(cfg: AsicConfig) -> int:
     """Latent bits the links carry after the 5-bit header and the 9-bit sum."""
-    return min(18 + 32 * (cfg.n_etx - 1), AE_MASK_BITS + 2)
+    return link_packet_bits(cfg.n_etx)
 
 
 def autoencoder_frames(latents: np.ndarray, sum_code: np.ndarray, bx: np.ndarray,
@@ -177,9 +178,6 @@ def read_autoencoder_packet(tx: np.ndarray, cfg: AsicConfig) -> tuple[np.ndarray
     n_bits = ae_packet_bits(cfg)
     start = 14 + n_bits - len(lat)
     return sum_code.astype(np.int64), stream[:, start:start + len(lat)]
-
-
-_TS_WORDS_MAP = 16 + N_TC     # header 5 + type 3 + sum 8 + the 48-bit map
 
 
 def threshold_sum_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Frames:

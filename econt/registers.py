@@ -30,8 +30,8 @@ import numpy as np
 import yaml
 
 from econ_emd.base.errors import ConfigError
+from econ_emd.geometry import N_TC
 
-N_TC = 48
 MAX_ETX = 13
 #: the algorithm select register
 ALGORITHMS = {0: "threshold_sum", 1: "super_trigger_cell", 2: "best_choice",

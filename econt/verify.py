@@ -14,6 +14,7 @@ import numpy as np
 from econ_emd.base.errors import UserError
 from econ_emd.econt import algorithms as alg
 from econ_emd.econt.emulator import emulate
+from econ_emd.econt.link_budget import AE_HEADER_BITS, AE_SUM_BITS, ae_packet_bits
 from econ_emd.econt.links import read_rx, read_tx
 from econ_emd.econt.registers import AsicConfig, load_config
 
@@ -116,7 +117,7 @@ def packet_fields(cfg: AsicConfig) -> list[tuple[str, int]]:
     if a == 3:
         return [("header", 5), *[(f"energy[{i}]", 7) for i in range(48)]]
     if a == 4:
-        return [("header", 5), ("module_sum", 9), ("latent_bits", min(18 + 32 * (cfg.n_etx - 1), 146))]
+        return [("header", AE_HEADER_BITS), ("module_sum", AE_SUM_BITS), ("latent_bits", ae_packet_bits(cfg.n_etx))]
     return []
 
 

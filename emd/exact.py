@@ -40,7 +40,7 @@ for _backend in ("TENSORFLOW", "TORCH", "JAX", "CUPY"):
     os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
 
 from econ_emd.base.artifacts import atomic_path  # noqa: E402
-from econ_emd.base.geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
+from econ_emd.geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
 
 log = logging.getLogger("econ_emd")
 

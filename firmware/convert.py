@@ -21,28 +21,18 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from econ_emd.base.errors import ModelFileError
 
+from .params import FirmwareParams
 from .precision import FixedFormat, accumulator_format, format_of
 
 log = logging.getLogger("econ_emd")
 
 PROJECT_NAME = "myproject"
-
-
-@dataclass(frozen=True)
-class FirmwareOptions:
-    backend: str = "Vitis"
-    io_type: str = "io_parallel"
-    strategy: str = "Latency"
-    reuse_factor: int = 1
-    part: str = "xcvu13p-flga2577-2-e"
-    clock_period: float = 4.167
 
 
 class NotAnEncoderError(ModelFileError):
@@ -58,17 +48,18 @@ def _layer(model, name: str):
 
 
 #: layer name -> fractional bits each of its products is cut to (floor) before the sum;
-#: {} for exact products (econ-emd's own encoders), ASIC_PRODUCTS for the ECON-T block
-ProductFractions = dict[str, int]
+#: {} for exact products (econ-emd's own encoders), `econt_firmware.ASIC_PRODUCT_CUTS` for
+#: the ECON-T block
+ProductCuts = dict[str, int]
 
 
-def encoder_formats(encoder, products: ProductFractions | None = None) -> dict[str, FixedFormat]:
+def encoder_formats(encoder, product_cuts: ProductCuts | None = None) -> dict[str, FixedFormat]:
     """Input, conv/dense accumulator and activation formats of a trained QKeras encoder.
 
-    `products` names the layers ("conv2d", "dense") whose products are cut to a number of
-    fractional bits (hls4ml stores each product in the accumulator type, which then does
+    `product_cuts` names the layers ("conv2d", "dense") whose products are cut to a number
+    of fractional bits (hls4ml stores each product in the accumulator type, which then does
     the cut: `nnet_dense_latency.h` / `nnet_conv2d_latency.h`, mult[] of accum_t)."""
-    products = products or {}
+    products = product_cuts or {}
     unknown = set(products) - {"conv2d", "dense"}
     if unknown:
         raise ValueError(f"product fractions for unknown layers: {sorted(unknown)}")
@@ -107,13 +98,13 @@ def is_proxy(encoder) -> bool:
     return any(type(layer).__name__ == "FixedPointQuantizer" for layer in encoder.layers)
 
 
-def hls_config(encoder, opts: FirmwareOptions, products: ProductFractions | None = None
+def hls_config(encoder, opts: FirmwareParams, product_cuts: ProductCuts | None = None
                ) -> tuple[dict, dict[str, FixedFormat]]:
     """The 'name'-granularity config; a proxy model's quantizers set every precision
     themselves (hls4ml's HGQ pass), a QKeras encoder's are set here."""
     import hls4ml
 
-    fm = encoder_formats(encoder, products)
+    fm = encoder_formats(encoder, product_cuts)
     cfg = hls4ml.utils.config_from_keras_model(encoder, granularity="name", backend=opts.backend)
     cfg["Model"]["Strategy"] = opts.strategy
     cfg["Model"]["ReuseFactor"] = opts.reuse_factor
@@ -134,25 +125,17 @@ def hls_config(encoder, opts: FirmwareOptions, products: ProductFractions | None
     return cfg, fm
 
 
-def convert(encoder, out_dir: str | Path, opts: FirmwareOptions, tb_input: np.ndarray | None = None,
-            tb_output: np.ndarray | None = None, products: ProductFractions | None = None):
+def convert(encoder, out_dir: str | Path, opts: FirmwareParams, product_cuts: ProductCuts | None = None):
     """Write the HLS project into out_dir (replacing it); return the hls4ml model."""
     import hls4ml
 
     out_dir = Path(out_dir)
     if opts.strategy == "distributed_arithmetic" and opts.reuse_factor != 1:
         raise ValueError("the distributed_arithmetic strategy requires reuse_factor 1")
-    cfg, _ = hls_config(encoder, opts, products)
+    cfg, _ = hls_config(encoder, opts, product_cuts)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    kwargs = {}
-    if tb_input is not None:
-        np.save(out_dir.parent / "tb_input.npy", tb_input.reshape(len(tb_input), -1))
-        kwargs["input_data_tb"] = str(out_dir.parent / "tb_input.npy")
-    if tb_output is not None:
-        np.save(out_dir.parent / "tb_output.npy", tb_output.reshape(len(tb_output), -1))
-        kwargs["output_data_tb"] = str(out_dir.parent / "tb_output.npy")
     import contextlib
     import io
 
@@ -160,8 +143,8 @@ def convert(encoder, out_dir: str | Path, opts: FirmwareOptions, tb_input: np.nd
     with contextlib.redirect_stdout(chatter):
         hls_model = hls4ml.converters.convert_from_keras_model(
             encoder, output_dir=str(out_dir), project_name=PROJECT_NAME, backend=opts.backend,
-            hls_config=cfg, io_type=opts.io_type, part=opts.part, clock_period=opts.clock_period,
-            bit_exact=is_proxy(encoder), **kwargs)
+            hls_config=cfg, io_type=opts.io_type, part=opts.part, clock_period=opts.clock_period_ns,
+            bit_exact=is_proxy(encoder))
         hls_model.write()
     log.debug("hls4ml: %s", chatter.getvalue())
     return hls_model

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .results import BitAccuracy, CSimulation
 from .tools import raise_if_refused_write
 
 TB_BINARY = "csim_tb"
@@ -67,42 +68,21 @@ def run_testbench(project_dir: str | Path, binary: Path) -> np.ndarray:
     return np.loadtxt(log, ndmin=2)
 
 
-def compare_lsb(expected: np.ndarray, got: np.ndarray, lsb: float, inputs: np.ndarray | None = None,
-                n_examples: int = 5) -> dict:
-    """Bit-accuracy in units of the output LSB (values rounded to the LSB grid first)."""
-    e = np.rint(np.asarray(expected, dtype=np.float64).reshape(len(expected), -1) / lsb).astype(np.int64)
-    g = np.rint(np.asarray(got, dtype=np.float64).reshape(len(got), -1) / lsb).astype(np.int64)
-    if e.shape != g.shape:
-        raise CsimError(f"C simulation returned shape {g.shape}, expected {e.shape}")
-    diff = g - e
-    bad_rows = np.flatnonzero((diff != 0).any(1))
-    examples = []
-    for r in bad_rows[:n_examples]:
-        ex = {"module": int(r), "expected_lsb": e[r].tolist(), "got_lsb": g[r].tolist()}
-        if inputs is not None:
-            ex["input"] = np.asarray(inputs[r]).reshape(-1).tolist()
-        examples.append(ex)
-    return {"n_modules": int(len(e)), "n_latents": int(e.size),
-            "bit_exact_fraction": float(1.0 - len(bad_rows) / max(len(e), 1)),
-            "mismatching_modules": int(len(bad_rows)), "mismatching_latents": int((diff != 0).sum()),
-            "max_abs_diff_lsb": int(np.abs(diff).max()) if diff.size else 0,
-            "first_mismatches": examples}
-
-
-def csim_check(project_dir: str | Path, inputs: np.ndarray, expected: np.ndarray, lsb: float) -> dict:
-    """Write tb_data, build and run the testbench, compare with the expected (QKeras) output."""
+def c_simulation(project_dir: str | Path, inputs: np.ndarray, expected: np.ndarray, lsb: float) -> CSimulation:
+    """Write tb_data, build and run the testbench, compare with the model's outputs."""
     write_tb_data(project_dir, inputs, expected)
     t0 = time.perf_counter()
     binary = build_testbench(project_dir)
     t1 = time.perf_counter()
     got = run_testbench(project_dir, binary)
     t2 = time.perf_counter()
-    report = compare_lsb(expected, got, lsb, inputs)
-    report.update(compile_seconds=t1 - t0, run_seconds=t2 - t1)
-    return report
+    if got.shape[0] != len(expected):
+        raise CsimError(f"the C simulation returned {got.shape[0]} rows for {len(expected)} inputs")
+    accuracy = BitAccuracy.compare(expected, got, lsb, inputs, compile_seconds=t1 - t0, run_seconds=t2 - t1)
+    return CSimulation(accuracy=accuracy, outputs=got)
 
 
-def predict_check(hls_model, inputs: np.ndarray, expected: np.ndarray, lsb: float) -> dict:
+def predict_check(hls_model, inputs: np.ndarray, expected: np.ndarray, lsb: float) -> BitAccuracy:
     """hls4ml's own compiled model (`compile` + `predict`) compared the same way."""
     import contextlib
     import io
@@ -112,9 +92,8 @@ def predict_check(hls_model, inputs: np.ndarray, expected: np.ndarray, lsb: floa
         hls_model.compile()
     t1 = time.perf_counter()
     got = np.asarray(hls_model.predict(np.ascontiguousarray(inputs.reshape(len(inputs), -1))))
-    report = compare_lsb(expected, got, lsb, inputs)
-    report.update(compile_seconds=t1 - t0, run_seconds=time.perf_counter() - t1)
-    return report
+    return BitAccuracy.compare(expected, got, lsb, inputs, compile_seconds=t1 - t0,
+                               run_seconds=time.perf_counter() - t1)
 
 
 def vendor_tool() -> str | None:

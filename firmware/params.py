@@ -7,6 +7,8 @@ from pydantic import Field
 
 from econ_emd.base.schema import Strict
 
+from .parts import YOSYS_FAMILIES
+
 
 class BudgetParams(Strict):
     """Limits checked against the report; a missing figure is 'n/a', never a pass."""
@@ -32,12 +34,6 @@ class FirmwareParams(Strict):
     cosim: bool = Field(False, description="vendor co-simulation when the vendor tool is present")
     budget: BudgetParams = BudgetParams()
 
-    def options(self):
-        from .convert import FirmwareOptions
-
-        return FirmwareOptions(self.backend, self.io_type, self.strategy, self.reuse_factor, self.part,
-                               self.clock_period_ns)
-
 
 class RtlParams(Strict):
     """The vendor-free RTL path (da4ml Verilog, Verilator simulation, Yosys synthesis).
@@ -49,5 +45,5 @@ class RtlParams(Strict):
                                   description="adder levels per pipeline stage (da4ml); fewer = more stages")
     synthesize: Literal["auto", "always", "never"] = Field(
         "auto", description="Yosys synthesis: auto = when Yosys is installed")
-    yosys_family: Literal["auto", "xc7", "xcu", "xcup"] = Field("auto", description="auto = from firmware.part")
+    yosys_family: Literal[("auto", *YOSYS_FAMILIES)] = Field("auto", description="auto = from firmware.part")
     yosys_timeout_s: float = Field(1800.0, gt=0)

@@ -13,6 +13,8 @@ CAPACITY: dict[str, tuple[int, int, int, int]] = {
     "xc7z020": (53_200, 106_400, 220, 280),
 }
 
+#: the synth_xilinx families Yosys knows (-family)
+YOSYS_FAMILIES = ("xc7", "xcu", "xcup")
 #: Yosys synth_xilinx families by part-name prefix (first match wins)
 _FAMILIES: tuple[tuple[str, str], ...] = (
     ("xc7", "xc7"),
@@ -41,4 +43,4 @@ def yosys_family(part: str) -> str:
                 return "xcup"
             return family
     raise ValueError(f"part '{part}': unknown Xilinx family; set rtl.yosys_family explicitly "
-                     f"(xc7, xcu or xcup)")
+                     f"({', '.join(YOSYS_FAMILIES)})")

@@ -190,7 +190,7 @@ def budget_table(budget: list[dict]) -> list[str]:
 
 
 def to_markdown(report: dict) -> str:
-    lines = ["# Firmware report", ""]
+    lines = ["# Resources and latency", ""]
     figs = report.get("figures", {})
     if figs:
         lines += figures_table(figs)

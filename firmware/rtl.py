@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from . import parts, rtl_warmup
-from .params import RtlParams
+from .params import FirmwareParams, RtlParams
 from .reports import _figure
+from .results import RtlBuild, RtlSimulation, Synthesis
 from .rtl_sim import RtlToolError, port_layout, rtl_check, write_project
 from .rtl_synth import SRC_YOSYS, run_yosys, yosys_command, yosys_version
 from .rtl_trace import encoder_arithmetic, input_integers, trace_encoder
@@ -29,18 +30,18 @@ def labelled(source: str, version: str | None) -> str:
     return f"{source}, {version}" if version else source
 
 
-def rtl_figures(sim: dict, synth: dict | None, part: str) -> dict:
-    src_sim = labelled(SRC_RTL_SIM, sim.get("simulator"))
+def rtl_figures(sim: RtlSimulation, synth: Synthesis | None, part: str) -> dict:
+    src_sim = labelled(SRC_RTL_SIM, sim.simulator)
     figs = {
-        "rtl_latency_cycles": _figure(sim["latency_cycles"], src_sim, "cycles"),
-        "rtl_latency_ns": _figure(sim["latency_ns"], src_sim, "ns"),
-        "rtl_ii": _figure(sim["initiation_interval"], src_sim, "cycles"),
+        "rtl_latency_cycles": _figure(sim.latency_cycles, src_sim, "cycles"),
+        "rtl_latency_ns": _figure(sim.latency_ns, src_sim, "ns"),
+        "rtl_ii": _figure(sim.initiation_interval, src_sim, "cycles"),
     }
     if synth:
         cap = parts.capacity(part) or {}
-        src = labelled(SRC_YOSYS, ", ".join(v for v in (synth.get("version"), synth.get("script")) if v))
+        src = labelled(SRC_YOSYS, ", ".join(v for v in (synth.version, synth.script) if v))
         for name in ("lut", "ff", "carry", "dsp", "bram_18k"):
-            figs[f"yosys_{name}"] = _figure(synth["counts"][name], src, of=cap.get(name))
+            figs[f"yosys_{name}"] = _figure(synth.counts[name], src, of=cap.get(name))
     return figs
 
 
@@ -56,50 +57,49 @@ def _should_synthesize(mode: str) -> tuple[bool, str]:
     return True, ""
 
 
-def build_rtl(encoder, inputs: np.ndarray, expected: np.ndarray, params: RtlParams, part: str,
-              clock_period_ns: float, out_dir: str | Path, tolerance_lsb: int = 0,
-              products: dict[str, int] | None = None) -> dict:
-    """Generate, simulate and (when Yosys is there) synthesize; returns the stage summary.
-    `products`: layers whose products are cut before the sum (convert.encoder_formats)."""
+def build_rtl(model, inputs: np.ndarray, expected: np.ndarray, out_dir: str | Path, *, firmware: FirmwareParams,
+              rtl: RtlParams, tolerance_lsb: int = 0, product_cuts: dict[str, int] | None = None) -> RtlBuild:
+    """Generate the Verilog into `out_dir`/verilog, simulate it against `expected` (the
+    model's outputs for `inputs`) and, as `rtl.synthesize` says, synthesize it.
+    `product_cuts`: layers whose products are cut before the sum (convert.encoder_formats)."""
     from .convert import is_proxy
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    proxy = is_proxy(encoder)
+    proxy = is_proxy(model)
     if proxy:
         from .proxy_trace import proxy_input_format, trace_proxy
 
-        input_integers(inputs, proxy_input_format(encoder))
+        input_integers(inputs, proxy_input_format(model))
     else:
-        arith = encoder_arithmetic(encoder, products)
+        arith = encoder_arithmetic(model, product_cuts)
         input_integers(inputs, arith.input_format)           # validates the grid and range
     rtl_warmup.wait()
     t0 = time.perf_counter()
-    comb = trace_proxy(encoder) if proxy else trace_encoder(arith)
+    comb = trace_proxy(model) if proxy else trace_encoder(arith)
     t1 = time.perf_counter()
     project = out_dir / "verilog"
-    design = write_project(comb, project, params.latency_cutoff, clock_period_ns, part)
+    clock = firmware.clock_period_ns
+    design = write_project(comb, project, rtl.latency_cutoff, clock, firmware.part)
     layout = port_layout(comb)
     log.info("rtl: Verilog written (%d pipeline stages, %d register bits)", design["pipeline_stages"],
              design["register_bits"])
-    sim = rtl_check(project, layout, inputs, expected, design["pipeline_stages"], clock_period_ns)
-    log.info("rtl: Verilator vs QKeras on %s modules: %.4f%% bit-exact, max %d LSB; latency %s cycles at II=1",
-             f"{sim['n_modules']:,}", 100 * sim["bit_exact_fraction"], sim["max_abs_diff_lsb"],
-             sim["latency_cycles"])
-    do_synth, why_not = _should_synthesize(params.synthesize)
+    sim, outputs = rtl_check(project, layout, inputs, expected, design["pipeline_stages"], clock)
+    log.info("rtl: Verilator vs the model on %s modules: %.4f%% bit-exact, max %d LSB; latency %s cycles at II=1",
+             f"{sim.n_modules:,}", 100 * sim.bit_exact_fraction, sim.max_abs_diff_lsb, sim.latency_cycles)
+    do_synth, why_not = _should_synthesize(rtl.synthesize)
     synth = None
     if do_synth:
-        family = parts.yosys_family(part) if params.yosys_family == "auto" else params.yosys_family
+        family = parts.yosys_family(firmware.part) if rtl.yosys_family == "auto" else rtl.yosys_family
         log.info("rtl: Yosys synth_xilinx -family %s (the full encoder takes minutes)", family)
-        synth = run_yosys(project, family, params.yosys_timeout_s)
-        synth["version"] = yosys_version()
-        c = synth["counts"]
+        raw = run_yosys(project, family, rtl.yosys_timeout_s)
+        synth = Synthesis.from_json({**raw, "version": yosys_version()})
+        c = synth.counts
         log.info("rtl: Yosys %s: %d LUT, %d FF, %d CARRY, %d DSP, %d BRAM18 in %.0f s", family, c["lut"], c["ff"],
-                 c["carry"], c["dsp"], c["bram_18k"], synth["seconds"])
+                 c["carry"], c["dsp"], c["bram_18k"], synth.seconds)
     else:
         log.warning("rtl: %s", why_not)
-    return {"part": part, "clock_period_ns": clock_period_ns, "design": design,
-            "trace_seconds": t1 - t0, "simulation": sim, "synthesis": synth,
-            "synthesis_skipped": None if do_synth else why_not,
-            "figures": rtl_figures(sim, synth, part),
-            "check_passed": sim["max_abs_diff_lsb"] <= tolerance_lsb and sim["latency_cycles"] is not None}
+    return RtlBuild(part=firmware.part, clock_period_ns=clock, design=design, simulation=sim, synthesis=synth,
+                    synthesis_skipped=None if do_synth else why_not, figures=rtl_figures(sim, synth, firmware.part),
+                    check_passed=sim.max_abs_diff_lsb <= tolerance_lsb and sim.latency_cycles is not None,
+                    details={"trace_seconds": t1 - t0}, outputs=outputs)

@@ -24,7 +24,7 @@ import numpy as np
 
 from econ_emd.base.errors import ToolError
 
-from .csim import compare_lsb
+from .results import BitAccuracy, RtlSimulation
 from .tools import raise_if_refused_write
 
 log = logging.getLogger("econ_emd")
@@ -183,19 +183,20 @@ def aligned_outputs(project_dir: str | Path, layout: PortLayout, inputs: np.ndar
 
 
 def rtl_check(project_dir: str | Path, layout: PortLayout, inputs: np.ndarray, expected: np.ndarray,
-              n_stages: int, clock_period_ns: float) -> dict:
-    """Build, simulate and compare with the QKeras outputs.
+              n_stages: int, clock_period_ns: float) -> tuple[RtlSimulation, np.ndarray]:
+    """Build, simulate and compare with the model's outputs; also the simulated outputs in
+    output LSBs, aligned with the inputs.
 
     inputs: real values already on the input port's grid (see rtl_trace.input_integers);
-    expected: the QKeras encoder's outputs for them."""
+    expected: the model's outputs for them."""
     lsb_out = 2.0 ** -layout.fraction_out
     exp_int = np.rint(np.asarray(expected, dtype=np.float64).reshape(len(expected), -1) / lsb_out).astype(np.int64)
     got, lat, seconds = aligned_outputs(project_dir, layout, inputs, exp_int, n_stages)
-    report = compare_lsb(np.asarray(expected).reshape(len(expected), -1), got * lsb_out, lsb_out)
-    report.update(latency_cycles=lat, latency_ns=None if lat is None else lat * clock_period_ns,
-                  initiation_interval=1 if lat is not None else None, **seconds,
-                  simulator=verilator_version())
-    return report
+    acc = BitAccuracy.compare(np.asarray(expected).reshape(len(expected), -1), got * lsb_out, lsb_out, **seconds)
+    sim = RtlSimulation(**{k: getattr(acc, k) for k in BitAccuracy.KEYS}, details=acc.details,
+                        latency_cycles=lat, latency_ns=None if lat is None else lat * clock_period_ns,
+                        initiation_interval=1 if lat is not None else None, simulator=verilator_version())
+    return sim, got
 
 
 def verilator_version() -> str:

@@ -38,20 +38,26 @@ def yosys_version() -> str:
     return tool_version(yosys_command(), "-V", "Yosys")
 
 
-#: how the script maps logic to LUTs (the label beside every Yosys figure)
-LUT_MAPPING = "synth_xilinx, ABC LUT mapping"
+#: how the script maps logic to LUTs (the label beside every Yosys figure), by mapping
+LUT_MAPPINGS = {"abc": "synth_xilinx, ABC LUT mapping", "abc9": "synth_xilinx, ABC9 LUT mapping"}
+LUT_MAPPING = LUT_MAPPINGS["abc"]
 
 
-def synth_script(project_dir: str | Path, family: str) -> str:
+def synth_script(project_dir: str | Path, family: str, mapping: str = "abc") -> str:
     """The Yosys script; paths are relative to the project directory (yowasp needs that).
 
     `synth_xilinx` up to its LUT mapping, the mapping by classic ABC (`abc -luts`) instead of
-    its default ABC9 pass, then the rest of `synth_xilinx` as it is. ABC9 took 64% of the
-    run and 3.6x as long in all (210 s against 58 s with the pip-installed yowasp Yosys 0.70
-    on this encoder, `bench/rtl_synthesis.py --compare-mapping`) for 4% fewer LUTs."""
+    its default ABC9 pass, then the rest of `synth_xilinx` as it is (mapping "abc", what the
+    product runs); "abc9" is `synth_xilinx` whole, for comparison. ABC9 took 64% of the run
+    and 3.6x as long in all (210 s against 58 s with the pip-installed yowasp Yosys 0.70 on
+    this encoder; `bench/rtl_synthesis.py --compare-mapping` measures both) for 4% fewer LUTs."""
     project_dir = Path(project_dir)
     files = " ".join(str(p.relative_to(project_dir)) for p in verilog_sources(project_dir))
     synth = f"synth_xilinx -family {family} -top {TOP}_wrapper -flatten -noiopad -noclkbuf"
+    if mapping == "abc9":
+        return f"read_verilog -sv {files}\n{synth}\ntee -q -o yosys_stat.json stat -json\n"
+    if mapping != "abc":
+        raise ValueError(f"LUT mapping {mapping!r}: choose {', '.join(LUT_MAPPINGS)}")
     return (f"read_verilog -sv {files}\n"
             f"{synth} -run :map_luts\n"
             "opt_expr -mux_undef -noclkinv\n"
@@ -64,11 +70,11 @@ def synth_script(project_dir: str | Path, family: str) -> str:
             f"tee -q -o yosys_stat.json stat -json\n")
 
 
-def run_yosys(project_dir: str | Path, family: str, timeout_s: float | None = None) -> dict:
+def run_yosys(project_dir: str | Path, family: str, timeout_s: float | None = None, mapping: str = "abc") -> dict:
     """Synthesize; returns the cell counts (see parse_stat) plus the run time and log path."""
     project_dir = Path(project_dir)
     script = project_dir / "synth_yosys.ys"
-    script.write_text(synth_script(project_dir, family))
+    script.write_text(synth_script(project_dir, family, mapping))
     (project_dir / "yosys_stat.json").unlink(missing_ok=True)
     t0 = time.perf_counter()
     try:
@@ -83,7 +89,8 @@ def run_yosys(project_dir: str | Path, family: str, timeout_s: float | None = No
         log_text = log_file.read_text(errors="replace")[-5000:] if log_file.exists() else ""
         raise_if_refused_write(proc.stderr + proc.stdout + log_text, project_dir)
         raise RtlToolError(f"Yosys failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-3000:]}")
-    return {**parse_stat(stat), "seconds": seconds, "family": family, "script": LUT_MAPPING, "log": "yosys.log"}
+    return {**parse_stat(stat), "seconds": seconds, "family": family, "script": LUT_MAPPINGS[mapping],
+            "log": "yosys.log"}
 
 
 _GROUPS = (

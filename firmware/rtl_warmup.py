@@ -12,12 +12,14 @@ compiles and caches its WebAssembly. `python -m econ_emd.firmware.rtl_warmup` ru
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger("econ_emd")
 
@@ -87,6 +89,17 @@ def wait() -> int | None:
     if code:
         log.warning("rtl: the background solver compile failed (exit code %s); compiling in the foreground", code)
     return code
+
+
+@contextlib.contextmanager
+def warming() -> Iterator[None]:
+    """The background compile for the duration of the block (`Stage.prepare` of the rtl
+    stage: it runs beside the training stages, then stops whatever happens)."""
+    start()
+    try:
+        yield
+    finally:
+        stop()
 
 
 def stop() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .elinks import N_LATENT
+from econ_emd.econt.autoencoder import N_LATENT
 
 ARRANGEMENTS = ("4x4x3", "8x8")
 OUTPUTS = ("linear", "log", "mass")

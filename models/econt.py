@@ -7,9 +7,9 @@ Every weight and bias quantizer has alpha=1: QKeras 0.9.0 turns alpha=None into 
 in QDense/QConv2D, and hls4ml then inserts a scaling layer that breaks bit-exactness.
 The input quantizer is signed (hls4ml maps any quantized_bits to a signed type).
 
-The latent width follows the number of output eLinks (each carries 32 bits per bunch
-crossing): 2 -> 3 bits, 3 -> 5, 4 -> 7, 5 -> 9. `check_elink_budget` verifies that the 16
-latents, the 9-bit module sum and the header fit.
+The latent width follows the number of output links (each carries 32 bits per bunch
+crossing): 2 -> 3 bits, 3 -> 5, 4 -> 7, 5 -> 9 (`econt.link_budget`, which verifies that the 16
+latents, the 9-bit module sum and the header fit).
 
 Decoder (float, off-detector, 2,833 parameters): Dense(128, relu) -> Reshape(4, 4, 8) ->
 Conv2DTranspose(8, 3x3, stride 2, same, relu) -> Conv2DTranspose(1, 3x3, same) -> sigmoid,
@@ -23,11 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from econ_emd.base.geometry import MASK_8X8
+from econ_emd.geometry import MASK_8X8
 
 from .arch import EncoderArch  # noqa: F401 (re-exported)
-from .elinks import (ELINK_BITS, HEADER_BITS, LATENT_BITS_FOR_ELINKS, N_LATENT, SUM_BITS,  # noqa: F401
-                     ElinkBudgetError, check_elink_budget, elink_preset)
+from econ_emd.econt.autoencoder import N_LATENT
 
 #: logit of 1/48, the mean pixel of a unit-sum module over the 48 live pixels
 OUTPUT_BIAS = float(np.log(1.0 / 47.0))

@@ -36,11 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from econ_emd.geometry import N_TC
+
 from .arch import INPUTS, OUTPUTS, PUBLISHED_EMD_CNN, SYMMETRIZE, EmdCnnArch  # noqa: F401 (re-exported)
 from .layers import CUSTOM_OBJECTS as LAYER_OBJECTS
 from .layers import IMAGE_SHAPES, SUM_FLOOR, ArrangeTCs, UnitSum
 
-N_TC = 48
 
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from econ_emd.base.geometry import N_TC, PIXEL_OF_CALQ_8X8, calq_to_4x4x3
+from econ_emd.geometry import N_TC, PIXEL_OF_CALQ_8X8, calq_to_4x4x3
 
 from .arch import ARRANGEMENTS  # noqa: F401 (re-exported)
 

@@ -119,7 +119,7 @@ CASES = [
     ("config-too-small", "c.yaml", "data:\n  n_modules: 5\n", show, r"data\.n_modules: Input should be greater than or equal to 10"),
     ("config-wrong-type", "c.yaml", "data:\n  n_modules: many\n", show, r"data\.n_modules: Input should be a valid integer"),
     ("config-split-sum", "c.yaml", "data:\n  split: {train: 0.5, val: 0.2, test: 0.2}\n", show, r"train \+ val \+ test must be 1"),
-    ("config-elink-budget", "c.yaml", "encoder:\n  elinks: 2\n  latent_bits: 9\n", show, r"encoder: .*"),
+    ("config-elink-budget", "c.yaml", "encoder:\n  links: 2\n  latent_bits: 9\n", show, r"encoder: .*"),
     ("config-difference-linear", "c.yaml", "emd_cnn:\n  output: linear\n", show, r"inputs 'difference' needs output 'mass'"),
     ("config-neemo-groups", "c.yaml", "neemo:\n  width: 100\n", show, r"width 100 is not a multiple of group_size 8"),
     ("config-csv-without-path", "c.yaml", "data:\n  source: csv\n", show, r"source 'csv' needs data\.path"),
@@ -137,8 +137,8 @@ CASES = [
     # --- stages asked for out of order, model files -------------------------------------
     ("stage-out-of-order", "rd", lambda p: p.mkdir(), lambda f: ["train-encoder", "-c", SMOKE, "--run-dir", f],
      r"stage 'encoder' needs up-to-date outputs of: data"),
-    ("report-without-firmware", "none.h5", None, lambda f: ["report", "-c", SMOKE, "--encoder", f, "--set", "rtl.enabled=false",
-                                                         "--run-dir", f + ".run"],
+    ("resources-without-firmware", "none.h5", None, lambda f: ["resources", "-c", SMOKE, "--encoder", f,
+                                                            "--set", "rtl.enabled=false", "--run-dir", f + ".run"],
      r"needs up-to-date outputs of: firmware"),
     ("schema-minimum-modules", "x", "", lambda f: ["pipeline", "-c", SMOKE, "--set", "data.n_modules=10",
                                                    "--set", "rtl.enabled=false"],
@@ -146,20 +146,25 @@ CASES = [
     # --- NEEMo -----------------------------------------------------------------------
     ("neemo-pairs-zero", "x", "", estimate("--pairs", "0"), r"--pairs 0: must be >= 1"),
     ("neemo-pairs-negative", "x", "", estimate("--pairs", "-5"), r"--pairs -5: must be >= 1"),
-    ("neemo-only-a", "a.csv", _good_csv(3), estimate("--a", "{f}"), r"give both --a and --b"),
-    ("neemo-counts-differ", "a.csv", _good_csv(3), lambda f: ["neemo", "estimate", "-c", SMOKE, "--a", f, "--b",
-                                                             f.replace("a.csv", "b.csv")], r"need equal counts"),
-    ("neemo-missing-file", "a.csv", _good_csv(3), estimate("--a", "{f}", "--b", "/nonexistent/b.csv"),
+    ("neemo-only-a", "a.csv", _good_csv(3), estimate("--modules-a", "{f}"), r"give both --modules-a and --modules-b"),
+    ("neemo-files-and-pairs", "a.csv", _good_csv(3), estimate("--modules-a", "{f}", "--modules-b", "{f}", "--pairs", "5"),
+     r"--pairs draws random pairs; it does not go with --modules-a/--modules-b"),
+    ("neemo-counts-differ", "a.csv", _good_csv(3), lambda f: ["neemo", "estimate", "-c", SMOKE, "--modules-a", f,
+                                                             "--modules-b", f.replace("a.csv", "b.csv")],
+     r"need equal counts"),
+    ("neemo-missing-file", "a.csv", _good_csv(3), estimate("--modules-a", "{f}", "--modules-b", "/nonexistent/b.csv"),
      r"/nonexistent/b\.csv: no such file"),
     ("neemo-all-pairs-empty", "a.csv", HEADER + "\n" + _row(fill=0) + "\n",
-     estimate("--a", "{f}", "--b", "{f}"), r"every pair has a module with a zero charge sum"),
-    ("neemo-fit-k-zero", "x", "", lambda f: ["neemo", "fit", "-c", SMOKE, "--k", "0"], r"--k 0: Input should be greater than or equal to 1"),
-    ("neemo-fit-k-too-large", "x", "", lambda f: ["neemo", "fit", "-c", SMOKE, "--k", "100"], r"--k 100: Input should be less than or equal to 50"),
+     estimate("--modules-a", "{f}", "--modules-b", "{f}"), r"every pair has a module with a zero charge sum"),
+    ("neemo-fit-k-zero", "x", "", lambda f: ["neemo", "fit", "-c", SMOKE, "--n-shapes", "0"],
+     r"--n-shapes 0: Input should be greater than or equal to 1"),
+    ("neemo-fit-k-too-large", "x", "", lambda f: ["neemo", "fit", "-c", SMOKE, "--n-shapes", "100"],
+     r"--n-shapes 100: Input should be less than or equal to 50"),
     ("neemo-fit-clusters", "x", "", lambda f: ["neemo", "fit", "-c", SMOKE, "--clusters", "0"], r"--clusters must be between 1 and 20"),
     ("neemo-fit-index", "m.csv", _good_csv(2), lambda f: ["neemo", "fit", "-c", SMOKE, "--modules", f, "--index", "5"],
      r"--index 5: .*m\.csv has 2 modules"),
     ("neemo-fit-too-few-deposits", "m.csv", HEADER + "\n" + _row(50, 60, fill=0) + "\n",
-     lambda f: ["neemo", "fit", "-c", SMOKE, "--modules", f, "--k", "3"], r"fewer deposits than k=3"),
+     lambda f: ["neemo", "fit", "-c", SMOKE, "--modules", f, "--n-shapes", "3"], r"fewer deposits than k=3"),
 ]
 
 
@@ -209,7 +214,7 @@ def test_neemo_pairs_rows_of_two_files_by_position(tmp_path):
     rows_b = [_row(11, fill=1), _row(21, fill=1), _row(fill=0), _row(41, fill=1)]
     (tmp_path / "a.csv").write_text(HEADER + "\n" + "\n".join(rows_a) + "\n")
     (tmp_path / "b.csv").write_text(HEADER + "\n" + "\n".join(rows_b) + "\n")
-    args = argparse.Namespace(a=str(tmp_path / "a.csv"), b=str(tmp_path / "b.csv"), pairs=None)
+    args = argparse.Namespace(modules_a=str(tmp_path / "a.csv"), modules_b=str(tmp_path / "b.csv"), pairs=None)
     a, b, _ = _pairs(load_config(SMOKE), args)
     assert a[:, 0].tolist() == [10, 40] and b[:, 0].tolist() == [11, 41]
 

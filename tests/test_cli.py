@@ -13,7 +13,8 @@ from econ_emd.data.loaders import CALQ_COLUMNS
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
 #: keep the end-to-end tests short: two losses in the comparison, one seed
-FAST = ["--set", "compare.losses=[emd_cnn, mse]", "--set", "compare.float_twin=false", "--set", "compare.seeds=1"]
+FAST = ["--set", "compare_losses.losses=[emd_cnn, mse]", "--set", "compare_losses.float_twin=false",
+        "--set", "compare_losses.seeds=1"]
 
 
 def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
@@ -21,15 +22,15 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     assert main(["pipeline", "-c", SMOKE, "--run-dir", str(run), "-q", *FAST]) == 0
     for f in ("emd_cnn/emd_cnn.h5", "emd_cnn/emd_cnn.json", "emd_cnn/emd_cnn_pred_vs_exact.png",
               "emd_cnn/emd_cnn_rel_error.png", "encoder/encoder.h5", "encoder/decoder.h5",
-              "encoder/emd_vs_occupancy.png", "compare/compare.md", "compare/emd_vs_occupancy.png",
-              "compare/mse/seed_0/encoder.h5", "firmware/hls_project/myproject_test.cpp", "csim/csim.md",
-              "rtl/verilog/src/econt_encoder.v", "rtl/rtl.md", "report/report.md",
-              "bandwidth/bandwidth.md", "bandwidth/bandwidth.png"):
+              "encoder/emd_vs_occupancy.png", "compare_losses/compare_losses.md",
+              "compare_losses/emd_vs_occupancy.png", "compare_losses/mse/seed_0/encoder.h5", "firmware/hls_project/myproject_test.cpp", "csim/csim.md",
+              "rtl/verilog/src/econt_encoder.v", "rtl/rtl.md", "resources/resources.md",
+              "compare_econt/compare_econt.md", "compare_econt/compare_econt.png", "report.md", "report.json"):
         assert (run / f).exists(), f
     rtl = json.loads((run / "rtl" / "summary.json").read_text())
     assert rtl["check_passed"] and rtl["simulation"]["bit_exact_fraction"] == 1.0
     assert rtl["simulation"]["n_modules"] == 300 and rtl["synthesis"] is None
-    report = json.loads((run / "report" / "summary.json").read_text())
+    report = json.loads((run / "resources" / "summary.json").read_text())
     assert report["figures"]["rtl_latency_cycles"] == rtl["figures"]["rtl_latency_cycles"]
     # the run summary agrees with the stage outputs it aggregates
     summary = json.loads((run / "report.json").read_text())
@@ -46,7 +47,7 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     csim = json.loads((run / "csim" / "summary.json").read_text())
     assert csim["check_passed"] and csim["testbench"]["bit_exact_fraction"] == 1.0
     assert csim["testbench"]["n_modules"] == 300
-    cmp = json.loads((run / "compare" / "summary.json").read_text())
+    cmp = json.loads((run / "compare_losses" / "summary.json").read_text())
     assert set(cmp["rows"]) == {"emd_cnn", "mse"}
     assert "median emd_cnn / mse" in cmp["ratios"]
     assert [p["a"] + " vs " + p["b"] for p in cmp["paired"]] == ["emd_cnn vs mse"]
@@ -65,7 +66,7 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
         assert summary["loss_comparison"]["paired"][f"{p['a']} vs {p['b']}"]["median_ratio"] == p["median_ratio"]
     assert summary["loss_comparison"]["ratios"] == cmp["ratios"]
     # the equal-bandwidth comparison: every algorithm at every link count, the encoder at its own
-    bw = json.loads((run / "bandwidth" / "summary.json").read_text())
+    bw = json.loads((run / "compare_econt" / "summary.json").read_text())
     for dataset in ("synthetic", "simulated"):
         rows = {(r["algorithm"], r["n_links"]): r for r in bw["rows"][dataset]}
         autoencoders = {"autoencoder (this product)", "CMS autoencoder (AE_8x8_c8_S2_ele)"}
@@ -79,7 +80,8 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     for k, v in cmp["ratios"].items():
         assert f"- {k}: {v:.3f}" in md
     lab = json.loads((run / "label" / "summary.json").read_text())
-    assert summary["labels"] == {"n_pairs": lab["n_pairs"], "pairs_per_second": lab["pairs_per_second"]} and lab["n_pairs"] == 800
+    assert summary["labels"] == {"n_pairs": lab["n_pairs"], "pairs_per_second": lab["pairs_per_second"]}
+    assert lab["n_pairs"] == 800
     assert f"{lab['n_pairs']:,} pairs with the {lab['solver']} solver" in md
     for name, key in (("HLS C simulation (g++)", "testbench"), ("hls4ml compiled predict", "predict")):
         c = csim[key]
@@ -119,9 +121,9 @@ def test_rerun_skips_up_to_date_stages_and_reruns_changed(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("INFO", logger="econ_emd"):
         assert main(["pipeline", *args, "--set", "firmware.n_check=40"]) == 0
-    for s in ("data", "label", "emd_cnn", "encoder", "compare"):
+    for s in ("data", "label", "emd_cnn", "encoder", "compare_losses"):
         assert f"{s}: up to date, skipped" in caplog.text
-    for s in ("firmware", "csim", "rtl", "report"):
+    for s in ("firmware", "csim", "rtl", "resources"):
         assert f"{s}: up to date" not in caplog.text
     assert len(np.load(tmp_path / "run" / "firmware" / "tb_inputs.npy")) == 40
     # an EMD-CNN change reruns that stage, keeps the ones before it and makes every stage
@@ -197,17 +199,22 @@ def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
             "--set", "firmware.n_check=40"]
     assert main(["firmware", *args]) == 0
     assert main(["csim", *args]) == 0
-    assert main(["report", *args]) == 2              # the report merges the rtl stage's figures
+    assert main(["resources", *args]) == 2           # the resources stage merges the rtl stage's figures
     assert "needs up-to-date outputs of: rtl" in capsys.readouterr().err
     assert main(["rtl", *args]) == 0
-    assert main(["report", *args]) == 0
-    report = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
+    assert main(["resources", *args]) == 0
+    report = json.loads((tmp_path / "run" / "resources" / "summary.json").read_text())
     assert report["exact_counts"]["weight_storage_bits"] == 2144 * 5
     # no vendor tool here: II and latency are judged on the RTL simulation's figures
     assert [(b["item"], b["source"].split(", Verilator ")[0], b["verdict"]) for b in report["budget"]] == [
         ("max_ii", "RTL simulation (Verilator)", "pass"), ("max_latency_ns", "RTL simulation (Verilator)", "pass")]
     assert all(b["source"].startswith("RTL simulation (Verilator), Verilator ") for b in report["budget"])
-    assert "rtl_latency_ns" in (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "rtl_latency_ns" in (tmp_path / "run" / "resources" / "resources.md").read_text()
+    # `econ-emd report` rebuilds the run's report from the stages present
+    assert not (tmp_path / "run" / "report.md").exists()
+    assert main(["report", *args]) == 0
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "## Resources and latency" in md and "Stages not run yet: data, label" in md
     bad = tmp_path / "bad.h5"
     bad.write_text("not a model")
     assert main(["firmware", "-c", SMOKE, "--run-dir", run, "-q", "--encoder", str(bad)]) == 2
@@ -215,7 +222,7 @@ def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
 
 
 def test_budget_failure_exit_code_1(tmp_path, capsys):
-    """A budget line that fails makes `report` exit 1, and the report is still written."""
+    """A budget line that fails makes `resources` exit 1, and its report is still written."""
     import shutil
     from pathlib import Path
 
@@ -231,15 +238,16 @@ def test_budget_failure_exit_code_1(tmp_path, capsys):
     fixture = Path(__file__).parent / "fixtures" / "econt_encoder_pynq_z2"
     shutil.copytree(fixture / "myproject_prj", prj / "myproject_prj")
     shutil.copy(fixture / "vivado_synth.rpt", prj / "vivado_synth.rpt")
-    assert main(["report", *args]) == 1          # latency 515 ns > 25 ns, II 92 > 1
+    assert main(["resources", *args]) == 1       # latency 515 ns > 25 ns, II 92 > 1
     assert "check failed" in capsys.readouterr().err
-    md = (run / "report" / "report.md").read_text()
+    md = (run / "resources" / "resources.md").read_text()
     assert "| max_ii | 1 | 92 | vendor HLS estimate | fail |" in md
 
 
 def test_corrupted_artifact_is_detected_and_rebuilt(tmp_path, caplog):
     from econ_emd.config import load_config
-    from econ_emd.registry import file_digest, is_current
+    from econ_emd.base.digests import file_digest
+    from econ_emd.registry import is_current
 
     run = tmp_path / "run"
     args = ["-c", SMOKE, "--run-dir", str(run)]

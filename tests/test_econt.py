@@ -407,7 +407,7 @@ def test_verify_bad_inputs_exit_2(tmp_path, capsys):
     init.write_text(init.read_text().replace("buff_t1: 338", "buff_t1: 9999"))
     assert main(["econt", "verify", str(folder)]) == 2     # a configuration that cannot run
     assert "FormatterBuffer.Global.buff_t1" in capsys.readouterr().out
-    assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "-c", str(init)]) == 2
+    assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "--asic", str(init)]) == 2
     assert "FormatterBuffer.Global.buff_t1: 9999" in capsys.readouterr().err
 
 
@@ -437,11 +437,11 @@ def test_large_inputs_are_formatted_in_chunks(monkeypatch):
 def test_run_writes_the_vectors_format(tmp_path):
     out = tmp_path / "out.csv"
     config = VECTORS / "STC_type3_eTx4" / "init.yaml"
-    assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "-c", str(config),
+    assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "--asic", str(config),
                  "-o", str(out)]) == 0
     assert (read_tx(out) == read_tx(VECTORS / "STC_type3_eTx4" / "testOutput.csv.gz")).all()
     assert out.read_text().splitlines()[0].startswith("TX_DATA_0,TX_DATA_1")
-    assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "-c", str(config),
+    assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "--asic", str(config),
                  "-o", str(tmp_path)]) == 2
 
 
@@ -461,7 +461,7 @@ def test_link_words_as_a_data_source():
     from econ_emd.data.loaders import load_modules
     from econ_emd.data.params import DataParams
 
-    from econ_emd.base.geometry import calq_from_ae_slots
+    from econ_emd.geometry import calq_from_ae_slots
 
     loaded = load_modules("econt_links", VECTORS / "testInput.csv.gz", econt_config=AE_INIT,
                           drop_zero_sum=False)
@@ -475,8 +475,8 @@ def test_link_words_as_a_data_source():
 
 def test_the_autoencoder_image_is_the_products_8x8_image():
     """The ASIC's image of slot-ordered TCs (econt.autoencoder) and this product's 8x8 image
-    of CALQ-ordered TCs (base.geometry) are the same picture of a module."""
-    from econ_emd.base.geometry import ae_slots_from_calq, calq_from_ae_slots, calq_to_8x8
+    of CALQ-ordered TCs (econ_emd.geometry) are the same picture of a module."""
+    from econ_emd.geometry import ae_slots_from_calq, calq_from_ae_slots, calq_to_8x8
     from econ_emd.econt import autoencoder as ae
 
     x = np.random.default_rng(3).integers(0, 1000, (5, 48))

@@ -34,7 +34,7 @@ def test_without_the_asic_product_cuts_the_firmware_differs(tmp_path, monkeypatc
     is not the ASIC; the check fails (exit 1) and names the C simulation."""
     import econ_emd.econt_firmware as fw
 
-    monkeypatch.setattr(fw, "ASIC_PRODUCTS", {})
+    monkeypatch.setattr(fw, "ASIC_PRODUCT_CUTS", {})
     assert main(["econt", "firmware", str(VECTORS / "AE"), "-o", str(tmp_path / "ae"), "--no-rtl"]) == 1
     assert "C simulation (hls4ml, g++)" in capsys.readouterr().err
     s = json.loads((tmp_path / "ae" / "summary.json").read_text())

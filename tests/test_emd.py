@@ -7,7 +7,7 @@ import pytest
 
 import econ_emd.emd.exact as emd_mod
 from econ_emd.emd.exact import exact_emd, pot_dense_emd
-from econ_emd.base.geometry import distance_matrix
+from econ_emd.geometry import distance_matrix
 from econ_emd.data.pairs import perturb
 from econ_emd.data.params import PerturbParams
 

@@ -178,7 +178,7 @@ def test_loads_external_published_format(tmp_path, modules):
     loaded = ec.load_frozen_emd_cnn(path)
     assert loaded.trainable_weights == []
     a, b = modules[:20], modules[20:40]
-    from econ_emd.base.geometry import calq_to_4x4x3
+    from econ_emd.geometry import calq_to_4x4x3
     ua = calq_to_4x4x3(ec.unit_sum32(a))
     ub = calq_to_4x4x3(ec.unit_sum32(b))
     expect = 0.5 * (external.predict([ua, ub], verbose=0) + external.predict([ub, ua], verbose=0)).ravel()

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from econ_emd.models.econt import (ElinkBudgetError, EncoderArch, build_decoder, build_encoder, check_elink_budget,
-                          elink_preset)
+from econ_emd.econt.link_budget import LinkBudgetError, check_link_budget, latent_bits_for_links
+from econ_emd.models.econt import EncoderArch, build_decoder, build_encoder
 from econ_emd.training import encoder_train as et
 from econ_emd.training import losses as L
 from econ_emd.training.evaluation import evaluate_reconstruction
@@ -17,21 +17,24 @@ def test_reference_parameter_counts():
     assert all(l.name != "input" for l in build_encoder().layers)
 
 
-@pytest.mark.parametrize("elinks, bits", [(2, 3), (3, 5), (4, 7), (5, 9)])
-def test_elink_presets_fit(elinks, bits):
-    assert elink_preset(elinks) == bits
-    budget = check_elink_budget(elinks, bits)
-    assert budget["bits_needed"] <= budget["bits_available"] == 32 * elinks
-    assert EncoderParams(elinks=elinks).bits() == bits
+@pytest.mark.parametrize("links, bits", [(2, 3), (3, 5), (4, 7), (5, 9)])
+def test_latent_width_per_link_count_fits(links, bits):
+    """The ECON-T table (3/5/7/9 bits at 2/3/4/5 links) follows from the packet's budget."""
+    assert latent_bits_for_links(links) == bits
+    budget = check_link_budget(links, bits)
+    assert budget["bits_needed"] <= budget["bits_available"] == 32 * links
+    assert EncoderParams(links=links).bits() == bits
+    with pytest.raises(LinkBudgetError):            # one more bit per latent does not fit
+        check_link_budget(links, bits + 1)
 
 
-def test_elink_budget_errors():
-    with pytest.raises(ElinkBudgetError, match="2 eLinks carry 64"):
-        check_elink_budget(2, 5)
-    with pytest.raises(ValueError, match="eLinks carry"):
-        EncoderParams(elinks=3, latent_bits=9)
-    with pytest.raises(ElinkBudgetError, match="no preset"):
-        elink_preset(6)
+def test_link_budget_errors():
+    with pytest.raises(LinkBudgetError, match="2 output links carry 64"):
+        check_link_budget(2, 5)
+    with pytest.raises(ValueError, match="output links carry"):
+        EncoderParams(links=3, latent_bits=9)
+    with pytest.raises(LinkBudgetError, match="no latent width"):
+        latent_bits_for_links(6)
 
 
 @pytest.mark.parametrize("bits", [3, 5, 9])
@@ -96,7 +99,7 @@ PUBLISHED_TELESCOPE = [
 
 
 def _images(*modules):
-    from econ_emd.base.geometry import calq_to_8x8
+    from econ_emd.geometry import calq_to_8x8
 
     return [tf.constant(calq_to_8x8(np.asarray(m, dtype=np.float64))[..., None], tf.float32) for m in modules]
 
@@ -172,7 +175,7 @@ def test_training_learns_each_module_not_the_average(modules, name, monkeypatch)
     import tensorflow as tf
 
     params = EncoderParams(epochs=8, batch_size=32, learning_rate=2e-2, patience=8, sinkhorn_iter=10)
-    fn = L.get_loss(name, sinkhorn_epsilon=params.sinkhorn_epsilon, sinkhorn_iter=10)
+    fn = L.get_loss(name, params=params)
     held = modules[500:]
     truth = tf.constant(et.targets(held).astype(np.float32))
 

@@ -26,8 +26,9 @@ from econ_emd.config import CONFIG_DIR, load_config
 pytestmark = pytest.mark.faults
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
-FAST = ["--set", "encoder.epochs=3", "--set", "encoder.patience=3", "--set", "compare.losses=[mse]",
-        "--set", "compare.float_twin=false", "--set", "compare.seeds=1", "--set", "firmware.n_check=40", "--set", "rtl.enabled=false"]
+FAST = ["--set", "encoder.epochs=3", "--set", "encoder.patience=3", "--set", "compare_losses.losses=[mse]",
+        "--set", "compare_losses.float_twin=false", "--set", "compare_losses.seeds=1", "--set", "firmware.n_check=40",
+        "--set", "rtl.enabled=false"]
 PAUSE_AT = "encoder[emd_cnn]:2"        # after the second of three encoder epochs
 
 
@@ -80,7 +81,8 @@ def _same_outputs(a: Path, b: Path) -> None:
     """The artifacts that make the result: labels, every model's weights, the bit-accuracy checks."""
     with h5py.File(a / "label" / "labels.h5") as fa, h5py.File(b / "label" / "labels.h5") as fb:
         np.testing.assert_array_equal(fa["perturbed/train/emd"][()], fb["perturbed/train/emd"][()])
-    for rel in ("emd_cnn/emd_cnn.h5", "encoder/encoder.h5", "encoder/decoder.h5", "compare/mse/seed_0/encoder.h5"):
+    for rel in ("emd_cnn/emd_cnn.h5", "encoder/encoder.h5", "encoder/decoder.h5",
+                "compare_losses/mse/seed_0/encoder.h5"):
         for wa, wb in zip(_weights(a / rel), _weights(b / rel), strict=True):
             np.testing.assert_array_equal(wa, wb, err_msg=rel)
     ca, cb = (json.loads((r / "csim" / "summary.json").read_text()) for r in (a, b))
@@ -117,7 +119,8 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path, refe
 
 
 #: the stages of the fault tests' pipeline (rtl is disabled in FAST)
-STAGES_RUN = ["data", "label", "emd_cnn", "encoder", "compare", "bandwidth", "firmware", "csim", "report"]
+STAGES_RUN = ["data", "label", "emd_cnn", "encoder", "compare_losses", "compare_econt", "firmware", "csim",
+              "resources"]
 
 
 @pytest.mark.parametrize("stage", STAGES_RUN)
@@ -196,21 +199,21 @@ def _current(run: Path) -> dict[str, bool]:
 
 # a damaged or replaced artifact of every stage, and the stages it must make stale
 DAMAGE = [
-    ("data/modules.h5", "flip", ["data", "label", "emd_cnn", "encoder", "compare", "bandwidth", "firmware",
-                                 "csim", "report"]),
-    # the comparison of these tests trains one row (compare.losses: [mse]) on the modules: it reads
-    # neither the labels, nor the EMD-CNN, nor the encoder stage
-    ("label/labels.h5", "flip", ["label", "emd_cnn", "encoder", "bandwidth", "firmware", "csim", "report"]),
-    ("emd_cnn/emd_cnn.h5", "replace", ["emd_cnn", "encoder", "bandwidth", "firmware", "csim", "report"]),
-    ("encoder/encoder.h5", "flip", ["encoder", "bandwidth", "firmware", "csim", "report"]),
-    ("compare/compare.md", "edit", ["compare"]),
-    ("bandwidth/bandwidth.md", "edit", ["bandwidth"]),
-    ("firmware/hls_project/firmware/myproject.cpp", "edit", ["firmware", "csim", "report"]),
-    ("firmware/hls_project/firmware/parameters.h", "delete", ["firmware", "csim", "report"]),
-    ("firmware/tb_expected.npy", "flip", ["firmware", "csim", "report"]),
+    ("data/modules.h5", "flip", ["data", "label", "emd_cnn", "encoder", "compare_losses", "compare_econt", "firmware",
+                                 "csim", "resources"]),
+    # the comparison of these tests trains one row (compare_losses.losses: [mse]) on the modules: it
+    # reads neither the labels, nor the EMD-CNN, nor the encoder stage
+    ("label/labels.h5", "flip", ["label", "emd_cnn", "encoder", "compare_econt", "firmware", "csim", "resources"]),
+    ("emd_cnn/emd_cnn.h5", "replace", ["emd_cnn", "encoder", "compare_econt", "firmware", "csim", "resources"]),
+    ("encoder/encoder.h5", "flip", ["encoder", "compare_econt", "firmware", "csim", "resources"]),
+    ("compare_losses/compare_losses.md", "edit", ["compare_losses"]),
+    ("compare_econt/compare_econt.md", "edit", ["compare_econt"]),
+    ("firmware/hls_project/firmware/myproject.cpp", "edit", ["firmware", "csim", "resources"]),
+    ("firmware/hls_project/firmware/parameters.h", "delete", ["firmware", "csim", "resources"]),
+    ("firmware/tb_expected.npy", "flip", ["firmware", "csim", "resources"]),
     ("csim/csim.md", "edit", ["csim"]),
-    ("report/report.md", "delete", ["report"]),
-    ("label/summary.json", "forge", ["label", "emd_cnn", "encoder", "bandwidth", "firmware", "csim", "report"]),
+    ("resources/resources.md", "delete", ["resources"]),
+    ("label/summary.json", "forge", ["label", "emd_cnn", "encoder", "compare_econt", "firmware", "csim", "resources"]),
 ]
 
 
@@ -227,7 +230,7 @@ def test_damaged_artifact_makes_its_stage_and_everything_after_it_stale(finished
     elif how == "edit":
         path.write_text(path.read_text() + " ")
     elif how == "replace":                     # another, valid model file in its place
-        path.write_bytes((finished / "compare" / "mse" / "seed_0" / "encoder.h5").read_bytes())
+        path.write_bytes((finished / "compare_losses" / "mse" / "seed_0" / "encoder.h5").read_bytes())
     else:
         path.unlink()
     now = _current(finished)

@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 
 from econ_emd.firmware import csim, reports
-from econ_emd.firmware.convert import FirmwareOptions, NotAnEncoderError, convert, encoder_formats, hls_config
+from econ_emd.firmware.convert import NotAnEncoderError, convert, encoder_formats, hls_config
+from econ_emd.firmware.params import FirmwareParams
+from econ_emd.firmware.results import BitAccuracy
 from econ_emd.models.econt import EncoderArch, build_encoder
 from econ_emd.training.encoder_train import encoder_inputs
 
@@ -29,12 +31,12 @@ def tb(encoder, modules):
 def test_csim_bit_exact(encoder, tb, tmp_path, io_type):
     x, y = tb
     lsb = encoder_formats(encoder)["latent"].lsb
-    model = convert(encoder, tmp_path / "prj", FirmwareOptions(io_type=io_type))
-    rep = csim.csim_check(tmp_path / "prj", x, y, lsb)
-    assert rep["n_modules"] == len(x) and rep["bit_exact_fraction"] == 1.0
-    assert rep["mismatching_latents"] == 0 and rep["max_abs_diff_lsb"] == 0
+    model = convert(encoder, tmp_path / "prj", FirmwareParams(io_type=io_type))
+    rep = csim.c_simulation(tmp_path / "prj", x, y, lsb).accuracy
+    assert rep.n_modules == len(x) and rep.bit_exact_fraction == 1.0
+    assert rep.mismatching_latents == 0 and rep.max_abs_diff_lsb == 0
     pred = csim.predict_check(model, x, y, lsb)
-    assert pred["bit_exact_fraction"] == 1.0
+    assert pred.bit_exact_fraction == 1.0
     for f in ("firmware/myproject.cpp", "myproject_test.cpp", "build_prj.tcl", "hls4ml_config.yml",
               "tb_data/tb_input_features.dat", "tb_data/csim_results.log"):
         assert (tmp_path / "prj" / f).exists(), f
@@ -47,8 +49,8 @@ def test_too_narrow_accumulator_is_detected(encoder, tb, tmp_path, monkeypatch):
 
     real = conv.hls_config
 
-    def narrow(enc, opts, products=None):
-        cfg, fm = real(enc, opts, products)
+    def narrow(enc, opts, product_cuts=None):
+        cfg, fm = real(enc, opts, product_cuts)
         acc = fm["dense_accum"]
         bad = f"fixed<{acc.fraction - 4 + 2},2,TRN,WRAP,0>"
         for key in ("accum", "result"):
@@ -59,14 +61,14 @@ def test_too_narrow_accumulator_is_detected(encoder, tb, tmp_path, monkeypatch):
     monkeypatch.setattr(conv, "hls_config", narrow)
     x, y = tb
     lsb = encoder_formats(encoder)["latent"].lsb
-    convert(encoder, tmp_path / "prj", FirmwareOptions())
-    rep = csim.csim_check(tmp_path / "prj", x, y, lsb)
-    assert rep["bit_exact_fraction"] < 1.0 and rep["mismatching_latents"] > 0
-    assert rep["first_mismatches"] and len(rep["first_mismatches"][0]["input"]) == 64
+    convert(encoder, tmp_path / "prj", FirmwareParams())
+    rep = csim.c_simulation(tmp_path / "prj", x, y, lsb).accuracy
+    assert rep.bit_exact_fraction < 1.0 and rep.mismatching_latents > 0
+    assert rep.first_mismatches and len(rep.first_mismatches[0]["input"]) == 64
 
 
 def test_input_precision_is_the_encoder_input_format(encoder):
-    cfg, fm = hls_config(encoder, FirmwareOptions())
+    cfg, fm = hls_config(encoder, FirmwareParams())
     assert cfg["LayerName"]["wafer"]["Precision"]["result"].startswith("fixed<10,4")
     # accumulators hold the worst case exactly: fraction = input + weight fractions
     assert fm["conv2d_accum"].fraction == fm["input"].fraction + fm["conv2d_weight"].fraction
@@ -76,9 +78,9 @@ def test_input_precision_is_the_encoder_input_format(encoder):
 def test_compare_lsb_counts():
     e = np.array([[0.5, 0.25], [1.0, 0.0]])
     g = np.array([[0.5, 0.25], [1.0078125, 0.0]])
-    rep = csim.compare_lsb(e, g, 2 ** -7)
-    assert rep["mismatching_modules"] == 1 and rep["mismatching_latents"] == 1
-    assert rep["max_abs_diff_lsb"] == 1 and rep["bit_exact_fraction"] == 0.5
+    rep = BitAccuracy.compare(e, g, 2 ** -7)
+    assert rep.mismatching_modules == 1 and rep.mismatching_latents == 1
+    assert rep.max_abs_diff_lsb == 1 and rep.bit_exact_fraction == 0.5
 
 
 def test_not_a_qkeras_encoder_is_a_clear_error():
@@ -168,6 +170,6 @@ def test_csim_bit_exact_on_rounding_ties(encoder, tmp_path):
     step = encoder_formats(encoder)["conv_act"].lsb
     assert np.isclose(np.mod(pre / step, 1.0), 0.5).mean() > 0.01       # ties are really there
     y = encoder.predict(x, verbose=0)
-    convert(encoder, tmp_path / "prj", FirmwareOptions())
-    rep = csim.csim_check(tmp_path / "prj", x, y, encoder_formats(encoder)["latent"].lsb)
-    assert rep["n_modules"] == 3000 and rep["bit_exact_fraction"] == 1.0
+    convert(encoder, tmp_path / "prj", FirmwareParams())
+    rep = csim.c_simulation(tmp_path / "prj", x, y, encoder_formats(encoder)["latent"].lsb).accuracy
+    assert rep.n_modules == 3000 and rep.bit_exact_fraction == 1.0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from econ_emd.base import geometry as g
+from econ_emd import geometry as g
 
 
 def test_adjacent_tcs_are_two_apart_and_max_distance():

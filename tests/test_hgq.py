@@ -50,12 +50,11 @@ def test_the_latents_keep_the_ecot_field(frozen_proxy):
 def test_a_tiny_resource_aware_encoder_converts_bit_exactly(frozen_proxy, tmp_path):
     """hls4ml compiled predict, the g++ C simulation and the Verilator RTL simulation (of
     the Verilog traced from the proxy, value by value) all equal the proxy model on every
-    module, to the last bit; the trained widths differ from value to value, else this would
-    not test the per-value quantization."""
+    module, to the last bit, through the one firmware flow; the trained widths differ from
+    value to value, else this would not test the per-value quantization."""
     from econ_emd.firmware import csim
-    from econ_emd.firmware.convert import FirmwareOptions, convert, encoder_formats
-    from econ_emd.firmware.params import RtlParams
-    from econ_emd.firmware.rtl import build_rtl
+    from econ_emd.firmware.flow import build_firmware
+    from econ_emd.firmware.params import FirmwareParams, RtlParams
     from econ_emd.training.encoder_train import encoder_inputs
 
     proxy, _, charges, _ = frozen_proxy
@@ -65,12 +64,12 @@ def test_a_tiny_resource_aware_encoder_converts_bit_exactly(frozen_proxy, tmp_pa
     assert len(widths) > 2, widths
     x = encoder_inputs(charges, proxy)
     y = proxy.predict(x, verbose=0)
-    lsb = encoder_formats(proxy)["latent"].lsb
-    hls_model = convert(proxy, tmp_path / "prj", FirmwareOptions())
-    pred = csim.predict_check(hls_model, x, y, lsb)
-    assert pred["bit_exact_fraction"] == 1.0 and pred["n_modules"] == 600
-    tb = csim.csim_check(tmp_path / "prj", x, y, lsb)
-    assert tb["bit_exact_fraction"] == 1.0 and tb["max_abs_diff_lsb"] == 0
-    rtl = build_rtl(proxy, x, y, RtlParams(synthesize="never"), "xcvu13p-flga2577-2-e", 4.167, tmp_path / "rtl")
-    sim = rtl["simulation"]
-    assert sim["bit_exact_fraction"] == 1.0 and sim["latency_cycles"] is not None and rtl["check_passed"]
+    build = build_firmware(proxy, x, y, tmp_path, firmware=FirmwareParams(), rtl=RtlParams(),
+                           products=("hls", "csim", "rtl"))
+    pred = csim.predict_check(build.hls.hls_model, x, y, build.hls.output_lsb)
+    assert pred.bit_exact_fraction == 1.0 and pred.n_modules == 600
+    tb = build.csim.accuracy
+    assert tb.bit_exact_fraction == 1.0 and tb.max_abs_diff_lsb == 0
+    sim = build.rtl.simulation
+    assert sim.bit_exact_fraction == 1.0 and sim.latency_cycles is not None and build.rtl.check_passed
+    assert build.rtl.synthesis is None          # not asked for: no Yosys whatever rtl.synthesize says

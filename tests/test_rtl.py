@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from econ_emd.firmware import parts, reports, rtl_sim, rtl_synth, rtl_trace
-from econ_emd.firmware.params import RtlParams
+from econ_emd.firmware.params import FirmwareParams, RtlParams
 from econ_emd.firmware.rtl import build_rtl
 from econ_emd.models.econt import EncoderArch, build_encoder
 from econ_emd.training.encoder_train import encoder_inputs
@@ -99,7 +99,8 @@ def test_verilator_bit_exact_and_latency_on_smoke_data(modules, tmp_path):
     enc = _encoder(EncoderArch(), 2)
     x = encoder_inputs(modules[:400], enc)
     y = enc.predict(x, verbose=0)
-    summary = build_rtl(enc, x, y, RtlParams(synthesize="never"), "xcvu13p-flga2577-2-e", 4.167, tmp_path)
+    summary = build_rtl(enc, x, y, tmp_path, firmware=FirmwareParams(clock_period_ns=4.167),
+                        rtl=RtlParams(synthesize="never")).to_json()
     sim = summary["simulation"]
     assert sim["n_modules"] == 400 and sim["bit_exact_fraction"] == 1.0 and sim["max_abs_diff_lsb"] == 0
     assert sim["latency_cycles"] == summary["design"]["pipeline_stages"] and sim["initiation_interval"] == 1
@@ -124,10 +125,10 @@ def test_simulation_detects_a_wrong_expectation(tiny, tmp_path):
     design = rtl_sim.write_project(comb, tmp_path / "v", 3, 4.167, "xc7z020clg400-1")
     wrong = y[:200].copy()
     wrong[7, 1] += arith.latent_format.lsb
-    rep = rtl_sim.rtl_check(tmp_path / "v", rtl_sim.port_layout(comb), x[:200], wrong,
-                            design["pipeline_stages"], 10.0)
-    assert rep["mismatching_latents"] == 1 and rep["first_mismatches"][0]["module"] == 7
-    assert rep["latency_cycles"] is None     # no shift makes every module agree
+    rep, _ = rtl_sim.rtl_check(tmp_path / "v", rtl_sim.port_layout(comb), x[:200], wrong,
+                               design["pipeline_stages"], 10.0)
+    assert rep.mismatching_latents == 1 and rep.first_mismatches[0]["module"] == 7
+    assert rep.latency_cycles is None     # no shift makes every module agree
 
 
 def test_yosys_stat_parsing():
@@ -165,8 +166,9 @@ def test_budget_checks_every_source():
 @needs_yosys
 def test_tiny_encoder_synthesizes(tiny, tmp_path):
     enc, x, y = tiny
-    summary = build_rtl(enc, x[:100], y[:100], RtlParams(synthesize="always"), "xc7z020clg400-1", 10.0,
-                        tmp_path)
+    summary = build_rtl(enc, x[:100], y[:100], tmp_path, firmware=FirmwareParams(part="xc7z020clg400-1",
+                                                                                clock_period_ns=10.0),
+                        rtl=RtlParams(synthesize="always")).to_json()
     syn = summary["synthesis"]
     assert syn["family"] == "xc7" and syn["counts"]["lut"] > 10 and syn["counts"]["ff"] > 10
     assert syn["counts"]["dsp"] == 0      # constant multiplications become adders

@@ -23,7 +23,7 @@ import numpy as np
 
 from econ_emd.base.errors import ModelFileError
 from econ_emd.base.artifacts import atomic_path, atomic_write_json, save_figure
-from econ_emd.base.geometry import geometry_hash
+from econ_emd.geometry import geometry_hash
 from econ_emd.data.labels import PairSet
 from .params import EmdCnnParams
 

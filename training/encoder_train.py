@@ -19,8 +19,8 @@ import numpy as np
 
 from econ_emd.base.errors import ModelFileError
 from econ_emd.base.artifacts import atomic_path
-from econ_emd.base.geometry import calq_to_8x8, image8x8_to_calq
-from econ_emd.base.normalization import sumlog2_normalize
+from econ_emd.geometry import calq_to_8x8, image8x8_to_calq
+from econ_emd.econt.normalization import sumlog2_normalize
 from econ_emd.base.seeds import as_int, derive_seed
 from econ_emd.base.testhooks import pause_for_test
 from .params import EncoderParams

@@ -15,11 +15,13 @@ Targets and reconstructions are (batch, 8, 8, 1) images; the targets are unit-su
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
-from econ_emd.base.geometry import N_TC, PIXEL_OF_CALQ_8X8, distance_matrix
+from econ_emd.geometry import N_TC, PIXEL_OF_CALQ_8X8, distance_matrix
 
 
 
@@ -157,15 +159,15 @@ def sinkhorn_loss(epsilon: float, n_iter: int):
 
 #: every loss by name: (frozen EMD-CNN or None, sinkhorn epsilon, sinkhorn iterations) -> loss
 #: function. The config schema, the CLI's choices and the comparison read their names here.
-LOSSES = {
-    "emd_cnn": lambda frozen, eps, iters: emd_cnn_loss(_require_emd_cnn(frozen)),
-    "mse": lambda frozen, eps, iters: mse,
-    "wmse": lambda frozen, eps, iters: wmse,
-    "telescope": lambda frozen, eps, iters: telescope,
-    "sinkhorn": lambda frozen, eps, iters: sinkhorn_loss(eps, iters),
-}
-#: the losses that read a frozen EMD-CNN
-NEEDS_EMD_CNN = frozenset({"emd_cnn"})
+@dataclass(frozen=True)
+class LossSpec:
+    """One training loss: how to build it, the encoder settings only it reads (the keys of
+    the config's `encoder` section: a stage's hash covers them only where the loss is
+    trained), and whether it reads a frozen EMD-CNN."""
+
+    build: Callable[[object, object], Callable]      # (frozen EMD-CNN or None, encoder params) -> loss
+    reads: tuple[str, ...] = ()
+    needs_emd_cnn: bool = False
 
 
 def _require_emd_cnn(frozen):
@@ -174,12 +176,32 @@ def _require_emd_cnn(frozen):
     return frozen
 
 
-def get_loss(name: str, frozen_emd_cnn=None, sinkhorn_epsilon: float | None = None, sinkhorn_iter: int | None = None):
-    """The loss function called `name`; sinkhorn needs its two settings (encoder.sinkhorn_*)."""
-    if name == "sinkhorn" and (sinkhorn_epsilon is None or sinkhorn_iter is None):
-        raise ValueError("the sinkhorn loss needs sinkhorn_epsilon and sinkhorn_iter")
+LOSSES: dict[str, LossSpec] = {
+    "emd_cnn": LossSpec(lambda frozen, p: emd_cnn_loss(_require_emd_cnn(frozen)), needs_emd_cnn=True),
+    "mse": LossSpec(lambda frozen, p: mse),
+    "wmse": LossSpec(lambda frozen, p: wmse),
+    "telescope": LossSpec(lambda frozen, p: telescope),
+    "sinkhorn": LossSpec(lambda frozen, p: sinkhorn_loss(p.sinkhorn_epsilon, p.sinkhorn_iter),
+                         reads=("sinkhorn_epsilon", "sinkhorn_iter")),
+}
+#: the losses that read a frozen EMD-CNN
+NEEDS_EMD_CNN = frozenset(name for name, spec in LOSSES.items() if spec.needs_emd_cnn)
+#: every encoder setting that some loss, and only that loss, reads
+LOSS_SETTINGS = tuple(dict.fromkeys(k for spec in LOSSES.values() for k in spec.reads))
+
+
+def loss_settings(losses) -> tuple[str, ...]:
+    """The encoder settings the given losses read (a subset of `LOSS_SETTINGS`)."""
+    return tuple(dict.fromkeys(k for name in losses if name in LOSSES for k in LOSSES[name].reads))
+
+
+def get_loss(name: str, frozen_emd_cnn=None, params=None):
+    """The loss function called `name`, built with the encoder settings it reads (`params`,
+    an `EncoderParams`) and, for the EMD-CNN loss, the frozen network."""
     try:
-        build = LOSSES[name]
+        spec = LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss '{name}' (choose {', '.join(LOSSES)})") from None
-    return build(frozen_emd_cnn, sinkhorn_epsilon, sinkhorn_iter)
+    if spec.reads and params is None:
+        raise ValueError(f"the {name} loss needs its settings ({', '.join(spec.reads)})")
+    return spec.build(frozen_emd_cnn, params)

@@ -9,7 +9,7 @@ from econ_emd.base.schema import Strict
 
 from econ_emd.models.arch import (ARRANGEMENTS, ENCODER_KINDS, INPUTS, OUTPUTS, SYMMETRIZE, EmdCnnArch, EncoderArch,
                                    HgqArch)
-from econ_emd.models.elinks import LATENT_BITS_FOR_ELINKS, ElinkBudgetError, check_elink_budget, elink_preset
+from econ_emd.econt.link_budget import AE_LINK_COUNTS, LinkBudgetError, check_link_budget, latent_bits_for_links
 
 from .losses import LOSSES
 
@@ -62,9 +62,9 @@ class EmdCnnParams(Strict):
 class EncoderParams(Strict):
     """The quantized ECON-T encoder, its training and the loss comparison."""
 
-    elinks: int = Field(5, ge=min(LATENT_BITS_FOR_ELINKS), le=max(LATENT_BITS_FOR_ELINKS),
-                        description="output eLinks; sets the latent bits preset")
-    latent_bits: Optional[int] = Field(None, ge=1, le=16, description="default: the eLink preset")
+    links: int = Field(5, ge=min(AE_LINK_COUNTS), le=max(AE_LINK_COUNTS),
+                       description="ECON-T output links (eTx); sets the latent width (econt.link_budget)")
+    latent_bits: Optional[int] = Field(None, ge=1, le=16, description="default: the link count's width")
     latent_integer: int = Field(_ENCODER.latent_integer, ge=0, le=8)
     input_bits: int = Field(_ENCODER.input_bits, ge=2, le=24)
     input_integer: int = Field(_ENCODER.input_integer, ge=1, le=8, description="must hold the sumlog2 range [0, 2)")
@@ -94,13 +94,13 @@ class EncoderParams(Strict):
     @model_validator(mode="after")
     def _budget(self) -> "EncoderParams":
         try:
-            check_elink_budget(self.elinks, self.bits())
-        except ElinkBudgetError as exc:
+            check_link_budget(self.links, self.bits())
+        except LinkBudgetError as exc:
             raise ValueError(str(exc)) from None
         return self
 
     def bits(self) -> int:
-        return self.latent_bits if self.latent_bits is not None else elink_preset(self.elinks)
+        return self.latent_bits if self.latent_bits is not None else latent_bits_for_links(self.links)
 
     def hgq_arch(self) -> HgqArch:
         return HgqArch(beta=self.hgq_beta, init_bits=self.hgq_init_bits, input_bits=self.input_bits - self.input_integer,
@@ -128,7 +128,7 @@ TUNED = {"emd_cnn": LossSettings(learning_rate=2e-2, epochs=15),
          "sinkhorn": LossSettings(learning_rate=5e-3, epochs=15)}
 
 
-class CompareParams(Strict):
+class CompareLossesParams(Strict):
     """The loss comparison (compare-losses): the losses, the training seeds every loss gets
     (the same seeds and split for all), how each loss's learning rate and epoch cap are
     chosen, and the paired statistics."""
@@ -149,7 +149,7 @@ class CompareParams(Strict):
                                      description="more frozen EMD-CNNs, each trained against as its own row")
 
     @model_validator(mode="after")
-    def _choices(self) -> "CompareParams":
+    def _choices(self) -> "CompareLossesParams":
         if len(set(self.losses)) != len(self.losses):
             raise ValueError(f"losses: repeated ({self.losses})")
         if not self.losses:
@@ -169,7 +169,7 @@ class ScanParams(Strict):
     """`econ-emd scan`: exact EMD against resources across link counts and quantization
     choices (the QKeras encoder, the resource-aware HGQ encoder, QKeras weight widths)."""
 
-    link_counts: list[int] = Field(default_factory=lambda: [2, 3, 4, 5])
+    link_counts: list[int] = Field(default_factory=lambda: list(AE_LINK_COUNTS))
     kinds: list[Literal[ENCODER_KINDS]] = Field(default_factory=lambda: ["qkeras", "hgq"])
     weight_bits: list[int] = Field(default_factory=list,
                                    description="more QKeras points at these weight widths (e.g. [4, 6, 8])")
@@ -180,9 +180,9 @@ class ScanParams(Strict):
 
     @model_validator(mode="after")
     def _choices(self) -> "ScanParams":
-        bad = [n for n in self.link_counts if n not in LATENT_BITS_FOR_ELINKS]
+        bad = [n for n in self.link_counts if n not in AE_LINK_COUNTS]
         if bad:
-            raise ValueError(f"link_counts: {bad[0]} has no latent preset ({sorted(LATENT_BITS_FOR_ELINKS)})")
+            raise ValueError(f"link_counts: {bad[0]} is not a link count of the autoencoder {list(AE_LINK_COUNTS)}")
         if not self.link_counts or not self.kinds:
             raise ValueError("link_counts and kinds: at least one each")
         if any(not 2 <= b <= 16 for b in self.weight_bits):
@@ -190,18 +190,16 @@ class ScanParams(Strict):
         return self
 
 
-#: link counts the equal-bandwidth comparison may judge at (the eLink presets)
-BANDWIDTH_LINK_COUNTS = tuple(sorted(LATENT_BITS_FOR_ELINKS))
 
 
-class BandwidthParams(Strict):
-    """The equal-bandwidth comparison with ECON-T's own algorithms (training/bandwidth.py)."""
+class CompareEcontParams(Strict):
+    """The equal-bandwidth comparison with ECON-T's own algorithms (training/compare_econt.py)."""
 
     enabled: bool = Field(True, description="part of `pipeline`")
-    link_counts: list[int] = Field(list(BANDWIDTH_LINK_COUNTS), min_length=1,
+    link_counts: list[int] = Field(list(AE_LINK_COUNTS), min_length=1,
                                    description="output links to compare at (2-5)")
     train_encoders: bool = Field(False, description="train the encoder at every link count "
-                                                    "(else only the encoder stage's, at encoder.elinks)")
+                                                    "(else only the encoder stage's, at encoder.links)")
     threshold_adc: int = Field(47, ge=0, lt=2**22, description="threshold sum: CALQ threshold (47 = 1.35 MIP_T)")
     drop_lsb: int = Field(3, ge=0, le=4, description="DropLSB of the algorithms (3: high-density modules)")
     max_modules: Optional[int] = Field(10_000, ge=10, description="cap on synthetic test modules judged (null: all)")
@@ -209,10 +207,10 @@ class BandwidthParams(Strict):
     cms_autoencoder: bool = Field(True, description="also judge the CMS autoencoder (published weights) at 5 links")
 
     @model_validator(mode="after")
-    def _links(self) -> "BandwidthParams":
-        bad = sorted(set(self.link_counts) - set(BANDWIDTH_LINK_COUNTS))
+    def _links(self) -> "CompareEcontParams":
+        bad = sorted(set(self.link_counts) - set(AE_LINK_COUNTS))
         if bad:
-            raise ValueError(f"link_counts: {bad[0]} is not one of {list(BANDWIDTH_LINK_COUNTS)}")
+            raise ValueError(f"link_counts: {bad[0]} is not one of {list(AE_LINK_COUNTS)}")
         if len(set(self.link_counts)) != len(self.link_counts):
             raise ValueError("link_counts: a link count is repeated")
         return self

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 from econ_emd.base.tables import markdown_table
-from econ_emd.config import RunConfig
 
 from .result import StageContext, StageResult
 
@@ -55,17 +53,6 @@ class LabelResult(StageResult):
                 f"{self.pairs_per_second or 0:,.0f} pairs/s ({self.n_jobs} workers).", ""]
 
 
-def emd_runner(cfg: RunConfig, ctx: StageContext):
-    """The exact-EMD runner of the config (workers, cache under the run directory)."""
-    from econ_emd.emd.exact import EmdRunner
-
-    e = cfg.emd
-    n_jobs = len(os.sched_getaffinity(0)) if e.n_jobs == -1 else e.n_jobs
-    cache = (e.cache_dir or str(ctx.run_dir / "cache" / "emd")) if e.cache else None
-    return EmdRunner(solver=e.solver, n_jobs=n_jobs, chunk_size=e.chunk_size,
-                     dask_scheduler=e.dask_scheduler, cache_dir=cache, progress=ctx.progress)
-
-
 def run_data(ctx: StageContext) -> DataResult:
     from econ_emd.data.dataset import build_dataset, save_dataset
 
@@ -84,8 +71,8 @@ def run_label(ctx: StageContext) -> LabelResult:
 
     cfg = ctx.cfg
     ds = load_dataset(ctx.folder("data"))
-    pairs = make_pairs(ds, cfg.labels, cfg.seed)
-    runner = emd_runner(cfg, ctx)
+    pairs = make_pairs(ds, cfg.label, cfg.seed)
+    runner = ctx.emd_runner()
     compile_seconds = prepare_solver(cfg.emd.solver)   # kept out of the throughput figure
     if compile_seconds > 1:
         log.info("label: compiled the exact-EMD solver in %.1f s (once per checkout, then cached)",

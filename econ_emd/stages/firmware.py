@@ -1,9 +1,9 @@
 """The firmware stages: hls4ml project (firmware), C simulation (csim), the vendor-free RTL
-path (rtl) and the resource/latency report with its budget (report)."""
+path (rtl) and the resource and latency figures with their budget (resources). Each runs
+one step of the firmware flow (`econ_emd.firmware.flow`)."""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +12,7 @@ from econ_emd.base.artifacts import atomic_write_text, read_json
 from econ_emd.base.seeds import derive_seed
 from econ_emd.base.tables import markdown_table
 from econ_emd.config import RunConfig
+from econ_emd.firmware.results import BitAccuracy, RtlSimulation
 
 from .result import CheckedResult, StageContext, StageResult
 
@@ -20,33 +21,6 @@ log = logging.getLogger("econ_emd")
 SRC_CSIM = "HLS C simulation (g++)"
 SRC_PREDICT = "hls4ml compiled predict"
 SRC_VERILATOR = "RTL simulation (Verilator)"
-
-
-@dataclass(kw_only=True)
-class BitAccuracy:
-    """One bit-accuracy check against QKeras, in units of the output LSB."""
-
-    n_modules: int
-    bit_exact_fraction: float
-    mismatching_modules: int
-    mismatching_latents: int
-    max_abs_diff_lsb: int
-    first_mismatches: list = field(default_factory=list)
-    details: dict = field(default_factory=dict)
-
-    KEYS = ("n_modules", "bit_exact_fraction", "mismatching_modules", "mismatching_latents", "max_abs_diff_lsb",
-            "first_mismatches")
-
-    @classmethod
-    def from_json(cls, d: dict) -> "BitAccuracy":
-        return cls(**{k: d[k] for k in cls.KEYS if k in d}, details={k: v for k, v in d.items() if k not in cls.KEYS})
-
-    def to_json(self) -> dict:
-        return {**self.details, **{k: getattr(self, k) for k in self.KEYS}}
-
-    def row(self, name: str) -> list[str]:
-        pct = f"{100 * self.bit_exact_fraction:.4f}%"
-        return [name, f"{self.n_modules:,}", pct, str(self.max_abs_diff_lsb)]
 
 
 @dataclass(kw_only=True)
@@ -69,13 +43,13 @@ class CsimResult(CheckedResult):
 
 @dataclass(kw_only=True)
 class RtlResult(CheckedResult):
-    simulation: BitAccuracy
+    simulation: RtlSimulation
     figures: dict
-    DECODE = {"simulation": BitAccuracy.from_json}
+    DECODE = {"simulation": RtlSimulation.from_json}
 
 
 @dataclass(kw_only=True)
-class ReportResult(CheckedResult):
+class ResourcesResult(CheckedResult):
     figures: dict
     budget: list[dict]
     exact_counts: dict | None
@@ -154,32 +128,24 @@ def _firmware_inputs(ctx: StageContext, encoder):
 
 
 def run_firmware(ctx: StageContext) -> FirmwareResult:
-    from econ_emd.firmware import csim
-    from econ_emd.firmware.convert import convert, encoder_formats
+    from econ_emd.firmware.flow import HLS_DIR, hls_project
 
     cfg, out = ctx.cfg, ctx.out
     encoder, enc_path = _load_encoder(ctx)
-    fm = encoder_formats(encoder)
     x, y, source = _firmware_inputs(ctx, encoder)
     np.save(out / "tb_inputs.npy", x)
     np.save(out / "tb_expected.npy", y)
-    opts = cfg.firmware.options()
-    t0 = time.perf_counter()
-    hls_model = convert(encoder, out / "hls_project", opts)
-    t1 = time.perf_counter()
-    csim.write_tb_data(out / "hls_project", x, y)
-    predict = BitAccuracy.from_json(csim.predict_check(hls_model, x, y, fm["latent"].lsb))
-    log.info("firmware: HLS project written (%s, %s, %s, RF %d, %s @ %.3f ns) in %.1f s", opts.backend,
-             opts.io_type, opts.strategy, opts.reuse_factor, opts.part, opts.clock_period, t1 - t0)
-    log.info("firmware: hls4ml predict vs QKeras on %s modules: %.4f%% bit-exact, max %d LSB",
-             f"{predict.n_modules:,}", 100 * predict.bit_exact_fraction, predict.max_abs_diff_lsb)
-    vendor = csim.vendor_build(hls_model, cfg.firmware.cosim)
-    if not vendor["ran"]:
-        log.info("firmware: %s", vendor["message"])
-    return FirmwareResult(encoder=enc_path, inputs=source, n_modules=int(len(x)), latent_lsb=fm["latent"].lsb,
-                          predict_check=predict, details={
-                              "options": vars(opts), "formats": {k: v.hls() for k, v in fm.items()},
-                              "convert_seconds": t1 - t0, "vendor": {k: v for k, v in vendor.items() if k != "result"}})
+    hls = hls_project(encoder, out / HLS_DIR, cfg.firmware, inputs=x, expected=y, vendor=True)
+    from econ_emd.firmware import csim
+
+    csim.write_tb_data(out / HLS_DIR, x, y)
+    opts = cfg.firmware
+    return FirmwareResult(encoder=enc_path, inputs=source, n_modules=int(len(x)), latent_lsb=hls.output_lsb,
+                          predict_check=hls.predict, details={
+                              "options": {"backend": opts.backend, "io_type": opts.io_type, "strategy": opts.strategy,
+                                          "reuse_factor": opts.reuse_factor, "part": opts.part,
+                                          "clock_period": opts.clock_period_ns},
+                              "formats": hls.formats, "convert_seconds": hls.convert_seconds, "vendor": hls.vendor})
 
 
 def run_csim(ctx: StageContext) -> CsimResult:
@@ -188,7 +154,7 @@ def run_csim(ctx: StageContext) -> CsimResult:
     fw_dir = ctx.folder("firmware")
     fw = FirmwareResult.from_json(read_json(fw_dir / "summary.json"))
     x, y = np.load(fw_dir / "tb_inputs.npy"), np.load(fw_dir / "tb_expected.npy")
-    rep = BitAccuracy.from_json(csim.csim_check(fw_dir / "hls_project", x, y, fw.latent_lsb))
+    rep = csim.c_simulation(fw_dir / "hls_project", x, y, fw.latent_lsb).accuracy
     pred = fw.predict_check
     tol = ctx.cfg.firmware.tolerance_lsb
     passed = rep.max_abs_diff_lsb <= tol and pred.max_abs_diff_lsb <= tol
@@ -217,14 +183,14 @@ def run_rtl(ctx: StageContext) -> RtlResult:
     encoder, enc_path = _load_encoder(ctx)
     fw_dir = ctx.folder("firmware")
     x, y = np.load(fw_dir / "tb_inputs.npy"), np.load(fw_dir / "tb_expected.npy")
-    summary = build_rtl(encoder, x, y, cfg.rtl, cfg.firmware.part, cfg.firmware.clock_period_ns, ctx.out,
-                        cfg.firmware.tolerance_lsb)
-    summary["encoder"] = enc_path
+    build = build_rtl(encoder, x, y, ctx.out, firmware=cfg.firmware, rtl=cfg.rtl,
+                      tolerance_lsb=cfg.firmware.tolerance_lsb)
+    summary = {**build.to_json(), "encoder": enc_path}
     atomic_write_text(ctx.out / "rtl.md", rtl_markdown(summary))
     return RtlResult.from_json(summary)
 
 
-def run_report(ctx: StageContext) -> ReportResult:
+def run_resources(ctx: StageContext) -> ResourcesResult:
     from econ_emd.firmware import reports
     from econ_emd.firmware.convert import encoder_formats
 
@@ -238,10 +204,10 @@ def run_report(ctx: StageContext) -> ReportResult:
     report = {"figures": figures, "exact_counts": reports.exact_counts(encoder, encoder_formats(encoder)),
               "clock_period_ns": cfg.firmware.clock_period_ns}
     report["budget"] = reports.check_budget(figures, cfg.firmware.budget.model_dump())
-    atomic_write_text(ctx.out / "report.md", reports.to_markdown(report))
+    atomic_write_text(ctx.out / "resources.md", reports.to_markdown(report))
     failed = [b["item"] for b in report["budget"] if b["verdict"] == "fail"]
     for b in report["budget"]:
         log.info("budget %s <= %s: %s (%s)", b["item"], b["limit"], b["verdict"],
                  "no figure" if b["value"] is None else f"{b['value']:.4g} from {b['source']}")
-    return ReportResult(figures=figures, budget=report["budget"], exact_counts=report["exact_counts"],
+    return ResourcesResult(figures=figures, budget=report["budget"], exact_counts=report["exact_counts"],
                         passed=not failed, details={"clock_period_ns": cfg.firmware.clock_period_ns})

@@ -97,7 +97,8 @@ class CheckedResult(StageResult):
 @dataclass
 class StageContext:
     """Everything a stage body may use: the config, its own (work) folder and the run
-    directory, to read the folders of the stages it declared as inputs."""
+    directory, to read the folders of the stages it declared as inputs, and the tools every
+    stage shares (the exact-EMD runner, the frozen EMD-CNN a loss trains against)."""
 
     cfg: RunConfig
     run_dir: Path
@@ -106,3 +107,42 @@ class StageContext:
 
     def folder(self, stage: str) -> Path:
         return self.run_dir / stage
+
+    def emd_runner(self):
+        """The exact-EMD runner of the config (workers, cache under the run directory)."""
+        return emd_runner(self.cfg, self.run_dir, self.progress)
+
+    def frozen_emd_cnn(self, losses, path: str | None = None):
+        """The frozen EMD-CNN the given losses train against (None if none needs one): `path`
+        (a file named in the config), else encoder.emd_cnn_path, else the run's emd_cnn stage."""
+        from econ_emd.training.losses import NEEDS_EMD_CNN
+
+        if not NEEDS_EMD_CNN & set(losses):
+            return None
+        from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
+
+        return load_frozen_emd_cnn(path or self.cfg.encoder.emd_cnn_path or self.folder("emd_cnn"))
+
+
+def emd_runner(cfg: RunConfig, run_dir: Path, progress: bool):
+    """The exact-EMD runner of the config (workers, cache under the run directory)."""
+    import os
+
+    from econ_emd.emd.exact import EmdRunner
+
+    e = cfg.emd
+    n_jobs = len(os.sched_getaffinity(0)) if e.n_jobs == -1 else e.n_jobs
+    cache = (e.cache_dir or str(run_dir / "cache" / "emd")) if e.cache else None
+    return EmdRunner(solver=e.solver, n_jobs=n_jobs, chunk_size=e.chunk_size,
+                     dask_scheduler=e.dask_scheduler, cache_dir=cache, progress=progress)
+
+
+def encoder_request(cfg: RunConfig, **changes):
+    """The training request of the run's encoder stage (`changes`: encoder settings that
+    differ, e.g. another link count), the one a comparison row or a scan point compares
+    its own request with before it reuses the encoder stage's result."""
+    from econ_emd.base.seeds import seed_int
+    from econ_emd.training.encoder_run import TrainRequest
+
+    params = cfg.encoder.model_copy(update=changes) if changes else cfg.encoder
+    return TrainRequest(params=params, loss=params.loss, seed=seed_int(cfg.seed, "encoder_training"))

@@ -12,8 +12,8 @@ CMS_AUTOENCODER = "AE_8x8_c8_S2_ele"     # <name>_encoder.hdf5, <name>_decoder.h
 
 def simulated_calq() -> np.ndarray:
     """(3564, 48) CALQ of the simulated crossings, in CALQ order: the autoencoder
-    configuration's MUX delivers them in AE-slot order (`base.geometry.calq_from_ae_slots`)."""
-    from econ_emd.base.geometry import calq_from_ae_slots
+    configuration's MUX delivers them in AE-slot order (`geometry.calq_from_ae_slots`)."""
+    from econ_emd.geometry import calq_from_ae_slots
     from econ_emd.econt.emulator import front_end
     from econ_emd.econt.links import read_rx
     from econ_emd.econt.registers import load_config

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from econ_emd.config import CONFIG_DIR, load_config
-from econ_emd.training.comparison import comparison_ratios, paired_comparison
+from econ_emd.training.compare_losses import comparison_ratios, paired_comparison
 
 
 def test_paired_comparison_by_hand():
@@ -29,7 +29,7 @@ def test_paired_comparison_by_hand():
 
 
 def _row(medians, means=None):
-    from econ_emd.training.comparison import LossRow
+    from econ_emd.training.compare_losses import LossRow
 
     runs = [SimpleNamespace(evaluation=SimpleNamespace(overall=SimpleNamespace(median=m, mean=mu)))
             for m, mu in zip(medians, means or medians)]
@@ -46,45 +46,55 @@ def test_ratios_are_of_the_medians_over_seeds_and_name_the_worst_seed():
     assert r["mean quantized / float (emd_cnn)"] == pytest.approx(1.0 / 0.8)
 
 
+def _context(cfg, tmp_path):
+    return SimpleNamespace(cfg=cfg, out=tmp_path, folder=lambda name: tmp_path / name, emd_runner=lambda: None,
+                           frozen_emd_cnn=lambda losses, path=None: None)
+
+
 def test_every_row_trains_with_the_same_seeds_and_seed_0_is_the_encoder_stage(tmp_path, monkeypatch):
     """The same seeds (and the one split) for every loss; seed 0 of the main loss is the
-    encoder stage's training, reused; the paired statistics cover every pair of rows."""
+    encoder stage's training, reused because it is the same request; the paired
+    statistics cover every pair of rows."""
     from econ_emd.base.artifacts import atomic_save_npy
     from econ_emd.base.seeds import seed_int
-    from econ_emd.stages import training as st
-    from econ_emd.training import comparison as cmp
+    from econ_emd.stages import compare_losses as st
+    from econ_emd.training import compare_losses as cmp
+    from econ_emd.training import encoder_run as er
 
-    cfg = load_config(CONFIG_DIR / "smoke.yaml", ["compare.seeds=3", "compare.losses=[emd_cnn, mse, wmse]",
-                                                  "compare.bootstrap=100"])
-    seeds = st.compare_seeds(cfg)
+    cfg = load_config(CONFIG_DIR / "smoke.yaml", ["compare_losses.seeds=3", "compare_losses.losses=[emd_cnn, mse, wmse]",
+                                                  "compare_losses.bootstrap=100"])
+    seeds = st.seeds(cfg)
     assert seeds[0] == seed_int(cfg.seed, "encoder_training") and len(set(seeds)) == 3
+    assert st.reuses_encoder_stage(cfg)
     calls = []
     rng = np.random.default_rng(0)
+    encoder_stage = st.encoder_request(cfg).settings()
 
     def fake_run(med):
         ev = SimpleNamespace(overall=SimpleNamespace(median=med, mean=med), by_occupancy=[])
         return SimpleNamespace(evaluation=ev, epochs_run=2, best_epoch=2, quantized=True, to_json=lambda: {})
 
-    def fake_train(ds, params, out, loss, quantized, frozen, runner, seed, label, split="test"):
-        calls.append((label.split(",")[0][len("compare["):], seed, split))
-        atomic_save_npy(out / cmp.EMD_FILE, rng.random(20)) if out.mkdir(parents=True, exist_ok=True) is None else None
+    def fake_train(request, *, data, out, frozen, runner, label):
+        calls.append((label.split(",")[0][len("compare["):], request.seed, request.split))
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_save_npy(out / er.EMD_FILE, rng.random(20))
         return fake_run(1.0)
 
-    def fake_reuse(ctx, dst):
+    def fake_finished(folder, request):
+        return fake_run(0.8) if request.settings() == encoder_stage else None
+
+    def fake_copy(src, dst):
         calls.append(("emd_cnn", "encoder stage", "test"))
         dst.mkdir(parents=True, exist_ok=True)
-        atomic_save_npy(dst / cmp.EMD_FILE, rng.random(20))
-        return fake_run(0.8)
+        atomic_save_npy(dst / er.EMD_FILE, rng.random(20))
 
-    monkeypatch.setattr(cmp, "train_and_evaluate", fake_train)
-    monkeypatch.setattr(st, "_reuse_encoder_stage", fake_reuse)
-    monkeypatch.setattr(st, "_frozen_emd_cnn", lambda ctx, losses, path=None: None)
-    monkeypatch.setattr(st, "emd_runner", lambda cfg, ctx: None)
+    monkeypatch.setattr(er, "train_and_evaluate", fake_train)
+    monkeypatch.setattr(er, "finished_run", fake_finished)
+    monkeypatch.setattr(er, "copy_run", fake_copy)
     monkeypatch.setattr("econ_emd.data.dataset.load_dataset", lambda folder: {"test": np.zeros((20, 48))})
     monkeypatch.setattr(cmp, "plot_emd_vs_occupancy_seeds", lambda rows, path: None)
     monkeypatch.setattr(cmp, "comparison_markdown", lambda *a: "")
-    ctx = SimpleNamespace(cfg=cfg, out=tmp_path, folder=lambda name: tmp_path / name)
-    result = st.run_compare(ctx)
+    result = st.run_compare_losses(_context(cfg, tmp_path))
     by_row = {}
     for row, seed, split in calls:
         by_row.setdefault(row, []).append(seed)
@@ -92,6 +102,20 @@ def test_every_row_trains_with_the_same_seeds_and_seed_0_is_the_encoder_stage(tm
     assert by_row["emd_cnn"] == ["encoder stage", *seeds[1:]]
     assert by_row["mse"] == by_row["wmse"] == by_row["emd_cnn (float)"] == seeds
     assert len(result.paired) == 6 and result.details["seeds"] == seeds
+
+
+def test_a_row_reuses_the_encoder_stage_only_for_the_same_request():
+    """One rule (equal requests): another learning rate, another loss for the encoder
+    stage, an unquantized encoder stage without a float row, or the search each keep the
+    comparison from reusing it; an unquantized encoder stage is the float twin's request."""
+    from econ_emd.stages import compare_losses as st
+
+    base = ["compare_losses.losses=[emd_cnn, mse]"]
+    assert st.reuses_encoder_stage(load_config(CONFIG_DIR / "smoke.yaml", base))
+    assert st.reuses_encoder_stage(load_config(CONFIG_DIR / "smoke.yaml", base + ["encoder.quantized=false"]))
+    for change in (["encoder.learning_rate=0.0123"], ["compare_losses.search=true"],
+                   ["encoder.loss=telescope"], ["encoder.quantized=false", "compare_losses.float_twin=false"]):
+        assert not st.reuses_encoder_stage(load_config(CONFIG_DIR / "smoke.yaml", base + change)), change
 
 
 @dataclass
@@ -112,26 +136,27 @@ def test_the_search_judges_on_the_validation_split_only(tmp_path, monkeypatch):
     learning rate with the lowest validation median is chosen. The best of the grid lies
     on its upper edge, so the search steps beyond it by the grid's ratio (0.1, better, and
     then 1.0, worse) and chooses 0.1."""
-    from econ_emd.stages import training as st
-    from econ_emd.training import comparison as cmp
+    from econ_emd.stages import compare_losses as st
+    from econ_emd.training import encoder_run as er
 
-    cfg = load_config(CONFIG_DIR / "smoke.yaml", ["compare.search=true", "compare.learning_rates=[0.001, 0.01]",
-                                                  "compare.search_epochs=1"])
+    cfg = load_config(CONFIG_DIR / "smoke.yaml", ["compare_losses.search=true",
+                                                  "compare_losses.learning_rates=[0.001, 0.01]",
+                                                  "compare_losses.search_epochs=1"])
     rng = np.random.default_rng(0)
     ds = _Recording({k: rng.gamma(0.3, 40, (60, 48)) for k in ("train", "val", "test")})
     seen = []
     score = {0.001: 2.0, 0.01: 1.0, 0.1: 0.5, 1.0: 3.0}
 
-    def fake_train(ds_, params, out, loss, quantized, frozen, runner, seed, label, split="test"):
-        seen.append((loss, params.learning_rate, split, seed))
-        ds_["train"], ds_[split]
-        med = score[round(params.learning_rate, 6)] * (1.5 if loss == "mse" else 1.0)
+    def fake_train(request, *, data, out, frozen, runner, label):
+        loss, lr, split = request.loss, request.params.learning_rate, request.split
+        seen.append((loss, lr, split, request.seed))
+        data["train"], data[split]
+        med = score[round(lr, 6)] * (1.5 if loss == "mse" else 1.0)
         return SimpleNamespace(evaluation=SimpleNamespace(overall=SimpleNamespace(median=med, mean=med)),
                                epochs_run=1, best_epoch=1)
 
-    monkeypatch.setattr(cmp, "train_and_evaluate", fake_train)
-    ctx = SimpleNamespace(cfg=cfg, out=tmp_path)
-    out = st._search(ctx, ds, ["mse", "wmse"], lambda loss: None, None)
+    monkeypatch.setattr(er, "train_and_evaluate", fake_train)
+    out = st._search(_context(cfg, tmp_path), ds, ["mse", "wmse"], lambda loss: None, None)
     assert "test" not in ds.read and {s for _, _, s, _ in seen} == {"val"}
     assert [(l, round(lr, 6)) for l, lr, _, _ in seen] == [(l, lr) for l in ("mse", "wmse")
                                                            for lr in (0.001, 0.01, 0.1, 1.0)]
@@ -142,7 +167,7 @@ def test_the_search_judges_on_the_validation_split_only(tmp_path, monkeypatch):
 
 
 def test_next_candidate_steps_past_the_edge_the_best_lies_on():
-    from econ_emd.stages.training import next_candidate
+    from econ_emd.stages.compare_losses import next_candidate
 
     grid = [0.002, 0.005, 0.01, 0.02]
     assert next_candidate(grid, 0.02) == 0.04
@@ -153,7 +178,7 @@ def test_next_candidate_steps_past_the_edge_the_best_lies_on():
 def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch):
     """Same settings: the finished run is returned without training. Other settings (a
     changed learning rate): the old result and checkpoint are cleared and it trains anew."""
-    from econ_emd.training import comparison as cmp
+    from econ_emd.training import encoder_run as er
     from econ_emd.training import encoder_train as et
     from econ_emd.training.evaluation import Evaluation
 
@@ -173,13 +198,14 @@ def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch
     monkeypatch.setattr(et, "train_autoencoder", fake_train)
     monkeypatch.setattr(et, "save_encoder", fake_save)
     monkeypatch.setattr(et, "reconstruct", lambda enc, dec, x: (None, x))
-    monkeypatch.setattr(cmp, "evaluate_reconstruction", lambda judged, recon, runner: (ev, np.ones(len(judged))))
+    monkeypatch.setattr(er, "evaluate_reconstruction", lambda judged, recon, runner: (ev, np.ones(len(judged))))
     ds = {k: np.ones((3, 48)) for k in ("train", "val", "test")}
     out = tmp_path / "run"
 
     def run(lr):
         p = cfg.encoder.model_copy(update={"learning_rate": lr})
-        return cmp.train_and_evaluate(ds, p, out, "mse", True, None, None, 7, "t")
+        request = er.TrainRequest(params=p, loss="mse", seed=7)
+        return er.train_and_evaluate(request, data=ds, out=out, frozen=None, runner=None, label="t")
 
     run(0.01)
     run(0.01)

@@ -17,7 +17,7 @@ rebuilt from that alone (the "decoded energies"):
   bits by the encoder's quantizer), rescaled to the transmitted 5E4M module sum.
 Codes are read back at the centre of their bin, and a zero code as zero (`received`).
 Every algorithm sees the same integer CALQ, MUXed so that runs of 4 TCs are 2x2 blocks
-(`base.geometry.stc_order`). The module is judged by exact EMD (unit-sum images), the
+(`geometry.stc_order`). The module is judged by exact EMD (unit-sum images), the
 ratio of decoded to true module energy, and the shift of the energy-weighted centroid.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from econ_emd.base.geometry import stc_order, tc_centres
+from econ_emd.geometry import stc_order, tc_centres
 from econ_emd.econt import algorithms as alg
 from econ_emd.econt import formatter as fmt
 from econ_emd.econt.codes import E4M3, E5M3, E5M4, decode, encode
@@ -34,7 +34,6 @@ from econ_emd.econt.registers import AsicConfig
 
 from .evaluation import Distribution, evaluate_reconstruction
 
-LINK_COUNTS = (2, 3, 4, 5)
 ALGORITHMS = ("best_choice", "super_trigger_cells", "threshold_sum")
 #: STC type covering all 48 TCs at N links (N >= 5: type 0)
 STC_TYPE_FOR_LINKS = {1: 1, 2: 1, 3: 2, 4: 3}
@@ -121,7 +120,7 @@ def autoencoder_energies(calq: np.ndarray, recon: np.ndarray) -> np.ndarray:
 
 def centroid_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance (cm) between the energy-weighted centroids of two modules (NaN if one is empty)."""
-    from econ_emd.base.geometry import COORD_SCALE
+    from econ_emd.geometry import COORD_SCALE
 
     c = tc_centres() * COORD_SCALE
     sa, sb = a.sum(1), b.sum(1)
@@ -213,7 +212,7 @@ def cms_autoencoder_energies(calq: np.ndarray, encoder_h5: str, decoder_h5: str)
     transmitted 5E4M module sum."""
     import tensorflow as tf
 
-    from econ_emd.base.geometry import ae_slots_from_calq, image8x8_to_calq
+    from econ_emd.geometry import ae_slots_from_calq, image8x8_to_calq
     from econ_emd.econt import autoencoder as ae
 
     enc_w, dec_w = _weights(encoder_h5), _weights(decoder_h5)

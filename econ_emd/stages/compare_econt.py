@@ -1,6 +1,7 @@
-"""The equal-bandwidth stage: the trained encoder against ECON-T's best choice, super
-trigger cells and threshold sum, at 2-5 output links, on the synthetic test modules and
-on the simulated crossings of the CMS vectors (training/bandwidth.py holds the rules)."""
+"""The equal-bandwidth stage (compare-econt): the trained encoder against ECON-T's best
+choice, super trigger cells and threshold sum, at 2-5 output links, on the synthetic test
+modules and on the simulated crossings of the CMS vectors (training/compare_econt.py holds
+the rules)."""
 from __future__ import annotations
 
 import logging
@@ -9,11 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from econ_emd.base.artifacts import atomic_write_text, save_figure
-from econ_emd.base.seeds import seed_int
-from econ_emd.training.bandwidth import Judged
+from econ_emd.training.compare_econt import Judged
 
-from .data import emd_runner
-from .result import StageContext, StageResult
+from .result import StageContext, StageResult, encoder_request
 
 log = logging.getLogger("econ_emd")
 
@@ -29,11 +28,11 @@ def _rows(d) -> dict[str, list[Judged]]:
 
 
 @dataclass(kw_only=True)
-class BandwidthResult(StageResult):
+class CompareEcontResult(StageResult):
     rows: dict[str, list[Judged]]          # dataset -> judged (algorithm, links)
     winners: dict[str, dict[str, str]]     # dataset -> links -> "algorithm (median; next: x, +y%)"
     plots: list[str] = field(default_factory=list)
-    table: str = "bandwidth.md"
+    table: str = "compare_econt.md"
     DECODE = {"rows": _rows}
 
     def report_json(self, others) -> dict:
@@ -41,7 +40,7 @@ class BandwidthResult(StageResult):
                                     for k, v in self.rows.items()}}
 
     def report_markdown(self, others) -> list[str]:
-        from econ_emd.training.bandwidth import markdown
+        from econ_emd.training.compare_econt import markdown
 
         md = ["## The encoder against ECON-T's algorithms at equal output bandwidth", ""]
         for name, rows in self.rows.items():
@@ -91,38 +90,35 @@ def _plot(rows: dict[str, list[Judged]], path) -> None:
 def _autoencoders(ctx: StageContext, ds) -> dict[int, tuple]:
     """link count -> (encoder, decoder): the encoder stage's, and with train_encoders the
     encoder trained at every other link count (resumable, in this stage's folder)."""
-    from econ_emd.training.comparison import train_and_evaluate
+    from econ_emd.training.encoder_run import train_and_evaluate
     from econ_emd.training.encoder_train import DECODER_FILE, load_decoder, load_encoder
 
     def load_autoencoder(folder):
         return load_encoder(folder), load_decoder(folder / DECODER_FILE)
 
-    b, e = ctx.cfg.bandwidth, ctx.cfg.encoder
-    models = {e.elinks: load_autoencoder(ctx.folder("encoder"))}
+    b, e = ctx.cfg.compare_econt, ctx.cfg.encoder
+    models = {e.links: load_autoencoder(ctx.folder("encoder"))}
     if b.train_encoders:
-        from .training import _frozen_emd_cnn
-
-        frozen = _frozen_emd_cnn(ctx, [e.loss])
-        runner = emd_runner(ctx.cfg, ctx)
+        frozen = ctx.frozen_emd_cnn([e.loss])
+        runner = ctx.emd_runner()
         for n in b.link_counts:
             if n in models:
                 continue
-            params = e.model_copy(update={"elinks": n, "latent_bits": None})
             out = ctx.out / f"encoder_{n}links"
-            train_and_evaluate(ds, params, out, e.loss, e.quantized, frozen, runner,
-                               seed_int(ctx.cfg.seed, "encoder_training"), f"bandwidth[{n} links]")
+            train_and_evaluate(encoder_request(ctx.cfg, links=n, latent_bits=None), data=ds, out=out, frozen=frozen,
+                               runner=runner, label=f"compare-econt[{n} links]")
             models[n] = load_autoencoder(out)
     return models
 
 
-def run_bandwidth(ctx: StageContext) -> BandwidthResult:
+def run_compare_econt(ctx: StageContext) -> CompareEcontResult:
     from econ_emd.data.dataset import load_dataset
-    from econ_emd.training import bandwidth as bw
+    from econ_emd.training import compare_econt as bw
     from econ_emd.training.encoder_train import reconstruct
 
-    b = ctx.cfg.bandwidth
+    b = ctx.cfg.compare_econt
     ds = load_dataset(ctx.folder("data"))
-    runner = emd_runner(ctx.cfg, ctx)
+    runner = ctx.emd_runner()
     calq = {"synthetic": bw.integer_calq(ds["test"][: b.max_modules])}
     calq["synthetic"] = calq["synthetic"][calq["synthetic"].sum(1) > 0]
     if b.simulated_crossings:
@@ -145,13 +141,13 @@ def run_bandwidth(ctx: StageContext) -> BandwidthResult:
                 judged.append(bw.judge(CMS_AUTOENCODER, n, q,
                                        bw.cms_autoencoder_energies(q, *cms_autoencoder_weights()), runner,
                                        "published weights, the ASIC's arithmetic"))
-            log.info("bandwidth[%s, %d links]: %s", name, n,
+            log.info("compare-econt[%s, %d links]: %s", name, n,
                      ", ".join(f"{r.algorithm} {r.median_emd:.3f}" for r in judged if r.n_links == n))
         rows[name] = judged
     winners = {k: _winners(v) for k, v in rows.items()}
-    _plot(rows, ctx.out / "bandwidth.png")
+    _plot(rows, ctx.out / "compare_econt.png")
     text = "\n".join(bw.markdown(v, DATASETS[k]) for k, v in rows.items())
-    atomic_write_text(ctx.out / "bandwidth.md", text)
-    return BandwidthResult(rows=rows, winners=winners, plots=["bandwidth.png"],
+    atomic_write_text(ctx.out / "compare_econt.md", text)
+    return CompareEcontResult(rows=rows, winners=winners, plots=["compare_econt.png"],
                            details={"n_modules": {k: int(len(v)) for k, v in calq.items()},
                                     "autoencoder_link_counts": sorted(models)})

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from econ_emd.base.geometry import COORD_SCALE, stc_order, tc_centres
+from econ_emd.geometry import COORD_SCALE, stc_order, tc_centres
 from econ_emd.econt.codes import E4M3, E5M4, decode, encode
-from econ_emd.training import bandwidth as bw
-from econ_emd.training.params import BandwidthParams
+from econ_emd.training import compare_econt as bw
+from econ_emd.training.params import CompareEcontParams
 
 
 def _module(**tcs) -> np.ndarray:
@@ -102,9 +102,9 @@ def test_judge_on_a_perfect_copy():
 
 def test_link_counts_are_validated():
     with pytest.raises(ValueError, match="link_counts: 7"):
-        BandwidthParams(link_counts=[2, 7])
+        CompareEcontParams(link_counts=[2, 7])
     with pytest.raises(ValueError, match="repeated"):
-        BandwidthParams(link_counts=[3, 3])
+        CompareEcontParams(link_counts=[3, 3])
 
 
 def test_cms_autoencoder_rebuilds_the_published_network():

@@ -1,157 +1,17 @@
-"""Train an encoder with a named loss and judge it by exact EMD; compare several such runs.
-
-This is the unit of the encoder stage, of the loss comparison and of the seed benchmark:
-one function, so the three cannot drift apart.
-"""
+"""The loss comparison: rows trained with the same seeds, their paired statistics, the
+ratios the goals name, the table and the plot (the `compare_losses` stage)."""
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from econ_emd.base.tables import markdown_table
-from econ_emd.data.dataset import Dataset
 
-from . import encoder_train as et
-from .evaluation import Evaluation, evaluate_reconstruction, judged_reconstruction
-from .losses import get_loss
-from .params import EncoderParams
-
-log = logging.getLogger("econ_emd")
+from .encoder_run import EncoderRun
 
 #: the baselines the EMD-CNN loss is compared with, in the order the ratios are reported
 BASELINES = ("telescope", "wmse", "mse", "sinkhorn")
-
-
-@dataclass
-class RelativeError:
-    """A differentiable EMD's relative error (pred - exact) / exact on a set of pairs."""
-
-    n_pairs: int
-    n_excluded_tiny: int
-    rel_mean: float
-    rel_sigma: float
-    rel_median: float
-
-
-@dataclass(kw_only=True)
-class EncoderRun:
-    """One trained encoder: how it was trained and its exact-EMD evaluation on test modules."""
-
-    loss: str
-    quantized: bool
-    latent_bits: int
-    elinks: int
-    epochs_run: int
-    train_seconds: float
-    evaluation: Evaluation
-    history: dict = field(default_factory=dict)
-    emd_cnn_on_reconstructions: RelativeError | None = None
-    seed: int | None = None
-    learning_rate: float | None = None
-    split: str = "test"
-
-    @property
-    def best_epoch(self) -> int | None:
-        """1-based epoch whose weights were kept (lowest validation loss)."""
-        val = self.history.get("val_loss") or []
-        return int(np.argmin(val)) + 1 + int(self.history.get("initial_epoch", 0)) if val else None
-
-    def to_json(self) -> dict:
-        d = {k: getattr(self, k) for k in ("loss", "quantized", "latent_bits", "elinks", "epochs_run",
-                                           "train_seconds", "history", "seed", "learning_rate", "split")}
-        d["evaluation"] = self.evaluation.to_json()
-        if self.emd_cnn_on_reconstructions is not None:
-            d["emd_cnn_on_reconstructions"] = vars(self.emd_cnn_on_reconstructions).copy()
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> "EncoderRun":
-        own = d.get("emd_cnn_on_reconstructions")
-        return cls(loss=d["loss"], quantized=d["quantized"], latent_bits=d["latent_bits"], elinks=d["elinks"],
-                   epochs_run=d["epochs_run"], train_seconds=d["train_seconds"], history=d.get("history", {}),
-                   evaluation=Evaluation.from_json(d["evaluation"]),
-                   emd_cnn_on_reconstructions=RelativeError(**own) if own else None,
-                   seed=d.get("seed"), learning_rate=d.get("learning_rate"), split=d.get("split", "test"))
-
-
-RUN_FILE = "run.json"
-EMD_FILE = "emd.npy"
-SETTINGS_FILE = "settings.json"
-
-
-def train_and_evaluate(ds: Dataset, params: EncoderParams, out: Path | None, loss_name: str, quantized: bool,
-                       frozen, runner, seed: int, label: str, split: str = "test") -> EncoderRun:
-    """Train one autoencoder (resuming from a checkpoint in `out`), save it into `out`,
-    evaluate it by exact EMD on the `split` modules (test; the search judges on val).
-
-    With `out`, a finished run leaves its result (`run.json`) and the exact EMD of every
-    judged module (`emd.npy`, for the paired statistics) beside its models, and a rerun
-    that finds them complete returns them without training again. `settings.json` records
-    what the run was asked for; a folder holding another run's work (other settings: a
-    changed search choice, epoch cap, seed) is cleared first, never resumed or reused."""
-    from econ_emd.base.artifacts import atomic_write_json, read_json
-
-    params = params.model_copy(update={"quantized": quantized})
-    if out is not None:
-        out = Path(out)
-        wanted = {"encoder": params.model_dump(mode="json"), "loss": loss_name, "seed": int(seed), "split": split}
-        try:
-            recorded = read_json(out / SETTINGS_FILE) if (out / SETTINGS_FILE).exists() else None
-        except (OSError, ValueError):
-            recorded = None
-        if recorded != wanted:
-            if any((out / f).exists() for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE)):
-                log.info("%s: the folder holds a run with other settings; starting over", label)
-            for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE):
-                (out / f).unlink(missing_ok=True)
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(out / SETTINGS_FILE, wanted)
-        elif (out / RUN_FILE).exists() and (out / EMD_FILE).exists() and (out / et.ENCODER_FILE).exists():
-            log.info("%s: finished earlier, reused", label)
-            return EncoderRun.from_json(read_json(out / RUN_FILE))
-    train = ds["train"][: params.max_train_modules]
-    judged = ds[split][: params.max_eval_modules]
-    loss_fn = get_loss(loss_name, frozen, params.sinkhorn_epsilon, params.sinkhorn_iter)
-    enc, dec, history = et.train_autoencoder(train, ds["val"], params, loss_fn, seed, out, label)
-    if params.kind == "hgq" and quantized:
-        from econ_emd.models.hgq_encoder import freeze
-
-        enc, history["ebops"] = freeze(enc, et.encoder_inputs(train), params.hgq_arch())
-        log.info("%s: resource-aware encoder frozen: %.0f EBOPs", label, history["ebops"])
-    if out is not None:
-        et.save_encoder(enc, dec, out)
-    _, recon = et.reconstruct(enc, dec, judged)
-    evaluation, exact = evaluate_reconstruction(judged, recon, runner)
-    ov = evaluation.overall
-    log.info("%s: exact EMD on %s %s modules: mean %.3f, median %.3f (16-84%%: %.3f-%.3f)", label,
-             f"{ov.n:,}", split, ov.mean, ov.median, ov.p16, ov.p84)
-    run = EncoderRun(loss=loss_name, quantized=quantized, latent_bits=params.bits(), elinks=params.elinks,
-                     epochs_run=len(history["loss"]) + history["initial_epoch"], train_seconds=history["seconds"],
-                     history=history, evaluation=evaluation, seed=seed, learning_rate=params.learning_rate,
-                     split=split)
-    if loss_name == "emd_cnn" and split == "test":
-        run.emd_cnn_on_reconstructions = loss_network_accuracy(frozen, judged, recon, exact, label)
-    if out is not None:
-        from econ_emd.base.artifacts import atomic_save_npy
-
-        atomic_save_npy(out / EMD_FILE, exact)
-        atomic_write_json(out / RUN_FILE, run.to_json())
-        et.clear_checkpoint(out)
-    return run
-
-
-def loss_network_accuracy(frozen, test: np.ndarray, recon: np.ndarray, exact: np.ndarray, label: str) -> RelativeError:
-    """The EMD-CNN against the exact EMD on the pairs it was a loss for: the trained encoder's
-    own (module, reconstruction) pairs, which no held-out label set contains."""
-    from .emd_cnn_train import predict_emd, relative_error_stats
-
-    stats = relative_error_stats(predict_emd(frozen, test, judged_reconstruction(recon)[0]), exact)
-    log.info("%s: EMD-CNN on its own reconstructions: relative error mean %+.4f, sigma %.4f (%s pairs)", label,
-             stats["rel_mean"], stats["rel_sigma"], f"{stats['n_pairs']:,}")
-    return RelativeError(**{k: stats[k] for k in ("n_pairs", "n_excluded_tiny", "rel_mean", "rel_sigma", "rel_median")})
 
 
 @dataclass

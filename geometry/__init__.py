@@ -11,7 +11,7 @@ losses, images fed to networks) agrees on one definition:
   bottom-right 4x4 block is dead and always zero);
 * `calq_to_4x4x3` / `image4x4x3_to_calq`: one 4x4 channel per rhombus.
 
-The CSV tables are shipped as package data (copies of the shared geometry tables).
+The CSV tables (`tables/`) are shipped as package data (copies of the shared geometry tables).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def stc_order() -> np.ndarray:
 
 
 def _read_table(name: str) -> np.ndarray:
-    text = resources.files(__package__).joinpath("geometry_data", name).read_text()
+    text = resources.files(__package__).joinpath("tables", name).read_text()
     return np.loadtxt(text.splitlines(), delimiter=",", skiprows=1)
 
 
