@@ -212,7 +212,7 @@ def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
     assert "rtl_latency_ns" in (tmp_path / "run" / "resources" / "resources.md").read_text()
     # `econ-emd report` rebuilds the run's report from the stages present
     assert not (tmp_path / "run" / "report.md").exists()
-    assert main(["report", *args]) == 0
+    assert main(["report", "-c", SMOKE, "--run-dir", run, "-q"]) == 0
     md = (tmp_path / "run" / "report.md").read_text()
     assert "## Resources and latency" in md and "Stages not run yet: data, label" in md
     bad = tmp_path / "bad.h5"
