@@ -275,14 +275,26 @@ def test_refused_write_is_one_line_and_exit_3(tmp_path, capsys, monkeypatch):
 
 
 def test_work_folder_of_another_configuration_is_not_resumed(tmp_path):
-    """A killed run's work folder is kept only for the configuration it was built for."""
-    from econ_emd.registry import WORK_MARKER, _open_work_folder
+    """A killed run's work folder is kept only for the configuration it was built for; a
+    finished one takes its final name with no marker left."""
+    import pytest
 
-    work = _open_work_folder(tmp_path, "encoder", "hash-a")
-    (work / "checkpoint.npz").write_bytes(b"state of a")
-    assert (_open_work_folder(tmp_path, "encoder", "hash-a") / "checkpoint.npz").exists()
-    again = _open_work_folder(tmp_path, "encoder", "hash-b")
-    assert not (again / "checkpoint.npz").exists() and (again / WORK_MARKER).read_text() == "hash-b"
+    from econ_emd.base.artifacts import WORK_MARKER, building
+
+    final = tmp_path / "encoder"
+    with pytest.raises(KeyboardInterrupt):
+        with building(final, "hash-a") as work:
+            (work / "checkpoint.npz").write_bytes(b"state of a")
+            raise KeyboardInterrupt
+    assert not final.exists()
+    with pytest.raises(KeyboardInterrupt):
+        with building(final, "hash-a") as work:
+            assert (work / "checkpoint.npz").exists()        # the same configuration resumes
+            raise KeyboardInterrupt
+    with building(final, "hash-b") as work:
+        assert not (work / "checkpoint.npz").exists() and (work / WORK_MARKER).read_text() == "hash-b"
+        (work / "out").write_text("b")
+    assert (final / "out").read_text() == "b" and not (final / WORK_MARKER).exists()
 
 
 def test_stale_temporaries_are_swept(tmp_path):
