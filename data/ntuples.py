@@ -5,13 +5,14 @@ Each event of the tree holds every trigger cell with a non-zero charge as parall
 per-TC lists (CMSSW's HGCalTriggerNtupleHGCTriggerCells): `tc_subdet`, `tc_zside`,
 `tc_layer`, `tc_waferu`, `tc_waferv`, `tc_cellu`, `tc_cellv` (integers) and the charges
 `tc_uncompressedCharge` (the TC's linear charge before the HGCROC's 4E3M code, what the
-CMS emulator feeds the ECON-T), `tc_data` (the hardware pT word after the concentrator)
-and more. The loader keeps the silicon TCs (`tc_subdet` 1 = CE-E, 2 = CE-H silicon; the
-scintillator's cells have no wafer), groups them by (event, zside, layer, waferu, waferv)
-into modules, and places each TC at its CALQ index by its (cellu, cellv) through the
-geometry's remap table (`base.geometry.remap_table`, the same (u, v) -> TC number map
-as the CMS emulator's Utils/LDM_TC_Mapping.csv): one row per module and event, cells
-without a TC in the event are zero. Rows come in (file, event, zside, layer, waferu,
+CMS emulator feeds the ECON-T), `tc_data` (the hardware pT word after the concentrator),
+`tc_mipPt` (transverse MIPs, times ADC_PER_MIP_T here) and more. The loader keeps the
+silicon TCs (`tc_subdet` 1 = CE-E, 2 = CE-H silicon; the scintillator's cells have no
+wafer), groups them by (event, zside, layer, waferu, waferv) into modules, and places
+each TC at its CALQ index by its (cellu, cellv) through the geometry's remap table
+(`base.geometry.remap_table`, the same (u, v) -> TC number map as the CMS emulator's
+Utils/LDM_TC_Mapping.csv): one row per module and event, cells without a TC in the event
+are zero. Rows come in (file, event, zside, layer, waferu,
 waferv) order.
 
 Every defect is a one-line `DataError` naming the file (and the branch or event).
@@ -26,13 +27,17 @@ import numpy as np
 
 from econ_emd.base.errors import DataError
 from econ_emd.base.geometry import N_TC, remap_table
+from econ_emd.base.units import ADC_PER_MIP_T
 
 NTUPLE_TREE = "hgcalTriggerNtuplizer/HGCalTriggerNtuple"
 NTUPLE_SUFFIXES = (".root",)
 #: the branches that say where a TC is (integers per TC)
 PLACE_BRANCHES = ("tc_subdet", "tc_zside", "tc_layer", "tc_waferu", "tc_waferv", "tc_cellu", "tc_cellv")
 #: charge choices (`data.ntuple.charge`) -> their branch
-CHARGE_BRANCHES = {"uncompressedCharge": "tc_uncompressedCharge", "data": "tc_data"}
+CHARGE_BRANCHES = {"uncompressedCharge": "tc_uncompressedCharge", "data": "tc_data", "mipPt": "tc_mipPt"}
+#: factors that bring a charge choice to the product's ADC-like units (tc_mipPt is in
+#: transverse MIPs: 1 MIP_T = ADC_PER_MIP_T, the unit the occupancy threshold counts in)
+CHARGE_SCALE = {"mipPt": ADC_PER_MIP_T}
 #: tc_subdet of the silicon TCs (HGCalTriggerDetId: 1 CE-E, 2 CE-H silicon)
 SILICON_SUBDETS = (1, 2)
 ROOT_MAGIC = b"root"
@@ -189,6 +194,10 @@ def _modules_of(path: Path, tcs: dict[str, np.ndarray], charge_branch: str) -> t
     return keys, charges.reshape(-1, N_TC)
 
 
+def _scaled(charges: np.ndarray, charge: str) -> np.ndarray:
+    return charges * CHARGE_SCALE[charge] if charge in CHARGE_SCALE else charges
+
+
 def read_ntuples(files: list[Path], charge: str = "uncompressedCharge", layers: tuple[int, ...] | None = None,
                  max_rows: int | None = None) -> NtupleModules:
     """The module crossings of trigger ntuple files (see the module docstring)."""
@@ -214,6 +223,6 @@ def read_ntuples(files: list[Path], charge: str = "uncompressedCharge", layers: 
         where = f" in layers {', '.join(map(str, layers))}" if layers else ""
         raise DataError(f"{files[0] if len(files) == 1 else files[0].parent}: no HGCAL silicon trigger cells{where}")
     k = np.concatenate(keys)
-    return NtupleModules(charges=np.concatenate(charges), event=k[:, 0], file_index=np.concatenate(file_index),
-                         zside=k[:, 1], layer=k[:, 2], wafer_u=k[:, 3], wafer_v=k[:, 4],
+    return NtupleModules(charges=_scaled(np.concatenate(charges), charge), event=k[:, 0],
+                         file_index=np.concatenate(file_index), zside=k[:, 1], layer=k[:, 2], wafer_u=k[:, 3], wafer_v=k[:, 4],
                          files=tuple(str(f) for f in files))

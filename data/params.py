@@ -106,7 +106,8 @@ class NtupleParams(Strict):
     """CMS HGCAL trigger ntuples (source `ntuple`, data/ntuples.py)."""
 
     charge: Literal[tuple(CHARGE_BRANCHES)] = Field(
-        "uncompressedCharge", description="tc_uncompressedCharge (the ECON-T's input charge) or tc_data")
+        "uncompressedCharge", description="tc_uncompressedCharge (the ECON-T's input charge), tc_data, or tc_mipPt "
+                                          "(x ADC_PER_MIP_T: transverse MIPs in the product's units)")
     layers: Optional[list[int]] = Field(None, description="only modules of these layers")
 
     @model_validator(mode="after")

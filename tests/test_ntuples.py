@@ -11,6 +11,7 @@ import uproot
 
 from econ_emd.base.errors import DataError
 from econ_emd.base.geometry import distance_matrix, remap_table
+from econ_emd.base.units import ADC_PER_MIP_T
 from econ_emd.cli import main
 from econ_emd.config import CONFIG_DIR
 from econ_emd.data.loaders import load_modules
@@ -18,15 +19,16 @@ from econ_emd.data.ntuples import NTUPLE_TREE, read_ntuples
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
 PLACE = ("tc_subdet", "tc_zside", "tc_layer", "tc_waferu", "tc_waferv", "tc_cellu", "tc_cellv")
-CHARGES = ("tc_uncompressedCharge", "tc_data")
+CHARGES = ("tc_uncompressedCharge", "tc_data", "tc_mipPt")
 
 
 def write_ntuple(path, events, tree=NTUPLE_TREE, types=None, drop=()):
     """`events`: per event a list of TCs (subdet, zside, layer, waferu, waferv, cellu, cellv,
-    uncompressedCharge, data). Branches are jagged int32 (places) and uint32 (charges)
-    unless `types` says otherwise; `drop` leaves branches out."""
+    uncompressedCharge, data, mipPt). Branches are jagged int32 (places), uint32 (charges)
+    and float32 (mipPt) unless `types` says otherwise; `drop` leaves branches out."""
     names = (*PLACE, *CHARGES)
-    types = {**{n: np.int32 for n in PLACE}, **{n: np.uint32 for n in CHARGES}, **(types or {})}
+    types = {**{n: np.int32 for n in PLACE}, "tc_uncompressedCharge": np.uint32, "tc_data": np.uint32,
+             "tc_mipPt": np.float32, **(types or {})}
     arrays = {n: ak.values_astype(ak.Array([[tc[i] for tc in ev] for ev in events]) if events
                                   else ak.Array([[0]])[:0], types[n])
               for i, n in enumerate(names) if n not in drop}
@@ -52,9 +54,9 @@ def _events(n_events=10, seed=0):
     for _ in range(n_events):
         ee, hsi = rng.choice(48, 20, replace=False), rng.choice(48, 5, replace=False)
         q_ee, q_h = rng.integers(1, 4000, 20), rng.integers(1, 4000, 5)
-        ev = [(1, 1, 5, 3, 2, *_cell(c), int(q), int(q) // 2) for c, q in zip(ee, q_ee)]
-        ev += [(2, -1, 30, -2, 4, *_cell(c), int(q), int(q) // 2) for c, q in zip(hsi, q_h)]
-        ev += [(10, 1, 40, -999, -999, 5, 77, 300, 150)]
+        ev = [(1, 1, 5, 3, 2, *_cell(c), int(q), int(q) // 2, q / 16) for c, q in zip(ee, q_ee)]
+        ev += [(2, -1, 30, -2, 4, *_cell(c), int(q), int(q) // 2, q / 16) for c, q in zip(hsi, q_h)]
+        ev += [(10, 1, 40, -999, -999, 5, 77, 300, 150, 18.75)]
         events.append(ev)
         a, b = np.zeros(48), np.zeros(48)
         a[ee], b[hsi] = q_ee, q_h
@@ -77,8 +79,9 @@ def test_modules_are_grouped_and_cells_placed_by_the_geometry_table(tmp_path, mo
     np.testing.assert_array_equal(got.charges, want)
     assert got.layer.tolist() == [30, 5] * 10 and got.zside.tolist() == [-1, 1] * 10
     assert got.event.tolist() == list(np.repeat(np.arange(10), 2))
-    # tc_data instead of tc_uncompressedCharge; a layer filter
+    # tc_data or tc_mipPt (in units of 1 MIP_T = ADC_PER_MIP_T) instead of tc_uncompressedCharge; a layer filter
     np.testing.assert_array_equal(read_ntuples([f], charge="data").charges, want // 2)
+    np.testing.assert_allclose(read_ntuples([f], charge="mipPt").charges, want / 16 * ADC_PER_MIP_T, rtol=1e-6)
     only = read_ntuples([f], layers=(30,))
     assert (only.layer == 30).all() and only.charges.shape == (10, 48)
 
@@ -138,7 +141,7 @@ def _other_tree(p):
 
 def _bad_cell(p):
     events, _ = _events()
-    events[3][0] = (1, 1, 5, 3, 2, 0, 7, 100, 50)        # (0, 7) is no trigger cell
+    events[3][0] = (1, 1, 5, 3, 2, 0, 7, 100, 50, 6.25)        # (0, 7) is no trigger cell
     return write_ntuple(p, events)
 
 
@@ -149,7 +152,7 @@ def _twice(p):
 
 
 def _no_silicon(p):
-    return write_ntuple(p, [[(10, 1, 40, -999, -999, 5, 77, 300, 150)]] * 4)
+    return write_ntuple(p, [[(10, 1, 40, -999, -999, 5, 77, 300, 150, 18.75)]] * 4)
 
 
 def _truncated(p):
