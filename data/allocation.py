@@ -57,7 +57,7 @@ def ring2(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return u * u - u * v + v * v
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # holds arrays: compared by identity
 class Allocation:
     """Modules of the detector, as rows weighted by how many modules each stands for."""
 

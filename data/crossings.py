@@ -35,7 +35,7 @@ class HeldOutAccess(RuntimeError):
     """Code that fits or trains was handed held-out crossings."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # holds arrays: compared by identity
 class Crossings:
     """One part of the simulated crossings: CALQ charges (read-only) and their row indices."""
 

@@ -140,7 +140,7 @@ CALIBRATION = DetectorModel(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # holds arrays: compared by identity
 class Placement:
     """Where generated modules sit: per module, the beam's position in the module's frame
     (distance in half pitches, direction in radians), the depth z (half pitches), the
@@ -163,7 +163,7 @@ class Placement:
         return Placement(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # holds arrays: compared by identity
 class DetectorModules:
     charges: np.ndarray         # (n, 48) float64 CALQ, CALQ order
     placement: Placement

@@ -93,7 +93,7 @@ def _tail_log_ratio(x: np.ndarray, y: np.ndarray, points: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.log(sx / sy) ** 2)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # holds arrays: compared by identity
 class FitTarget:
     """The training part's statistics and the points its CDFs are compared at."""
 

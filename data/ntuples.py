@@ -45,7 +45,7 @@ ROOT_MAGIC = b"root"
 STEP_SIZE = "100 MB"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # holds arrays: compared by identity
 class NtupleModules:
     charges: np.ndarray     # (n, 48) float64, CALQ order
     event: np.ndarray       # (n,) entry number in its file

@@ -23,7 +23,7 @@ from econ_emd.base.units import ADC_PER_MIP_T
 CORRELATION_BIN_EDGES = (0.0, 2.5, 4.2, 6.0, 8.0, 10.0, 14.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # holds arrays: compared by identity
 class ModuleStatistics:
     occupancy: np.ndarray          # (n,) TCs above 1 MIP_T
     spectrum: np.ndarray           # (n * 48,) every cell's charge
