@@ -8,7 +8,7 @@ reads them back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +58,41 @@ def build_dataset(params: DataParams, seed: int) -> Dataset:
         charges = generate(params.n_modules, derive_seed(seed, "synthetic_modules"), params.synthetic)
         info = {"source": "synthetic", "n_read": charges.shape[0], "n_zero_sum_dropped": 0,
                 "generator": params.synthetic.model_dump()}
+    elif params.source == "detector":
+        charges, info = _detector_modules(params, seed)
+    elif params.source == "simulated_crossings":
+        from .crossings import require_training, training_crossings
+
+        charges = np.array(require_training(training_crossings(), "the data stage"))
+        if params.max_modules is not None:
+            charges = charges[:params.max_modules]
+        info = {"source": "simulated_crossings", "n_read": charges.shape[0], "n_zero_sum_dropped": 0,
+                "part": "training (the held-out crossings are never read)"}
     else:
         loaded = load_modules(params.source, params.path, params.hdf5_key, params.max_modules,
-                              econt_config=params.econt_config)
+                              econt_config=params.econt_config, ntuple_charge=params.ntuple.charge,
+                              ntuple_layers=tuple(params.ntuple.layers) if params.ntuple.layers else None)
         charges = loaded.charges
         info = {"source": params.source, "files": list(loaded.files), "n_read": loaded.n_read,
                 "n_zero_sum_dropped": loaded.n_zero_sum}
     idx = split_indices(charges.shape[0], params, seed)
     info.update(seed=seed, geometry_hash=geometry_hash())
     return Dataset({k: charges[v] for k, v in idx.items()}, info)
+
+
+def _detector_modules(params: DataParams, seed: int) -> tuple[np.ndarray, dict]:
+    """Modules of the detector generator and what the run summary says of them."""
+    from .detector import CALIBRATION, build_placement, generate_detector
+
+    seq = derive_seed(seed, "synthetic_modules")
+    placement = build_placement(params.detector, params.n_modules, seq)
+    made = generate_detector(params.n_modules, seq, placement, pileup=params.detector.pileup)
+    links, counts = np.unique(placement.links, return_counts=True)
+    info = {"source": "detector", "n_read": params.n_modules, "n_zero_sum_dropped": 0,
+            "generator": params.detector.model_dump(), "calibration": asdict(CALIBRATION),
+            "modules_per_link_count": {str(k): int(c) for k, c in zip(links, counts) if k >= 0},
+            "high_density_fraction": float(placement.high_density.mean())}
+    return made.charges, info
 
 
 def summarize(ds: Dataset, adc_per_mip: float = ADC_PER_MIP_T) -> dict:

@@ -27,8 +27,11 @@ from econ_emd.geometry import N_TC
 
 CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
 CSV_SUFFIXES = (".csv", ".txt", ".gz")   # .csv.gz: gzip-compressed CSV (as the ECON-T vectors)
-#: data sources read from files (the schema adds "synthetic")
-FILE_SOURCES = ("csv", "hdf5", "econt_links")
+#: data sources read from files (data.path); ntuple: CMS HGCAL trigger ntuples (data/ntuples.py)
+FILE_SOURCES = ("csv", "hdf5", "econt_links", "ntuple")
+#: data sources the package makes itself: the sparse synthetic generator, the detector
+#: generator (data/detector.py), the training part of the simulated crossings (data/crossings.py)
+BUILTIN_SOURCES = ("synthetic", "detector", "simulated_crossings")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
@@ -275,13 +278,21 @@ def read_econt_links(path: str | Path, econt_config: str | Path,
 
 def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,
                  max_rows: int | None = None, drop_zero_sum: bool = True,
-                 econt_config: str | Path | None = None) -> LoadedModules:
-    """Read, validate and clean modules from a CSV/HDF5/link-word file or a directory of
-    them (`drop_zero_sum=False`: keep every row, for callers that pair rows of two files)."""
+                 econt_config: str | Path | None = None, ntuple_charge: str = "uncompressedCharge",
+                 ntuple_layers: tuple[int, ...] | None = None) -> LoadedModules:
+    """Read, validate and clean modules from a CSV/HDF5/link-word/ntuple file or a directory
+    of them (`drop_zero_sum=False`: keep every row, for callers that pair rows of two files)."""
     path = Path(path)
     is_csv = source in ("csv", "econt_links")
     if source == "econt_links" and econt_config is None:
         raise DataError(f"{path}: ECON-T link words need an ASIC configuration (data.econt_config)")
+    if source == "ntuple":
+        from .ntuples import NTUPLE_SUFFIXES, read_ntuples
+
+        files = _files_of(path, NTUPLE_SUFFIXES)
+        charges = read_ntuples(files, ntuple_charge, ntuple_layers, max_rows).charges
+        charges = _validated(charges, path, lambda row: f"{row} (module crossing, 0-based)")
+        return _cleaned(charges, path, files, drop_zero_sum)
     files = _files_of(path, CSV_SUFFIXES if is_csv else HDF5_SUFFIXES)
     parts = []
     remaining = max_rows
@@ -297,7 +308,10 @@ def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,
         parts.append(values)
         if remaining is not None:
             remaining -= values.shape[0]
-    charges = np.concatenate(parts)
+    return _cleaned(np.concatenate(parts), path, files, drop_zero_sum)
+
+
+def _cleaned(charges: np.ndarray, path: Path, files: list[Path], drop_zero_sum: bool) -> LoadedModules:
     if not drop_zero_sum:
         return LoadedModules(charges, charges.shape[0], 0, tuple(str(f) for f in files))
     kept, n_zero = clean_modules(charges)

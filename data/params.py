@@ -9,7 +9,11 @@ from pydantic import Field, model_validator
 from econ_emd.base.schema import Strict
 from econ_emd.base.units import ADC_PER_MIP_T
 
-from .loaders import FILE_SOURCES
+from econ_emd.econt.links import N_ETX
+
+from .allocation import N_LAYERS
+from .loaders import BUILTIN_SOURCES, FILE_SOURCES
+from .ntuples import CHARGE_BRANCHES
 
 
 class SyntheticParams(Strict):
@@ -67,19 +71,67 @@ class SplitParams(Strict):
         return self
 
 
+#: data.detector.placement choices: the calibrated module's place, or places drawn from the
+#: detector's link allocation (data/detector.py, data/allocation.py)
+PLACEMENTS = ("reference", "allocation")
+
+
+class DetectorParams(Strict):
+    """The detector generator (source `detector`; model and calibration in data/detector.py)."""
+
+    placement: Literal[PLACEMENTS] = Field(
+        "reference", description="reference: every module at the calibrated module's place; allocation: places "
+                                 "drawn from the detector's modules (each module equally likely)")
+    allocation_path: Optional[str] = Field(
+        None, description="per-module allocation CSV (Layer, ModU, ModV, ECONT_eTX, HD_LD, as the CMS "
+                          "ModuleLinkSummary.csv); default: the embedded per-ring summary")
+    links: Optional[list[int]] = Field(None, description="allocation: only modules with these ECON-T link counts")
+    layers: Optional[list[int]] = Field(None, description="allocation: only modules of these layers")
+    pileup: float = Field(200.0, gt=0, le=1000,
+                          description="mean interactions per crossing (the minimum bias's rate scales with it)")
+
+    @model_validator(mode="after")
+    def _choices(self) -> "DetectorParams":
+        if self.placement == "reference" and (self.allocation_path or self.links or self.layers):
+            raise ValueError("allocation_path, links and layers select places from the allocation: "
+                             "set placement: allocation")
+        if self.links is not None and (not self.links or not all(1 <= k <= N_ETX for k in self.links)):
+            raise ValueError(f"links must list link counts 1-{N_ETX} (modules with 0 links send no data)")
+        if self.layers is not None and (not self.layers or not all(1 <= k <= N_LAYERS for k in self.layers)):
+            raise ValueError(f"layers must list HGCAL layers 1-{N_LAYERS}")
+        return self
+
+
+class NtupleParams(Strict):
+    """CMS HGCAL trigger ntuples (source `ntuple`, data/ntuples.py)."""
+
+    charge: Literal[tuple(CHARGE_BRANCHES)] = Field(
+        "uncompressedCharge", description="tc_uncompressedCharge (the ECON-T's input charge), tc_data, or tc_mipPt "
+                                          "(x ADC_PER_MIP_T: transverse MIPs in the product's units)")
+    layers: Optional[list[int]] = Field(None, description="only modules of these layers")
+
+    @model_validator(mode="after")
+    def _layers(self) -> "NtupleParams":
+        if self.layers is not None and (not self.layers or not all(1 <= k <= N_LAYERS for k in self.layers)):
+            raise ValueError(f"layers must list HGCAL layers 1-{N_LAYERS}")
+        return self
+
+
 class DataParams(Strict):
-    source: Literal[("synthetic", *FILE_SOURCES)] = "synthetic"
+    source: Literal[(*BUILTIN_SOURCES, *FILE_SOURCES)] = "synthetic"
     path: Optional[str] = Field(None, description="csv/hdf5 file or directory of files")
     hdf5_key: Optional[str] = Field(None, description="dataset inside the HDF5 file")
     econt_config: Optional[str] = Field(None, description="ASIC init.yaml decoding econt_links words")
-    n_modules: int = Field(100_000, ge=10, le=50_000_000, description="synthetic modules")
+    n_modules: int = Field(100_000, ge=10, le=50_000_000, description="synthetic or detector modules")
     max_modules: Optional[int] = Field(None, ge=10, description="cap on modules read from files")
     split: SplitParams = SplitParams()
     synthetic: SyntheticParams = SyntheticParams()
+    detector: DetectorParams = DetectorParams()
+    ntuple: NtupleParams = NtupleParams()
 
     @model_validator(mode="after")
     def _path_for_files(self) -> "DataParams":
-        if self.source != "synthetic" and not self.path:
+        if self.source in FILE_SOURCES and not self.path:
             raise ValueError(f"source '{self.source}' needs data.path")
         if self.source == "econt_links" and not self.econt_config:
             raise ValueError("source 'econt_links' needs data.econt_config (the ASIC's init.yaml: "

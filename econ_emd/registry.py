@@ -161,8 +161,8 @@ EMD_CNN_OPTION = CliOption("--emd-cnn", "encoder.emd_cnn_path",
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("data", "data", "generate or load the modules and write the train/val/test split",
           _keys("seed", "data"), _keys(), ("modules.h5",), data.run_data, data.DataResult,
-          external=lambda cfg: tuple(p for p in (cfg.data.path, cfg.data.econt_config)
-                                     if p and Path(p).is_file())),
+          external=lambda cfg: tuple(p for p in (cfg.data.path, cfg.data.econt_config,
+                                                 cfg.data.detector.allocation_path) if p and Path(p).is_file())),
     Stage("label", "label", "exact EMD labels for random and perturbed module pairs",
           _keys("seed", "label", "emd.solver"), _keys("data"), ("labels.h5",),
           data.run_label, data.LabelResult),
