@@ -46,9 +46,10 @@ CHUNK = 1 << 16
 
 def _all_frames(cfg: AsicConfig, q: np.ndarray, bx: np.ndarray, latents) -> fmt.Frames:
     n = len(q)
-    words = np.empty((n, fmt.FRAME_WORDS), dtype=np.uint16)
+    # int32: an idle word, (BX << 11) + a 16-bit sync word, can exceed 16 bits
+    words = np.empty((n, fmt.FRAME_WORDS), dtype=np.int32)
     n_words = np.empty(n, dtype=np.int64)
-    truncated = np.empty((n, 2), dtype=np.uint16)
+    truncated = np.empty((n, 2), dtype=np.int32)
     for lo in range(0, n, CHUNK):
         hi = min(lo + CHUNK, n)
         part = frames_for(cfg, q[lo:hi], bx[lo:hi], None if latents is None else latents[lo:hi])

@@ -91,7 +91,7 @@ def test_both_spellings_of_the_configuration():
 
 
 @pytest.mark.parametrize("change, register", [
-    ({"FormatterBuffer": {"Global": {"active_etxs": 4, "buff_t1": 600}}}, "FormatterBuffer.Global.buff_t1"),
+    ({"FormatterBuffer": {"Global": {"active_etxs": 4, "buff_t1": 1 << 16}}}, "FormatterBuffer.Global.buff_t1"),
     ({"FormatterBuffer": {"Global": {"active_etxs": 14}}}, "FormatterBuffer.Global.active_etxs"),
     ({"FormatterBuffer": {"Global": {"active_etxs": 4, "buf_t1": 3}}}, "FormatterBuffer.Global.buf_t1"),
     ({"FormatterBuffer": {"Global": {"active_etxs": True}}}, "FormatterBuffer.Global.active_etxs"),
@@ -101,7 +101,7 @@ def test_both_spellings_of_the_configuration():
     ({"Mux": {**{i: i for i in range(48)}, 3: 48}}, "Mux.3"),
     ({"Cal": {**{i: 2048 for i in range(48)}, 9: 5000}}, "Cal.9"),
     ({"AlgoThreshold": {**{i: 47 for i in range(48)}, 2: "x"}}, "AlgoThreshold.2"),
-    ({"AlgoDroplsb": {"Global": 9}}, "AlgoDroplsb.Global"),
+    ({"AlgoDroplsb": {"Global": 256}}, "AlgoDroplsb.Global"),
     ({"Algorithm": {"Global": {"select": 4, "density": 1}}}, "Encoder"),
 ])
 def test_bad_register_names_the_register(change, register):
@@ -404,11 +404,11 @@ def test_verify_bad_inputs_exit_2(tmp_path, capsys):
     shutil.copytree(VECTORS / "BC_2eTx", folder / "BC_2eTx")
     shutil.copy(VECTORS / "testInput.csv.gz", folder)
     init = folder / "BC_2eTx" / "init.yaml"
-    init.write_text(init.read_text().replace("buff_t1: 338", "buff_t1: 9999"))
+    init.write_text(init.read_text().replace("buff_t1: 338", "buff_t1: 99999"))
     assert main(["econt", "verify", str(folder)]) == 2     # a configuration that cannot run
     assert "FormatterBuffer.Global.buff_t1" in capsys.readouterr().out
     assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "-c", str(init)]) == 2
-    assert "FormatterBuffer.Global.buff_t1: 9999" in capsys.readouterr().err
+    assert "FormatterBuffer.Global.buff_t1: 99999" in capsys.readouterr().err
 
 
 def test_an_autoencoder_mismatch_names_its_packet_fields(tmp_path, capsys):
