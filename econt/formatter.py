@@ -18,8 +18,9 @@ including three that only unusual registers reach:
   repeater below 11 links), so a truncated packet can expose them;
 * words that would land past the 400th cell are lost (the CMS emulator stops with a
   numpy broadcast error there: a frame written above cell 374, reachable only with T1
-  above 374; this is the product's reading of a buffer that cannot hold them), while the
-  level keeps counting them as the T1/T2 comparisons do.
+  above 374 or with no output link, which never drains the buffer; this is the product's
+  reading of a buffer that cannot hold them), while the level keeps counting them as the
+  T1/T2 comparisons do. With no output link every word sent is 0.
 """
 from __future__ import annotations
 
@@ -274,9 +275,11 @@ def _buffer_loop(frames: Frames, read: int, t1: int, t2: int, t3: int,
             data, advance, flags[i] = truncated[i] | set_bit8, 1, True
         else:
             data, advance = words[i], size
-        if wp < BUFFER_WORDS:
-            room = min(len(data), BUFFER_WORDS - wp)
-            contents[wp:wp + room] = data[:room]
+        end = wp + len(data)
+        if end <= BUFFER_WORDS:
+            contents[wp:end] = data
+        elif wp < BUFFER_WORDS:
+            contents[wp:] = data[:BUFFER_WORDS - wp]
         wp += advance
         if read:
             sent[i] = contents[:read]
