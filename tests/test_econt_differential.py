@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from econ_emd.base.errors import UserError
 from econ_emd.cli import main
@@ -61,7 +62,7 @@ def test_the_families_reach_the_branches_they_are_for():
     autoencoder, every STC type, DropLSB up to 255, both densities and spellings, buffer
     thresholds past 511 and the buffer's top, and the three sources of expected words."""
     def docs(family):
-        return [parse_config(__import__("yaml").safe_load((ROOT / family / n / "init.yaml").read_text()))
+        return [parse_config(yaml.safe_load((ROOT / family / n / "init.yaml").read_text()))
                 for n in MANIFEST[family]["cases"]]
 
     for family in ("best_choice", "threshold_sum", "autoencoder"):
