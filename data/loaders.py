@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from econ_emd.base.errors import DataError
+from econ_emd.base.errors import ConfigError, DataError
 from econ_emd.geometry import N_TC
 
 CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
@@ -254,26 +254,21 @@ def read_econt_links(path: str | Path, econt_config: str | Path,
                      max_rows: int | None = None) -> np.ndarray:
     """CALQ (float64, CALQ order) of ECON-T input link words (`RX_DATA_0..11`, the CMS
     test-vector format): each crossing's words through the ASIC front end configured by
-    `econt_config` (an init.yaml: MUX, calibration, density).
-
-    Which TC is where comes from the configuration's MUX, and only an autoencoder
-    configuration fixes it: its MUX puts every TC at its slot of the autoencoder's image
-    (`geometry.calq_from_ae_slots`). The MUX of the other algorithms orders TCs for
-    their own grouping, which says nothing of the module's geometry, so they are refused."""
-    from econ_emd.geometry import calq_from_ae_slots
-    from econ_emd.econt.emulator import front_end
+    `econt_config` (an init.yaml: density, word order, calibration), each cell read from
+    the input TC it enters on (`econt.emulator.cells_in_calq_order`), whatever algorithm
+    the configuration selects."""
+    from econ_emd.econt.emulator import cells_in_calq_order
     from econ_emd.econt.links import read_rx
     from econ_emd.econt.registers import load_config
 
     cfg = load_config(econt_config)
-    if cfg.algorithm != 4:
-        raise DataError(f"data.econt_config {econt_config}: selects {cfg.algorithm_name}; the module's "
-                        "geometry comes from an autoencoder configuration (algorithm 4), whose MUX puts "
-                        "each TC at its autoencoder slot (e.g. the simulated module's mc_ttbar_AE_init.yaml)")
     rx = read_rx(path)
     if max_rows is not None:
         rx = rx[:max_rows]
-    return calq_from_ae_slots(front_end(cfg, rx)).astype(np.float64)
+    try:
+        return cells_in_calq_order(cfg, rx).astype(np.float64)
+    except ConfigError as exc:
+        raise DataError(f"data.econt_config {econt_config}: {exc}") from None
 
 
 def load_modules(source: str, path: str | Path, hdf5_key: str | None = None,

@@ -18,7 +18,11 @@ log = logging.getLogger("econ_emd")
 def run_emulator(input_csv: str, config: str, output: str | None) -> None:
     cfg = load_config(config)
     rx = read_rx(input_csv)
-    out = emulate(cfg, rx)
+    try:
+        out = emulate(cfg, rx)
+    except Exception as exc:    # noqa: BLE001 - `econt run` never ends in a traceback
+        raise UserError(f"econt run: the emulator failed on {config} ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())}); please report it") from None
     text = format_tx(out.tx)
     if output is None or output == "-":
         print(text, end="")

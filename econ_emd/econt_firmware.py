@@ -32,7 +32,7 @@ from econ_emd.econt.emulator import front_end
 from econ_emd.econt.formatter import autoencoder_sent_bits, read_autoencoder_packet
 from econ_emd.econt.links import read_rx, read_tx
 from econ_emd.econt.registers import ae_register_values, load_config
-from econ_emd.econt.verify import CONFIG_NAME, OUTPUT_NAMES, find_input
+from econ_emd.econt.verify import CONFIG_NAME, OUTPUT_NAMES, aligned_start, find_input
 
 log = logging.getLogger("econ_emd")
 
@@ -58,9 +58,8 @@ def _vector(folder: Path):
     if inp is None:
         raise UserError(f"{folder}: no input (testInput.csv[.gz]) in the folder or the one above")
     rx, tx = read_rx(inp), read_tx(out)
-    if len(rx) != len(tx):
-        raise UserError(f"{out}: {len(tx)} rows, the input {len(rx)}")
-    return cfg, rx, tx
+    start = aligned_start(rx, len(tx))          # an input longer than the output: from its BX0 header
+    return cfg, rx[start:start + len(tx)], tx
 
 
 def _h5_agreement(folder: Path, register_values: np.ndarray) -> dict | None:

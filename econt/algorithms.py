@@ -84,6 +84,11 @@ def _batcher_passes(n: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     return tuple(passes)
 
 
+#: crossings sorted at once: the network's working array (48 x chunk int32) stays in the
+#: CPU cache, about twice as fast as one pass over a large array
+_SORT_CHUNK = 2048
+
+
 def sort_descending(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted values, their TC addresses), each row in descending order, ties resolved
     exactly as the ASIC's sorting network resolves them (an exchange only on <).
@@ -95,14 +100,21 @@ def sort_descending(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, width = vals.shape
     if vals.size and (vals.min() < 0 or vals.max() >= 1 << 24):
         raise ValueError("the sorter takes values in 0..2**24-1")
-    packed = np.ascontiguousarray(((vals << 6) | np.arange(width)).T.astype(np.int32))
-    for lo, hi in _batcher_passes(width):
-        a, b = packed[lo], packed[hi]
-        swap = (a >> 6) < (b >> 6)
-        packed[lo] = np.where(swap, b, a)
-        packed[hi] = np.where(swap, a, b)
-    packed = packed.T
-    return (packed >> 6).astype(np.int64), (packed & 63).astype(np.int64)
+    sorted_vals = np.empty((n, width), dtype=np.int64)
+    addresses = np.empty((n, width), dtype=np.int64)
+    passes = _batcher_passes(width)
+    for lo_row in range(0, n, _SORT_CHUNK):
+        part = vals[lo_row:lo_row + _SORT_CHUNK]
+        packed = np.ascontiguousarray(((part << 6) | np.arange(width)).T.astype(np.int32))
+        for lo, hi in passes:
+            a, b = packed[lo], packed[hi]
+            swap = a < (b & ~63)            # a's value below b's: (a >> 6) < (b >> 6)
+            top = np.where(swap, b, a)
+            packed[hi] = a ^ b ^ top        # the other of the two
+            packed[lo] = top
+        sorted_vals[lo_row:lo_row + len(part)] = (packed >> 6).T
+        addresses[lo_row:lo_row + len(part)] = (packed & 63).T
+    return sorted_vals, addresses
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,14 @@ What the block does with the 48 CALQ leaving the MUX (found against the CMS gold
 every latent of all 3,564 crossings of `mc_ttbar/AE`, and of a second weight set from the
 vectors' history, identical; docs/reference.md "ECON-T emulation" tells how):
 
-* converter: x = floor(CALQ * 2^7 / 2^floor(log2(module sum))), an 8-bit value with 7
-  fractional bits (the sum normalized into [1, 2), as `econt.normalization` does in float);
-  an all-zero module gives x = 0;
+* converter: x = floor(CALQ * 2^7 / 2^min(floor(log2(module sum)), 21)), an 8-bit value
+  with 7 fractional bits (the sum normalized into [1, 2), as `econt.normalization` does in
+  float); an all-zero module gives x = 0. The shift stops at 21 (`CONVERTER_MAX_SHIFT`):
+  CALQ is a 22-bit number, and 21 is the shift that keeps the largest one below 2^8, so a
+  module summing to 2^22 or more (a busy high-density module) is normalized by 2^21, not
+  by its sum: found against the CMS emulator's converter (its compiled HLS model,
+  `converter.x`, on 190 modules around every power of two up to the largest CALQ sum:
+  all identical, none with an uncapped shift);
 * image: the TC leaving the MUX as TC i sits at AE slot i of the 8x8 image (slots 0-31 are
   pixels 0-31, slot 32 + 4r + c is pixel 8(4 + r) + c; `geometry.pixel_of_ae_block`);
   the bottom-right 4x4 block is zero;
@@ -43,6 +48,7 @@ from econ_emd.geometry import N_TC, pixel_of_ae_block
 WEIGHT_FRACTION = 5          # 6-bit two's complement weights, values in [-1, 31/32]
 WEIGHT_MIN, WEIGHT_MAX = -32, 31
 INPUT_FRACTION = 7           # the converter's output: 8 bits, 7 fractional
+CONVERTER_MAX_SHIFT = 21     # the converter's largest normalizing shift (module doc)
 CONV_FRACTION = 7            # each convolution product is cut to this many fractional bits
 DENSE_FRACTION = 8           # each dense product, and the latent, in units of 2^-8
 LATENT_BITS = 9
@@ -139,6 +145,7 @@ def converter(calq: np.ndarray) -> np.ndarray:
     msb = np.zeros(len(q), dtype=np.int64)
     pos = total > 0
     msb[pos] = np.frexp(total[pos].astype(np.float64))[1] - 1     # exact below 2**53
+    msb = np.minimum(msb, CONVERTER_MAX_SHIFT)
     return (q << INPUT_FRACTION) >> msb[:, None]
 
 

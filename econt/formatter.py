@@ -6,6 +6,21 @@ the frame of a crossing is 26 words: the packet's words, then the idle word. The
 2N words on the N output links (two words per 32-bit link word). Only threshold sum has
 a variable length; when a frame would overflow threshold T1 (or the buffer is above T2
 and the frame is at most T3 words), a two-word truncated packet is written instead.
+
+The buffer follows the CMS emulator (`ASICBlocks/BufferBlock.py`) in every branch,
+including three that only unusual registers reach:
+* a cell never written holds -1 (the emulator's initial fill) and the link word is
+  `first * 2^16 + second` of two cells, as it adds them; a crossing that reads such a
+  cell (when truncated packets, which advance the level by 1, leave the 2N words read
+  short, e.g. T1 below 2N) sends a negative word (`-0010001` in the vectors' CSV), and an
+  idle word above 16 bits (a sync word above 11 bits) carries into its neighbour;
+* the frame keeps all of its packet's words even where `n_words` is shorter (the
+  repeater below 11 links), so a truncated packet can expose them;
+* words that would land past the 400th cell are lost (the CMS emulator stops with a
+  numpy broadcast error there: a frame written above cell 374, reachable only with T1
+  above 374 or with no output link, which never drains the buffer; this is the product's
+  reading of a buffer that cannot hold them), while the level keeps counting them as the
+  T1/T2 comparisons do. With no output link every word sent is 0.
 """
 from __future__ import annotations
 
@@ -23,6 +38,8 @@ from econ_emd.geometry import N_TC
 
 FRAME_WORDS = 2 * N_ETX
 BUFFER_WORDS = 400
+#: what a buffer cell holds before anything is written to it (see the module doc)
+UNWRITTEN = -1
 
 
 class Bits:
@@ -70,13 +87,19 @@ class Frames:
     truncated: np.ndarray   # (n, 2) the truncated packet (threshold sum only; else 0)
 
 
-def _frames(words: np.ndarray, n_words, idle, truncated=None) -> Frames:
+def _frames(words: np.ndarray, n_words, idle, truncated=None, lengths=None) -> Frames:
+    """The 26-word frames: each row's packet words (`lengths` of them, default all of
+    `words`), then idle words; `n_words` is how far the buffer's level advances."""
     n = len(words)
     frame = np.broadcast_to(np.asarray(idle, dtype=np.int64).reshape(-1, 1), (n, FRAME_WORDS)).copy()
     width = min(words.shape[1], FRAME_WORDS)
     n_words = np.broadcast_to(np.asarray(n_words, dtype=np.int64), (n,)).copy()
-    cols = np.arange(width)
-    frame[:, :width] = np.where(cols[None, :] < n_words[:, None], words[:, :width], frame[:, :width])
+    if lengths is None:
+        frame[:, :width] = words[:, :width]
+    else:
+        cols = np.arange(width)
+        frame[:, :width] = np.where(cols[None, :] < np.asarray(lengths)[:, None], words[:, :width],
+                                    frame[:, :width])
     if truncated is None:
         truncated = np.zeros((n, 2), dtype=np.int64)
     return Frames(words=frame, n_words=n_words, truncated=truncated)
@@ -206,7 +229,7 @@ def threshold_sum_frames(q: np.ndarray, bx: np.ndarray, cfg: AsicConfig) -> Fram
         words[rows, :w.shape[1]] = w
         n_words[rows] = w.shape[1]
     truncated = np.stack([(header << 11) | (0b110 << 8) | ts.sum_all, idle], axis=1)
-    return _frames(words, n_words, idle, truncated)
+    return _frames(words, n_words, idle, truncated, lengths=n_words)
 
 
 def buffer(frames: Frames, cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -217,30 +240,47 @@ def buffer(frames: Frames, cfg: AsicConfig) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros((n, N_ETX), dtype=np.int64)
     flags = np.zeros(n, dtype=bool)
     nw = frames.n_words
-    if (nw <= read).all() and (nw <= t1).all():
+    if read and (nw <= read).all() and (nw <= t1).all():
         # the buffer empties every crossing (never above T2, never past T1): each crossing
         # sends the head of its own frame
         sent = frames.words[:, :read].astype(np.int64)
     else:
-        sent = np.zeros((n, read), dtype=np.int64)
-        contents = np.full(BUFFER_WORDS + FRAME_WORDS, -1, dtype=np.int64)
-        wp = 0
-        for i in range(n):
-            level, size = wp, int(nw[i])
-            if level + size > t1:
-                contents[wp:wp + 2] = frames.truncated[i].astype(np.int64) & ~np.array([1 << 8, 0])
-                flags[i] = True
-                wp += 1
-            elif level > t2 and size <= t3:
-                contents[wp:wp + 2] = frames.truncated[i].astype(np.int64) | np.array([1 << 8, 0])
-                flags[i] = True
-                wp += 1
-            else:
-                contents[wp:wp + FRAME_WORDS] = frames.words[i]
-                wp += size
-            sent[i] = contents[:read]
-            contents[:BUFFER_WORDS - read] = contents[read:BUFFER_WORDS]
-            wp = max(wp - read, 0)
-    pairs = sent.reshape(n, cfg.n_etx, 2) & 0xFFFF
-    out[:, :cfg.n_etx] = (pairs[:, :, 0] << 16) | pairs[:, :, 1]
+        sent = _buffer_loop(frames, read, t1, t2, t3, flags)
+    if read:
+        pairs = sent.reshape(n, cfg.n_etx, 2)
+        out[:, :cfg.n_etx] = (pairs[:, :, 0] << 16) + pairs[:, :, 1]
     return out, flags
+
+
+def _buffer_loop(frames: Frames, read: int, t1: int, t2: int, t3: int,
+                 flags: np.ndarray) -> np.ndarray:
+    """The buffer crossing by crossing (levels carry over); fills `flags`, returns the
+    (n, read) words sent. Branches as the CMS emulator's Buffer (module doc)."""
+    n = len(frames.words)
+    sent = np.zeros((n, read), dtype=np.int64)
+    contents = np.full(BUFFER_WORDS, UNWRITTEN, dtype=np.int64)
+    words = frames.words.astype(np.int64)
+    truncated = frames.truncated.astype(np.int64)
+    clear_bit8 = np.array([~(1 << 8), -1], dtype=np.int64)
+    set_bit8 = np.array([1 << 8, 0], dtype=np.int64)
+    nw = frames.n_words.astype(np.int64).tolist()
+    wp = 0
+    for i in range(n):
+        size = nw[i]
+        if wp + size > t1:
+            data, advance, flags[i] = truncated[i] & clear_bit8, 1, True
+        elif wp > t2 and size <= t3:
+            data, advance, flags[i] = truncated[i] | set_bit8, 1, True
+        else:
+            data, advance = words[i], size
+        end = wp + len(data)
+        if end <= BUFFER_WORDS:
+            contents[wp:end] = data
+        elif wp < BUFFER_WORDS:
+            contents[wp:] = data[:BUFFER_WORDS - wp]
+        wp += advance
+        if read:
+            sent[i] = contents[:read]
+            contents[:BUFFER_WORDS - read] = contents[read:]
+            wp = max(wp - read, 0)
+    return sent

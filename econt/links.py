@@ -3,7 +3,11 @@
 Input (`testInput.csv[.gz]`): one row per bunch crossing, columns `RX_DATA_0..11`, one
 32-bit hex word per input link (eRx): a 4-bit header and four 7-bit 4E3M trigger-cell
 codes, TC 4l+k of link l in bits 7k..7k+6. Output (`testOutput.csv[.gz]`): columns
-`TX_DATA_0..12`, one 32-bit hex word per output link (eTx); disabled links are 0.
+`TX_DATA_0..12`, one 32-bit hex word per output link (eTx); disabled links are 0. The
+CMS emulator writes an output word as Python formats the integer it computed, so two
+corner cases of its buffer (`econt.formatter`) give words no 32-bit field holds: a
+negative one (`-0010001`) and one above 32 bits; output files are read and written with
+them as the emulator has them.
 
 The bunch-crossing counter the output headers carry: an orbit has 3,564 crossings; the
 counter restarts at 0 on every row whose link-0 header is 0x9 (the BC0 marker), or counts
@@ -35,6 +39,8 @@ def _read_lines(path: Path) -> list[str]:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a link-word CSV") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -47,8 +53,15 @@ def _read_lines(path: Path) -> list[str]:
     return text.splitlines()
 
 
-def read_words(path: str | Path, columns: list[str]) -> np.ndarray:
-    """(n_bx, len(columns)) int64 words from a hex-word CSV; errors name row and column."""
+#: the widest output word the CMS emulator can write: two 16-bit cells, the second up to
+#: 17 bits wide (an idle word with a 16-bit sync word), added
+_WIDE_LIMIT = 1 << 34
+
+
+def read_words(path: str | Path, columns: list[str], as_written: bool = False) -> np.ndarray:
+    """(n_bx, len(columns)) int64 words from a hex-word CSV; errors name row and column.
+    `as_written`: also the negative and wider-than-32-bit words the CMS emulator writes
+    (module doc), for output files."""
     path = Path(path)
     lines = _read_lines(path)
     header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
@@ -76,7 +89,11 @@ def read_words(path: str | Path, columns: list[str]) -> np.ndarray:
             except ValueError:
                 raise DataError(f"{path}: line {lineno}, column {c}: {cell!r} is not a hex "
                                 "word") from None
-            if cell.startswith(("-", "+")) or not 0 <= word < (1 << 32):
+            if as_written:
+                if cell.startswith("+") or not -_WIDE_LIMIT < word < _WIDE_LIMIT:
+                    raise DataError(f"{path}: line {lineno}, column {c}: {cell!r} is not an "
+                                    "output word")
+            elif cell.startswith(("-", "+")) or not 0 <= word < (1 << 32):
                 raise DataError(f"{path}: line {lineno}, column {c}: {cell!r} is not a "
                                 "32-bit word")
             row.append(word)
@@ -91,11 +108,12 @@ def read_rx(path: str | Path) -> np.ndarray:
 
 
 def read_tx(path: str | Path) -> np.ndarray:
-    return read_words(path, TX_COLUMNS)
+    return read_words(path, TX_COLUMNS, as_written=True)
 
 
 def format_tx(words: np.ndarray) -> str:
-    """The vectors' output CSV text of (n_bx, 13) words."""
+    """The vectors' output CSV text of (n_bx, 13) words (8 hex digits; a negative or wider
+    word as the CMS emulator writes it, see the module doc)."""
     out = [",".join(TX_COLUMNS)]
     out += [",".join(f"{int(w):08x}" for w in row) for row in words]
     return "\n".join(out) + "\n"
@@ -135,6 +153,12 @@ def bx_counter(rx: np.ndarray) -> np.ndarray:
             since = np.where(last >= 0, np.arange(n) - last, np.arange(n))
             bx = since % ORBIT_BX
     return bx
+
+
+def first_bc0_row(rx: np.ndarray) -> int | None:
+    """The first row whose link-0 header is the BC0 marker, or None."""
+    rows = np.flatnonzero((np.asarray(rx)[:, 0] >> 28) == BC0_HEADER)
+    return int(rows[0]) if len(rows) else None
 
 
 def bx_header(bx: np.ndarray) -> np.ndarray:

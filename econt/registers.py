@@ -13,8 +13,13 @@ vectors of each spelling agree with its own order only (on the same input words)
 spelling decides the order (`AsicConfig.erx_msb_first`).
 Per-TC registers (`Mux`, `Cal`, `AlgoThreshold`) are maps 0..47 -> value.
 
-Every register is checked against its width in the ASIC; a bad one raises `ConfigError`
-naming it (`FormatterBuffer.Global.buff_t1: ...`). Sections this emulator does not read
+Every register is checked against its width in the ASIC's register map (`REGISTER_BITS`);
+a bad one raises `ConfigError` naming it (`FormatterBuffer.Global.buff_t1: ...`). Values
+the register holds but the ASIC's data path has no meaning for are refused too, with the
+reason, where the CMS emulator itself stops on them (`Mux` above 47, 14 or 15 output
+links, an `stc_type` above 4, an algorithm above 4); every other value the register holds
+is emulated as the CMS emulator runs it (DropLSB above 4 acts as 0, thresholds and buffer
+thresholds up to their full width, sync words above 11 bits, zero output links). Sections this emulator does not read
 are ignored, but an unknown register inside a section it reads is an error: a misspelt
 register must not silently fall back to its default. A register the file leaves out keeps
 its power-on value (`AsicConfig`), as in the CMS tools, which start every run from the
@@ -33,6 +38,14 @@ from econ_emd.base.errors import ConfigError
 from econ_emd.geometry import N_TC
 
 MAX_ETX = 13
+#: bits of every register the data path reads, from the ECON-T register map the CMS tools
+#: use (`econt_sw` zmq_i2c/reg_maps/ECON_I2C_params_regmap.yaml, `size_byte` or the
+#: parameter mask of each). `stc_type` is 2 bits there, but the golden vectors set type 4
+#: (CTC4B), so the field the vectors were made for holds at least 3.
+REGISTER_BITS = {"select": 3, "density": 1, "mux": 6, "cal": 12, "threshold": 24,
+                 "drop_lsb": 8, "buff_t1": 16, "buff_t2": 16, "buff_t3": 8,
+                 "eporttx_numen": 4, "use_sum": 1, "stc_type": 3, "tx_sync_word": 16,
+                 "mask_ae": 128, "mask_ae2": 16}
 #: the algorithm select register
 ALGORITHMS = {0: "threshold_sum", 1: "super_trigger_cell", 2: "best_choice",
               3: "repeater", 4: "autoencoder"}
@@ -40,6 +53,8 @@ ALGORITHMS = {0: "threshold_sum", 1: "super_trigger_cell", 2: "best_choice",
 STC_TYPES = {0: "STC4B: STC4, 5E4M sums", 1: "STC16, 5E4M sums", 2: "CTC4A: CTC4, 4E3M sums",
              3: "STC4A: STC4, 4E3M sums", 4: "CTC4B: CTC4, 5E4M sums"}
 AE_MASK_BITS = 144
+#: the largest DropLSB the algorithms apply; larger register values act as 0
+MAX_DROP_LSB = 4
 #: encoder weight registers: 12 blocks of 8 x 128-bit words and one 48-bit word
 AE_BLOCKS = 12
 AE_WORD_BITS = {**{f"weights_byte{16 * i}": 128 for i in range(8)}, "weights_byte128": 48}
@@ -55,7 +70,7 @@ class AsicConfig:
     thresholds and DropLSB 0, every autoencoder bit kept)."""
     algorithm: int = 0                   # 0 TS, 1 STC, 2 BC, 3 RPT, 4 AE
     high_density: bool = False
-    n_etx: int = 2                       # active output links, 1..13
+    n_etx: int = 2                       # active output links, 0..13 (0: every word 0)
     mux: tuple[int, ...] = tuple(range(N_TC))
     cal: tuple[int, ...] = (2048,) * N_TC
     threshold: tuple[int, ...] = (0,) * N_TC
@@ -78,8 +93,8 @@ class AsicConfig:
 
     @property
     def effective_drop_lsb(self) -> int:
-        """The ASIC treats DropLSB values above 4 as 0."""
-        return self.drop_lsb if self.drop_lsb <= 4 else 0
+        """The ASIC treats DropLSB values above 4 as 0 (the 8-bit register holds up to 255)."""
+        return self.drop_lsb if self.drop_lsb <= MAX_DROP_LSB else 0
 
     def with_links(self, n_etx: int) -> "AsicConfig":
         return replace(self, n_etx=n_etx)
@@ -142,16 +157,21 @@ def _per_tc(doc: dict, name: str, bits: int, default: tuple[int, ...]) -> tuple[
 
 
 def _links(value, where: str, as_mask: bool) -> int:
+    """Output links in use: a count (the older spelling; the 4-bit `eporttx_numen`) or a
+    mask of links from eTx 0 (the newer). 0 links: the ASIC sends nothing, every output
+    word is 0, as the CMS emulator gives. 14 or 15 fit the 4-bit register but name links
+    the ASIC does not have, and the CMS emulator stops on them."""
     if as_mask:
-        mask = _int(value, where, MAX_ETX, low=1)
+        mask = _int(value, where, MAX_ETX)
         n = mask.bit_length()
         if mask != (1 << n) - 1:
             raise ConfigError(f"{where}: {value!r} is not a mask of contiguous links from "
                               f"eTx 0 (e.g. 0x7 for three links)")
         return n
-    count = _int(value, where, 4, low=1)
+    count = _int(value, where, REGISTER_BITS["eporttx_numen"])
     if count > MAX_ETX:
-        raise ConfigError(f"{where}: {count} links; the ECON-T has 1..{MAX_ETX}")
+        raise ConfigError(f"{where}: {count} links; the ECON-T has 0..{MAX_ETX} (the CMS "
+                          "emulator cannot run more)")
     return count
 
 
@@ -196,11 +216,13 @@ def parse_config(doc, source: str = "init.yaml") -> AsicConfig:
     else:
         algo = _global(doc, "Algorithm", {"select", "density"})
         sel_key, dens_key, where = "select", "density", "Algorithm.Global"
-    algorithm = _int(algo.get(sel_key, AsicConfig.algorithm), f"{where}.{sel_key}", 3)
+    algorithm = _int(algo.get(sel_key, AsicConfig.algorithm), f"{where}.{sel_key}",
+                     REGISTER_BITS["select"])
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"{where}.{sel_key}: {algorithm} is not an algorithm "
                           f"({', '.join(f'{k} {v}' for k, v in ALGORITHMS.items())})")
-    density = _int(algo.get(dens_key, int(AsicConfig.high_density)), f"{where}.{dens_key}", 1)
+    density = _int(algo.get(dens_key, int(AsicConfig.high_density)), f"{where}.{dens_key}",
+                   REGISTER_BITS["density"])
 
     drop = 0
     sec = _section(doc, "AlgoDroplsb")
@@ -214,9 +236,10 @@ def parse_config(doc, source: str = "init.yaml") -> AsicConfig:
             if unknown:
                 raise ConfigError(f"AlgoDroplsb.Global.{sorted(map(str, unknown))[0]}: "
                                   "unknown register (known: drop_lsb)")
-            drop = _int(glob.get("drop_lsb", 0), "AlgoDroplsb.Global.drop_lsb", 3)
+            drop = _int(glob.get("drop_lsb", 0), "AlgoDroplsb.Global.drop_lsb",
+                        REGISTER_BITS["drop_lsb"])
         else:
-            drop = _int(glob, "AlgoDroplsb.Global", 3)
+            drop = _int(glob, "AlgoDroplsb.Global", REGISTER_BITS["drop_lsb"])
 
     fmt = _global(doc, "FormatterBuffer", _FMT_KEYS)
     kw = {}
@@ -224,17 +247,20 @@ def parse_config(doc, source: str = "init.yaml") -> AsicConfig:
         kw["n_etx"] = _links(fmt["active_etxs"], "FormatterBuffer.Global.active_etxs", newer)
     for name in ("buff_t1", "buff_t2", "buff_t3"):
         if name in fmt:
-            kw[name] = _int(fmt[name], f"FormatterBuffer.Global.{name}", 9)
+            kw[name] = _int(fmt[name], f"FormatterBuffer.Global.{name}", REGISTER_BITS[name])
     if "stc_type" in fmt:
-        kw["stc_type"] = _int(fmt["stc_type"], "FormatterBuffer.Global.stc_type", 3)
+        kw["stc_type"] = _int(fmt["stc_type"], "FormatterBuffer.Global.stc_type",
+                              REGISTER_BITS["stc_type"])
         if kw["stc_type"] not in STC_TYPES:
             raise ConfigError(f"FormatterBuffer.Global.stc_type: {kw['stc_type']} is not a "
-                              f"type (0..{max(STC_TYPES)})")
+                              f"type (0..{max(STC_TYPES)}; the CMS emulator formats no other)")
     if "use_sum" in fmt:
-        kw["use_sum"] = bool(_int(fmt["use_sum"], "FormatterBuffer.Global.use_sum", 1))
+        kw["use_sum"] = bool(_int(fmt["use_sum"], "FormatterBuffer.Global.use_sum",
+                                  REGISTER_BITS["use_sum"]))
     if "link_reset_pattern" in fmt:
         kw["tx_sync_word"] = _int(fmt["link_reset_pattern"],
-                                  "FormatterBuffer.Global.link_reset_pattern", 11)
+                                  "FormatterBuffer.Global.link_reset_pattern",
+                                  REGISTER_BITS["tx_sync_word"])
     if "keep_auto_encoder_bits" in fmt:
         if "mask_ae" in fmt or "mask_ae2" in fmt:
             raise ConfigError("FormatterBuffer.Global.keep_auto_encoder_bits: given together "
@@ -242,19 +268,23 @@ def parse_config(doc, source: str = "init.yaml") -> AsicConfig:
         kw["ae_mask"] = _int(fmt["keep_auto_encoder_bits"],
                              "FormatterBuffer.Global.keep_auto_encoder_bits", AE_MASK_BITS)
     elif "mask_ae" in fmt or "mask_ae2" in fmt:
-        high = _int(fmt.get("mask_ae", (1 << 128) - 1), "FormatterBuffer.Global.mask_ae", 128)
-        low = _int(fmt.get("mask_ae2", (1 << 16) - 1), "FormatterBuffer.Global.mask_ae2", 16)
+        high = _int(fmt.get("mask_ae", (1 << 128) - 1), "FormatterBuffer.Global.mask_ae",
+                    REGISTER_BITS["mask_ae"])
+        low = _int(fmt.get("mask_ae2", (1 << 16) - 1), "FormatterBuffer.Global.mask_ae2",
+                   REGISTER_BITS["mask_ae2"])
         kw["ae_mask"] = (high << 16) | low
 
     cfg = AsicConfig(
         algorithm=algorithm, high_density=bool(density), drop_lsb=drop,
-        mux=_per_tc(doc, "Mux", 6, AsicConfig.mux),
-        cal=_per_tc(doc, "Cal", 12, AsicConfig.cal),
-        threshold=_per_tc(doc, "AlgoThreshold", 22, AsicConfig.threshold),
+        mux=_per_tc(doc, "Mux", REGISTER_BITS["mux"], AsicConfig.mux),
+        cal=_per_tc(doc, "Cal", REGISTER_BITS["cal"], AsicConfig.cal),
+        threshold=_per_tc(doc, "AlgoThreshold", REGISTER_BITS["threshold"], AsicConfig.threshold),
         ae_weight_words=_weights(doc), erx_msb_first=newer, **kw)
     bad_mux = [i for i, m in enumerate(cfg.mux) if m >= N_TC]
     if bad_mux:
-        raise ConfigError(f"Mux.{bad_mux[0]}: {cfg.mux[bad_mux[0]]} is not an input TC (0..47)")
+        raise ConfigError(f"Mux.{bad_mux[0]}: {cfg.mux[bad_mux[0]]} selects no input TC (the "
+                          "6-bit register holds it, but there are 48 inputs, 0..47, and the CMS "
+                          "emulator cannot run it)")
     if cfg.algorithm == 4 and cfg.ae_weight_words is None:
         raise ConfigError("Encoder: missing (the autoencoder needs its 12 weight blocks)")
     return cfg
@@ -274,6 +304,8 @@ def load_config(path: str | Path) -> AsicConfig:
         raise ConfigError(f"{path}: is a directory, not a configuration file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (UTF-8) YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         doc = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

@@ -3,6 +3,17 @@
 A vector folder holds `init.yaml` (the configuration) and `testOutput.csv[.gz]` (the
 expected output words); its input `testInput.csv[.gz]` is in the folder itself or in the
 nearest folder above it (the CMS vectors share one input among their configurations).
+
+Row alignment: output row i is the crossing of input row i (the vectors show no latency
+between a crossing and its words: the CMS emulator writes one output row per input row,
+and a packet leaves in its own crossing when the buffer is empty). An input longer than
+its output (an alignment pattern: rows before the orbit starts, then the BX0 header) is
+emulated whole, so the buffer carries over from the rows before, and its words are
+compared from the first BX0 header on (from row 0 when the input has no BX0 header).
+
+Every folder ends as one result line, whatever happens in it: a configuration or input
+the product cannot use is an "error" with its reason, and the rest of the tree still
+runs (a failure of the emulator itself is reported the same way, as a bug to report).
 """
 from __future__ import annotations
 
@@ -15,7 +26,7 @@ from econ_emd.base.errors import UserError
 from econ_emd.econt import algorithms as alg
 from econ_emd.econt.emulator import emulate
 from econ_emd.econt.link_budget import AE_HEADER_BITS, AE_SUM_BITS, ae_packet_bits
-from econ_emd.econt.links import read_rx, read_tx
+from econ_emd.econt.links import first_bc0_row, read_rx, read_tx
 from econ_emd.econt.registers import AsicConfig, load_config
 
 CONFIG_NAME = "init.yaml"
@@ -124,7 +135,7 @@ def packet_fields(cfg: AsicConfig) -> list[tuple[str, int]]:
 def _stream(words: np.ndarray, n_etx: int) -> int:
     value = 0
     for w in words[:n_etx]:
-        value = (value << 32) | int(w)
+        value = (value << 32) | (int(w) & 0xFFFFFFFF)
     return value
 
 
@@ -144,8 +155,36 @@ def _mismatch(cfg: AsicConfig, row: int, bx: int, expected: np.ndarray, produced
     return Mismatch(row=row, bx=bx, links=links, fields=tuple(diffs))
 
 
+def aligned_start(rx: np.ndarray, n_expected: int) -> int:
+    """The input row whose crossing output row 0 holds (module doc); `UserError` when the
+    input cannot cover the output."""
+    n = len(rx)
+    if n < n_expected:
+        raise UserError(f"the expected output has {n_expected} rows, the input only {n}")
+    if n == n_expected:
+        return 0
+    start = first_bc0_row(rx)
+    start = 0 if start is None else start
+    if n - start < n_expected:
+        raise UserError(f"the expected output has {n_expected} rows, the input {n - start} "
+                        f"from its first BX0 header (row {start + 1}): the rows cannot be "
+                        "aligned")
+    return start
+
+
 def verify_folder(folder: Path, root: Path) -> VectorResult:
+    """One folder's result; never raises (module doc)."""
     name = str(folder.relative_to(root)) if folder != root else folder.name
+    try:
+        return _verify_folder(folder, root, name)
+    except UserError as exc:
+        return VectorResult(name, "error", message=str(exc))
+    except Exception as exc:    # noqa: BLE001 - one folder's bug must not stop the tree
+        return VectorResult(name, "error", message=f"the emulator failed ({type(exc).__name__}: "
+                                                   f"{' '.join(str(exc).split())}); please report it")
+
+
+def _verify_folder(folder: Path, root: Path, name: str) -> VectorResult:
     try:
         cfg = load_config(folder / CONFIG_NAME)
     except UserError as exc:
@@ -162,19 +201,21 @@ def verify_folder(folder: Path, root: Path) -> VectorResult:
         rx, expected = read_rx(input_path), read_tx(expected_path)
     except UserError as exc:
         return VectorResult(name, "error", algorithm=cfg.algorithm_name, message=str(exc))
-    if len(rx) != len(expected):
+    try:
+        start = aligned_start(rx, len(expected))
+    except UserError as exc:
         return VectorResult(name, "error", algorithm=cfg.algorithm_name,
-                            message=f"{expected_path.name} has {len(expected)} rows, the input "
-                                    f"{len(rx)}")
+                            message=f"{expected_path.name}: {exc}")
     out = emulate(cfg, rx)
-    equal = out.tx == expected
+    produced = out.tx[start:start + len(expected)]
+    equal = produced == expected
     rows_ok = equal.all(axis=1)
     bad = np.flatnonzero(~rows_ok)
     first = None
     if len(bad):
         r = int(bad[0])
-        first = _mismatch(cfg, r, int(out.bx[r]), expected[r], out.tx[r])
-    return VectorResult(name, "match" if not len(bad) else "mismatch", n_bx=len(rx),
+        first = _mismatch(cfg, r, int(out.bx[start + r]), expected[r], produced[r])
+    return VectorResult(name, "match" if not len(bad) else "mismatch", n_bx=len(expected),
                         bx_equal=int(rows_ok.sum()), words_equal=int(equal.sum()),
                         words=int(equal.size), algorithm=cfg.algorithm_name, first=first)
 

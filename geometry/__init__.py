@@ -112,6 +112,38 @@ def ae_slot_of_calq() -> np.ndarray:
     return slots
 
 
+@lru_cache(maxsize=1)
+def econt_input_table() -> np.ndarray:
+    """(48, 5) int table: tc_cellu, tc_cellv, CALQ index, ECON-T input TC, ECON-T TC after
+    the standard MUX, one row per CALQ index in order.
+
+    Where each cell enters the ECON-T, as the CMS tool that made the golden vectors' inputs
+    from simulation packs it (`getDataFromMC.py` of cmantill/ECONT_Emulator, with its
+    `Utils/LDM_TC_Mapping.csv`): the cell (u, v) is input TC `ECON_TC_Number_PreMux`, the
+    four input TCs 4l..4l+3 of link l from the bits next to the header down (the newer
+    order of `econt.links`), and the standard MUX sends it on as TC
+    `ECON_TC_Number_PostMux` (runs of 4 are the super trigger cells' 2x2 blocks). The CALQ
+    index is the (u, v) cell's in `remap_table` (which numbers cells as CMSSW does)."""
+    raw = _read_table("econt_inputs.csv").astype(np.int64)
+    calq_of_uv = {(int(u), int(v)): int(c) for u, v, c, _ in remap_table()}
+    try:
+        calq = np.array([calq_of_uv[(int(u), int(v))] for u, v, _, _ in raw], dtype=np.int64)
+    except KeyError as exc:
+        raise RuntimeError(f"econt_inputs.csv: cell {exc.args[0]} is not in tc_remap.csv") from None
+    for name, col in (("CALQ index", calq), ("input", raw[:, 2]), ("MUX output", raw[:, 3])):
+        if sorted(col.tolist()) != list(range(N_TC)):
+            raise RuntimeError(f"econt_inputs.csv must place the 48 cells on the 48 {name}s once each")
+    table = np.column_stack([raw[:, :2], calq, raw[:, 2:]])[np.argsort(calq)]
+    table.setflags(write=False)
+    return table
+
+
+def econt_input_of_calq() -> np.ndarray:
+    """(48,) the ECON-T input TC holding each CALQ index (`econt_input_table`): a MUX
+    register image that delivers a module in CALQ order (TC i = input[mux[i]])."""
+    return econt_input_table()[:, 3].copy()
+
+
 def calq_from_ae_slots(x: np.ndarray) -> np.ndarray:
     """(..., 48) charges in AE-slot order (an autoencoder MUX's output) -> CALQ order."""
     return _check_calq(x)[..., ae_slot_of_calq()]

@@ -91,7 +91,7 @@ def test_both_spellings_of_the_configuration():
 
 
 @pytest.mark.parametrize("change, register", [
-    ({"FormatterBuffer": {"Global": {"active_etxs": 4, "buff_t1": 600}}}, "FormatterBuffer.Global.buff_t1"),
+    ({"FormatterBuffer": {"Global": {"active_etxs": 4, "buff_t1": 1 << 16}}}, "FormatterBuffer.Global.buff_t1"),
     ({"FormatterBuffer": {"Global": {"active_etxs": 14}}}, "FormatterBuffer.Global.active_etxs"),
     ({"FormatterBuffer": {"Global": {"active_etxs": 4, "buf_t1": 3}}}, "FormatterBuffer.Global.buf_t1"),
     ({"FormatterBuffer": {"Global": {"active_etxs": True}}}, "FormatterBuffer.Global.active_etxs"),
@@ -101,7 +101,7 @@ def test_both_spellings_of_the_configuration():
     ({"Mux": {**{i: i for i in range(48)}, 3: 48}}, "Mux.3"),
     ({"Cal": {**{i: 2048 for i in range(48)}, 9: 5000}}, "Cal.9"),
     ({"AlgoThreshold": {**{i: 47 for i in range(48)}, 2: "x"}}, "AlgoThreshold.2"),
-    ({"AlgoDroplsb": {"Global": 9}}, "AlgoDroplsb.Global"),
+    ({"AlgoDroplsb": {"Global": 256}}, "AlgoDroplsb.Global"),
     ({"Algorithm": {"Global": {"select": 4, "density": 1}}}, "Encoder"),
 ])
 def test_bad_register_names_the_register(change, register):
@@ -404,11 +404,11 @@ def test_verify_bad_inputs_exit_2(tmp_path, capsys):
     shutil.copytree(VECTORS / "BC_2eTx", folder / "BC_2eTx")
     shutil.copy(VECTORS / "testInput.csv.gz", folder)
     init = folder / "BC_2eTx" / "init.yaml"
-    init.write_text(init.read_text().replace("buff_t1: 338", "buff_t1: 9999"))
+    init.write_text(init.read_text().replace("buff_t1: 338", "buff_t1: 99999"))
     assert main(["econt", "verify", str(folder)]) == 2     # a configuration that cannot run
     assert "FormatterBuffer.Global.buff_t1" in capsys.readouterr().out
     assert main(["econt", "run", "-i", str(VECTORS / "testInput.csv.gz"), "--asic", str(init)]) == 2
-    assert "FormatterBuffer.Global.buff_t1: 9999" in capsys.readouterr().err
+    assert "FormatterBuffer.Global.buff_t1: 99999" in capsys.readouterr().err
 
 
 def test_an_autoencoder_mismatch_names_its_packet_fields(tmp_path, capsys):
@@ -461,16 +461,19 @@ def test_link_words_as_a_data_source():
     from econ_emd.data.loaders import load_modules
     from econ_emd.data.params import DataParams
 
-    from econ_emd.geometry import calq_from_ae_slots
+    from econ_emd.econt.vectors import simulated_calq
 
     loaded = load_modules("econt_links", VECTORS / "testInput.csv.gz", econt_config=AE_INIT,
                           drop_zero_sum=False)
-    rx = read_rx(VECTORS / "testInput.csv.gz")
-    assert (loaded.charges == calq_from_ae_slots(front_end(load_config(AE_INIT), rx))).all()
+    # the fixture's words are the first crossings of the shipped simulated module: the same cells
+    np.testing.assert_array_equal(loaded.charges, simulated_calq()[: len(loaded.charges)])
+    # any algorithm's configuration reads the same cells (where a cell sits is the module's,
+    # not the MUX's); a calibration register follows its input through the configuration's MUX
+    other = load_modules("econt_links", VECTORS / "testInput.csv.gz",
+                         econt_config=VECTORS / "BC_2eTx" / "init.yaml", drop_zero_sum=False)
+    np.testing.assert_array_equal(other.charges, loaded.charges)
     with pytest.raises(ValueError, match="econt_config"):
         DataParams(source="econt_links", path="x.csv")
-    with pytest.raises(DataError, match="selects best_choice.*autoencoder"):
-        load_modules("econt_links", VECTORS / "testInput.csv.gz", econt_config=VECTORS / "BC_2eTx" / "init.yaml")
 
 
 def test_the_autoencoder_image_is_the_products_8x8_image():
@@ -503,3 +506,30 @@ def test_lookup_tables_agree_with_the_direct_rule():
             assert (encode(values, code, drop) == direct).all()
             c = np.arange(1 << code.width)
             assert (decode(c, code, drop) == codes._decode(c, code, np.int64(drop))).all()
+
+
+def test_cells_keep_their_place_and_their_calibration_whatever_the_mux():
+    """A cell is read from the input it enters on; the MUX only decides which CAL register
+    calibrates it (the one of the TC the MUX makes of that input). A repeated MUX input is
+    refused (its calibration would be ambiguous)."""
+    from dataclasses import replace
+
+    from econ_emd.base.errors import ConfigError
+    from econ_emd.econt.emulator import cells_in_calq_order
+    from econ_emd.geometry import econt_input_of_calq
+
+    rx = read_rx(VECTORS / "testInput.csv.gz")[:50]
+    base = AsicConfig(high_density=True)
+    plain = cells_in_calq_order(base, rx)
+    rng = np.random.default_rng(0)
+    mux = rng.permutation(48)
+    cal = np.full(48, 2048)
+    tc = 7                                     # the TC the MUX makes of input mux[7]: half calibration
+    cal[tc] = 1024
+    scaled = cells_in_calq_order(replace(base, mux=tuple(int(m) for m in mux), cal=tuple(int(c) for c in cal)), rx)
+    cell = int(np.flatnonzero(econt_input_of_calq() == mux[tc])[0])
+    np.testing.assert_array_equal(np.delete(scaled, cell, axis=1), np.delete(plain, cell, axis=1))
+    np.testing.assert_array_equal(scaled[:, cell], plain[:, cell] * 1024 >> 11)
+    assert (plain[:, cell] > 0).any()
+    with pytest.raises(ConfigError, match="Mux: input 0 is taken more than once"):
+        cells_in_calq_order(replace(base, mux=(0, 0, *range(2, 48))), rx)

@@ -11,16 +11,20 @@ CMS_AUTOENCODER = "AE_8x8_c8_S2_ele"     # <name>_encoder.hdf5, <name>_decoder.h
 
 
 def simulated_calq() -> np.ndarray:
-    """(3564, 48) CALQ of the simulated crossings, in CALQ order: the autoencoder
-    configuration's MUX delivers them in AE-slot order (`geometry.calq_from_ae_slots`)."""
-    from econ_emd.geometry import calq_from_ae_slots
-    from econ_emd.econt.emulator import front_end
+    """(3564, 48) CALQ of the simulated crossings, in CALQ order.
+
+    Each cell is read from the input TC the CMS tool that made these words put it on
+    (`econt.emulator.cells_in_calq_order`, `geometry.econt_input_table`), through the
+    float-to-fix and calibration of the vectors' configuration (high density; every CAL
+    register 2048). Not through the autoencoder configuration's MUX as AE slots: for these
+    words that would put 37 of the 48 cells elsewhere (README.md)."""
+    from econ_emd.econt.emulator import cells_in_calq_order
     from econ_emd.econt.links import read_rx
     from econ_emd.econt.registers import load_config
 
     root = resources.files(__name__)
     with resources.as_file(root / INPUT) as words, resources.as_file(root / CONFIG) as cfg:
-        return calq_from_ae_slots(front_end(load_config(cfg), read_rx(words)))
+        return cells_in_calq_order(load_config(cfg), read_rx(words))
 
 
 def cms_autoencoder_weights() -> tuple[str, str]:
