@@ -323,6 +323,14 @@ def _showers(rng: np.random.Generator, pl: Placement, m: DetectorModel, rate_fac
     blob_radius = np.array([m.em_core_radius, m.em_halo_radius] + [m.had_radius] * k_max)
     blob_dx = np.concatenate([np.zeros((owner.size, 2)), offset[..., 0]], 1)
     blob_dy = np.concatenate([np.zeros((owner.size, 2)), offset[..., 1]], 1)
+    np.add.at(energy, *_blobs(owner, e_sh, cx, cy, blob_share, blob_dx, blob_dy, blob_radius))
+    return _fluctuate(rng, energy, m)
+
+
+def _blobs(owner: np.ndarray, e_sh: np.ndarray, cx: np.ndarray, cy: np.ndarray, blob_share: np.ndarray,
+           blob_dx: np.ndarray, blob_dy: np.ndarray, blob_radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, deposits) of showers as blobs onto the TCs: each blob's energy over the TC
+    lattice by an exponential profile of its radius (normalized as if centred on a TC)."""
     s_idx, b_idx = np.nonzero(blob_share > 0)
     c = tc_centres()
     d = np.hypot(c[:, 0] - (cx[s_idx] + blob_dx[s_idx, b_idx])[:, None],
@@ -330,10 +338,32 @@ def _showers(rng: np.random.Generator, pl: Placement, m: DetectorModel, rate_fac
     rad_b = blob_radius[b_idx]
     norms = np.array([_profile_norm(float(x)) for x in blob_radius])[b_idx]
     dep = (e_sh[s_idx] * blob_share[s_idx, b_idx] * norms)[:, None] * np.exp(-d / rad_b[:, None])
-    np.add.at(energy, owner[s_idx], dep)
-    # Fluctuations of each TC's share: Gamma with variance quantum x mean.
+    return owner[s_idx], dep
+
+
+def _fluctuate(rng: np.random.Generator, energy: np.ndarray, m: DetectorModel) -> np.ndarray:
+    """Each TC's share of a shower fluctuated: Gamma with variance quantum x mean."""
     shape = energy / m.shower_quantum_adc
     return np.where(energy > 0, rng.gamma(np.maximum(shape, 1e-12), m.shower_quantum_adc), 0.0)
+
+
+def em_showers(energy_adc: np.ndarray, centres: np.ndarray, rng: np.random.Generator,
+               model: DetectorModel = CALIBRATION) -> np.ndarray:
+    """(n, 48) ADC deposits of one electromagnetic shower per row, of `energy_adc` (n,) at
+    `centres` (n, 2), in the units of `geometry.tc_centres` (half TC pitches), for injecting
+    a known signal: the generator's EM shape (core and halo) and fluctuations, its mean
+    deposits scaled to sum to `energy_adc` over the module's 48 TCs (a shower centred inside
+    the module, wherever between the TCs its centre falls, puts its energy in the module)."""
+    energy_adc = np.asarray(energy_adc, dtype=np.float64)
+    n = len(energy_adc)
+    centres = np.asarray(centres, dtype=np.float64).reshape(n, 2)
+    share = np.tile([model.em_core_fraction, 1.0 - model.em_core_fraction], (n, 1))
+    zeros = np.zeros((n, 2))
+    radius = np.array([model.em_core_radius, model.em_halo_radius])
+    mean = np.zeros((n, N_TC))
+    np.add.at(mean, *_blobs(np.arange(n), np.ones(n), centres[:, 0], centres[:, 1], share, zeros, zeros, radius))
+    mean *= (energy_adc / mean.sum(1))[:, None]
+    return _fluctuate(rng, mean, model)
 
 
 # --- the detector's quantization -----------------------------------------------------
