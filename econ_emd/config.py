@@ -51,7 +51,7 @@ class RunConfig(Strict):
 #: keys of earlier versions -> their name now (a config that still uses one gets a one-line
 #: error naming the new key instead of "unknown key")
 RENAMED = {"labels": "label", "compare": "compare_losses", "bandwidth": "compare_econt",
-           "encoder.elinks": "encoder.links"}
+           "encoder.elinks": "encoder.links", "compare_econt.simulated_crossings": "compare_econt.heldout_crossings"}
 
 
 def _renamed(data: dict) -> list[str]:

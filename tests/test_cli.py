@@ -65,18 +65,25 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     for p in cmp["paired"]:
         assert summary["loss_comparison"]["paired"][f"{p['a']} vs {p['b']}"]["median_ratio"] == p["median_ratio"]
     assert summary["loss_comparison"]["ratios"] == cmp["ratios"]
-    # the equal-bandwidth comparison: every algorithm at every link count, the encoder at its own
+    # the equal-bandwidth comparison: every algorithm with both rules and every reference code at
+    # every link count, the encoder at its own, the CMS test-vector autoencoder at 5
     bw = json.loads((run / "compare_econt" / "summary.json").read_text())
-    for dataset in ("synthetic", "simulated"):
+    algos = [f"{a}{s}" for a in ("best_choice", "super_trigger_cells", "threshold_sum") for s in ("", " (CMS rule)")]
+    refs = ["sum only", "average module", "linear code"]
+    autoencoders = {"autoencoder (this product)", "CMS test-vector autoencoder (electron-trained)"}
+    for dataset in ("generated", "crossings"):
         rows = {(r["algorithm"], r["n_links"]): r for r in bw["rows"][dataset]}
-        autoencoders = {"autoencoder (this product)", "CMS autoencoder (AE_8x8_c8_S2_ele)"}
-        assert {k for k in rows if k[0] not in autoencoders} == {
-            (a, n) for a in ("best_choice", "super_trigger_cells", "threshold_sum") for n in (2, 3, 4, 5)}
-        assert {k for k in rows if k[0] in autoencoders} == {(a, 5) for a in autoencoders}
+        assert {k for k in rows if k[0] not in autoencoders} == {(a, n) for a in algos + refs for n in (2, 3, 4, 5)}
+        assert {k for k in rows if k[0] in autoencoders} == {("autoencoder (this product)", 5),
+                                                           ("CMS test-vector autoencoder (electron-trained)", 5)}
         for (a, n), r in rows.items():
             assert summary["equal_bandwidth"][dataset][f"{a}@{n}"] == r["emd"]["overall"]["median"]
-    assert bw["n_modules"] == {"synthetic": 90, "simulated": 3564}
-    assert "## The encoder against ECON-T's algorithms at equal output bandwidth" in md
+            lo, hi = r["median_interval"]
+            assert lo <= r["emd"]["overall"]["median"] <= hi
+        assert bw["verdicts"][dataset]["5"]["best"] in {a for a, _ in rows}
+    assert bw["n_modules"] == {"generated": 90, "crossings": 1782}
+    assert {(s["algorithm"], s["n_links"]) for s in bw["signals"]} >= {("best_choice", n) for n in (2, 3, 4, 5)}
+    assert "## Which front-end algorithm keeps the module best, at equal output bandwidth" in md
     for k, v in cmp["ratios"].items():
         assert f"- {k}: {v:.3f}" in md
     lab = json.loads((run / "label" / "summary.json").read_text())

@@ -29,51 +29,9 @@ def test_stc_order_groups_are_compact_2x2_blocks_of_each_rhombus():
 
 
 def test_received_reads_zero_codes_as_empty():
-    assert bw.received(np.array([0, 8]), E4M3, 3).tolist() == [0, decode([8], E4M3, 3)[0]]
+    from econ_emd.training.rebuild import received
 
-
-def test_best_choice_keeps_the_largest_tcs_at_their_code_values():
-    q = _module(t5=1000, t9=300, t30=50, t40=7, t41=6)
-    e = bw.best_choice_energies(q, 2, 0)           # 4 TCs at 2 links
-    kept = [5, 9, 30, 40]
-    expected = decode(encode(np.array([1000, 300, 50, 7]), E4M3), E4M3)
-    assert e[0, kept].tolist() == expected.tolist()
-    # the packet's sum of the TCs not sent (TC 41: 6, exact in 5E3M) spread over the other 44
-    rest = np.delete(e[0], kept)
-    assert np.allclose(rest, 6 / 44)
-
-
-def test_super_trigger_cells_put_the_group_energy_on_its_largest_tc():
-    order = stc_order()
-    a, b = order[4], order[5]          # two TCs of the second STC4 group
-    q = np.zeros((1, 48), dtype=np.int64)
-    q[0, a], q[0, b] = 100, 300
-    for links in (4, 5):               # STC4, 4E3M and 5E4M
-        e = bw.super_trigger_cell_energies(q, links, 0)
-        assert np.flatnonzero(e[0]).tolist() == [b]
-        code = E4M3 if links == 4 else E5M4
-        assert e[0, b] == decode(encode(np.array([400]), code), code)[0]
-    e = bw.super_trigger_cell_energies(q, 3, 0)     # CTC4: no address, spread evenly
-    assert sorted(np.flatnonzero(e[0]).tolist()) == sorted(order[4:8].tolist())
-    assert np.allclose(e[0, order[4:8]], decode(encode(np.array([400]), E4M3), E4M3)[0] / 4)
-    e = bw.super_trigger_cell_energies(q, 2, 0)     # STC16: the whole rhombus on its maximum
-    assert np.flatnonzero(e[0]).tolist() == [b]
-
-
-def test_threshold_sum_keeps_tcs_above_threshold_and_spreads_truncated_sums():
-    q = _module(t3=100, t4=46, t7=47)
-    e, truncated = bw.threshold_sum_energies(q, 2, 47, 0)
-    assert truncated == 0
-    assert e[0, [3, 7]].tolist() == decode(encode(np.array([100, 47]), E4M3), E4M3).tolist()
-    assert np.allclose(np.delete(e[0], [3, 7]), 46 / 46)     # the sum below threshold, spread
-    # a stream of full modules overflows 2 links' buffer (T1 = 48 words): later crossings
-    # are truncated and carry only their sum, spread over the 48 TCs
-    busy = np.tile(np.arange(100, 148, dtype=np.int64), (40, 1))
-    e, truncated = bw.threshold_sum_energies(busy, 2, 47, 0)
-    assert 0.5 < truncated < 1
-    flat = np.ptp(e, axis=1) == 0
-    assert flat.sum() == round(truncated * 40)
-    assert np.allclose(e[flat].sum(1), e[flat][0].sum())
+    assert received(np.array([0, 8]), E4M3, 3).tolist() == [0, decode([8], E4M3, 3)[0]]
 
 
 def test_autoencoder_energies_carry_the_transmitted_sum():
@@ -98,6 +56,39 @@ def test_judge_on_a_perfect_copy():
     j = bw.judge("copy", 5, q, q.astype(float))
     assert j.emd["overall"]["median"] == pytest.approx(0, abs=1e-9)
     assert j.energy_ratio["median"] == pytest.approx(1)
+    assert j.median_interval == pytest.approx([0, 0], abs=1e-9)
+
+
+def test_the_median_interval_covers_the_median_and_shrinks_with_more_modules():
+    rng = np.random.default_rng(1)
+    few, many = rng.exponential(1.0, 50), rng.exponential(1.0, 5000)
+    lo, hi = bw.median_interval(few, np.random.default_rng(2))
+    assert lo <= np.median(few) <= hi
+    lo2, hi2 = bw.median_interval(many, np.random.default_rng(2))
+    assert hi2 - lo2 < (hi - lo) / 4
+
+
+def _row(name, n, median, kind="algorithm"):
+    return bw.Judged(name, n, emd={"overall": {"median": median}}, kind=kind)
+
+
+def test_the_weighted_summary_and_the_verdicts_by_hand():
+    rows = [_row("bc", 2, 1.0), _row("bc", 5, 0.2), _row("ae", 2, 0.8), _row("ae", 5, 0.5),
+            _row("sum only", 2, 2.0, "reference"), _row("sum only", 5, 2.0, "reference"), _row("stc", 2, 3.0)]
+    w = {2: 0.9, 5: 0.1}
+    summary = bw.weighted_summary(rows, w)
+    assert summary == pytest.approx({"bc": 0.92, "ae": 0.77, "sum only": 2.0})   # stc: not at every link count
+    v = bw.verdicts(rows, "ae")
+    assert v["2"]["best"] == "ae" and all(x["beats"] for x in v["2"]["encoder_vs"].values())
+    assert v["5"]["best"] == "bc" and not v["5"]["encoder_vs"]["bc"]["beats"]
+    assert v["5"]["encoder_vs"]["bc"]["ratio"] == pytest.approx(2.5)
+
+
+def test_link_weights_follow_the_detectors_allocation():
+    from econ_emd.stages.compare_econt import link_weights
+
+    w = link_weights([2, 3, 4, 5])
+    assert w[2] == pytest.approx(7878 / (7878 + 564 + 240 + 186)) and sum(w.values()) == pytest.approx(1)
 
 
 def test_link_counts_are_validated():
@@ -115,7 +106,9 @@ def test_cms_autoencoder_rebuilds_the_published_network():
     from econ_emd.data.synthetic import generate
     from econ_emd.econt.vectors import cms_autoencoder_weights
 
-    q = bw.integer_calq(generate(600, 3, SyntheticParams()))
+    from econ_emd.training.rebuild import integer_calq
+
+    q = integer_calq(generate(600, 3, SyntheticParams()))
     q = q[q.sum(1) > 0][:400]
     e = bw.cms_autoencoder_energies(q, *cms_autoencoder_weights())
     total = decode(encode(q.sum(1), E5M4), E5M4)

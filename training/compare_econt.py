@@ -1,24 +1,14 @@
-"""The autoencoder against ECON-T's own algorithms at equal output bandwidth.
+"""The autoencoder against ECON-T's own algorithms at equal output bandwidth, on the same
+rules, and the reference codes every front-end algorithm must beat.
 
 For N output links, each algorithm sends what the ASIC sends at N links, and the module is
-rebuilt from that alone (the "decoded energies"):
-- best choice: the BC_TCS_PER_LINKS[N] largest TCs (after DropLSB), each at its 4E3M value,
-  and the packet's 5E3M sum of the TCs not sent spread evenly over them;
-- super trigger cells: the ASIC's STC type that covers the whole module at N links (N = 2:
-  three STC16 with 5E4M sums; N = 3: twelve CTC4 with 4E3M sums and no address, spread
-  evenly over their 4 TCs; N = 4: twelve STC4, 4E3M; N >= 5: twelve STC4, 5E4M), each
-  group's energy on its address TC (the largest);
-- threshold sum: the TCs at or above the threshold at their 4E3M value (and the sum of
-  those below spread evenly over them, as for best choice), through the
-  formatter buffer drained at 2N words per crossing (T1 = 24 N words, as the CMS
-  threshold-sum vectors set it; T2/T3 off); a truncated crossing carries only its module
-  sum, spread evenly over the 48 TCs;
-- the autoencoder: the decoder's output on the latents (already cut to the link count's
-  bits by the encoder's quantizer), rescaled to the transmitted 5E4M module sum.
-Codes are read back at the centre of their bin, and a zero code as zero (`received`).
-Every algorithm sees the same integer CALQ, MUXed so that runs of 4 TCs are 2x2 blocks
-(`geometry.stc_order`). The module is judged by exact EMD (unit-sum images), the
-ratio of decoded to true module energy, and the shift of the energy-weighted centroid.
+rebuilt from that alone (`training.rebuild`: the product's rule, `learned`, which fills
+what a packet does not say with what training modules of the same kind say, and CMS's own
+rules, `cmssw`, beside it); the product's autoencoder is its decoder's pattern scaled to
+the transmitted 5E4M module sum; the reference codes (sum only, the average module, a
+linear code at the autoencoder's bits) are rebuilt the same way. Every module is judged by
+exact EMD (unit-sum images), with a bootstrap interval of the median, by occupancy, the
+ratio of rebuilt to true module energy, and the shift of the energy-weighted centroid.
 """
 from __future__ import annotations
 
@@ -26,94 +16,19 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from econ_emd.geometry import stc_order, tc_centres
-from econ_emd.econt import algorithms as alg
-from econ_emd.econt import formatter as fmt
-from econ_emd.econt.codes import E4M3, E5M3, E5M4, decode, encode
-from econ_emd.econt.registers import AsicConfig
+from econ_emd.geometry import tc_centres
 
 from .evaluation import Distribution, evaluate_reconstruction
+from .rebuild import RULES, transmitted_sum
 
-ALGORITHMS = ("best_choice", "super_trigger_cells", "threshold_sum")
-#: STC type covering all 48 TCs at N links (N >= 5: type 0)
-STC_TYPE_FOR_LINKS = {1: 1, 2: 1, 3: 2, 4: 3}
-
-
-def stc_type_for(n_links: int) -> int:
-    return STC_TYPE_FOR_LINKS.get(n_links, 0)
-
-
-def integer_calq(charges: np.ndarray) -> np.ndarray:
-    """The integer CALQ the ASIC sees (charges rounded, saturated at 22 bits)."""
-    return np.clip(np.rint(charges), 0, (1 << 22) - 1).astype(np.int64)
-
-
-def received(codes: np.ndarray, code, drop: int = 0) -> np.ndarray:
-    """What the back end rebuilds from transmitted codes: the bin centre, and 0 for a zero
-    code (an empty TC or group, rather than half a bin of energy everywhere)."""
-    return np.where(codes == 0, 0, decode(codes, code, drop)).astype(np.float64)
-
-
-def _muxed(calq: np.ndarray) -> np.ndarray:
-    return calq[:, stc_order()]
-
-
-def _unmux(energies: np.ndarray) -> np.ndarray:
-    out = np.empty_like(energies)
-    out[:, stc_order()] = energies
-    return out
-
-
-def _with_remainder(kept: np.ndarray, energies: np.ndarray, remainder: np.ndarray) -> np.ndarray:
-    """Kept TCs at their values; the packet's sum of the TCs not sent spread evenly over them."""
-    n_rest = (~kept).sum(1)
-    share = np.where(n_rest > 0, remainder / np.maximum(n_rest, 1), 0)
-    return np.where(kept, energies, share[:, None])
-
-
-def best_choice_energies(calq: np.ndarray, n_links: int, drop_lsb: int) -> np.ndarray:
-    q = _muxed(calq)
-    bc = alg.best_choice(q, drop_lsb, alg.BC_TCS_PER_LINKS[n_links])
-    rest = received(bc.sum_not_sent, E5M3, drop_lsb)     # the sum is of the sorter's (dropped) values
-    return _unmux(_with_remainder(bc.kept, received(bc.codes, E4M3, drop_lsb), rest))
-
-
-def super_trigger_cell_energies(calq: np.ndarray, n_links: int, drop_lsb: int) -> np.ndarray:
-    t = stc_type_for(n_links)
-    q = _muxed(calq)
-    size = 16 if t == 1 else 4
-    stc = alg.super_trigger_cells(q, size)
-    n, groups = stc.sums.shape
-    if t in (0, 1):
-        energy = received(encode(stc.sums, E5M4), E5M4)
-    else:
-        energy = received(encode(stc.sums >> drop_lsb, E4M3), E4M3, drop_lsb)
-    out = np.zeros((n, groups, size), dtype=np.float64)
-    if t == 2:
-        out[:] = (energy / size)[:, :, None]
-    else:
-        np.put_along_axis(out, stc.address[:, :, None], energy[:, :, None], axis=2)
-    return _unmux(out.reshape(n, 48))
-
-
-def threshold_sum_energies(calq: np.ndarray, n_links: int, threshold: int, drop_lsb: int) -> tuple[np.ndarray, float]:
-    """Decoded energies and the fraction of crossings the buffer truncated."""
-    q = _muxed(calq)
-    cfg = AsicConfig(algorithm=0, high_density=True, n_etx=n_links, threshold=(threshold,) * 48,
-                     drop_lsb=drop_lsb, buff_t1=min(24 * n_links, 400), buff_t2=511, buff_t3=0)
-    frames = fmt.threshold_sum_frames(q, np.arange(len(q)) % 3564, cfg)
-    _, truncated = fmt.buffer(frames, cfg)
-    ts = alg.threshold_sum(q, cfg.threshold, drop_lsb)
-    energies = _with_remainder(ts.kept, received(ts.codes, E4M3, drop_lsb), received(ts.sum_not_sent, E5M3))
-    spread = received(ts.sum_all, E5M3) / 48
-    energies[truncated] = spread[truncated, None]
-    return _unmux(energies), float(truncated.mean())
+#: bootstrap resamples of the medians' intervals
+BOOTSTRAP = 400
 
 
 def autoencoder_energies(calq: np.ndarray, recon: np.ndarray) -> np.ndarray:
-    """The decoder's output rescaled to the transmitted (5E4M) module sum."""
+    """The decoder's pattern rescaled to the transmitted (5E4M) module sum."""
     r = np.maximum(np.asarray(recon, dtype=np.float64), 0)
-    total = received(alg.module_sum_5e4m(calq), E5M4)
+    total = transmitted_sum(calq)
     s = r.sum(1)
     return np.where(s[:, None] > 0, r * (total / np.where(s > 0, s, 1))[:, None], 0)
 
@@ -130,57 +45,139 @@ def centroid_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(ca - cb, axis=1)
 
 
+def median_interval(values: np.ndarray, rng: np.random.Generator, n_boot: int = BOOTSTRAP) -> list[float]:
+    """The 16-84% bootstrap interval of the median (modules resampled)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return [float("nan"), float("nan")]
+    meds = np.median(v[rng.integers(0, v.size, (n_boot, v.size))], axis=1)
+    lo, hi = np.percentile(meds, [16, 84])
+    return [float(lo), float(hi)]
+
+
 @dataclass
 class Judged:
+    """One row: an algorithm (with its rule) at N links on one set of modules."""
+
     algorithm: str
     n_links: int
     emd: dict = field(default_factory=dict)            # Evaluation as JSON
+    median_interval: list = field(default_factory=list)  # 16-84% bootstrap interval of the median
+    occupancy_intervals: list = field(default_factory=list)  # per occupancy bin, the same
     energy_ratio: dict = field(default_factory=dict)   # Distribution as JSON
     centroid_shift_cm: dict = field(default_factory=dict)
     note: str = ""
+    kind: str = "algorithm"                             # algorithm | reference | autoencoder
 
     @property
     def median_emd(self) -> float:
         return self.emd["overall"]["median"]
 
 
-def judge(name: str, n_links: int, calq: np.ndarray, energies: np.ndarray, runner=None, note: str = "") -> Judged:
+def judge(name: str, n_links: int, calq: np.ndarray, energies: np.ndarray, runner=None, note: str = "",
+          kind: str = "algorithm", seed: int = 0) -> Judged:
+    from econ_emd.data.synthetic import occupancy
+
+    from .evaluation import OCC_BINS
+
     charges = calq.astype(np.float64)
-    evaluation, _ = evaluate_reconstruction(charges, energies.copy(), runner)
+    evaluation, emd = evaluate_reconstruction(charges, energies.copy(), runner)
+    rng = np.random.default_rng(seed)
+    occ = occupancy(charges)
+    occ_ci = [median_interval(emd[(occ >= lo) & (occ < hi)], rng) for lo, hi in zip(OCC_BINS[:-1], OCC_BINS[1:])]
     ratio = energies.sum(1) / charges.sum(1)
     shift = centroid_shift(charges, energies)
-    return Judged(name, n_links, evaluation.to_json(), asdict(Distribution.of(ratio)),
-                  asdict(Distribution.of(shift[np.isfinite(shift)])), note)
+    return Judged(name, n_links, evaluation.to_json(), median_interval(emd, rng), occ_ci,
+                  asdict(Distribution.of(ratio)), asdict(Distribution.of(shift[np.isfinite(shift)])), note, kind)
 
 
-def conventional(calq: np.ndarray, n_links: int, threshold: int, drop_lsb: int, runner=None) -> list[Judged]:
-    """The ASIC's three conventional algorithms at N links, judged."""
-    ts, truncated = threshold_sum_energies(calq, n_links, threshold, drop_lsb)
-    return [judge("best_choice", n_links, calq, best_choice_energies(calq, n_links, drop_lsb), runner,
-                  f"{alg.BC_TCS_PER_LINKS[n_links]} TCs"),
-            judge("super_trigger_cells", n_links, calq, super_trigger_cell_energies(calq, n_links, drop_lsb),
-                  runner, f"type {stc_type_for(n_links)}"),
-            judge("threshold_sum", n_links, calq, ts, runner, f"{100 * truncated:.1f}% truncated")]
+def row_name(algorithm: str, rule: str) -> str:
+    """The table's name of an algorithm rebuilt by a rule (the product's rule unmarked)."""
+    return algorithm if rule == "learned" else f"{algorithm} (CMS rule)"
+
+
+def conventional(calq: np.ndarray, n_links: int, threshold: int, drop_lsb: int, shapes, runner=None) -> list[Judged]:
+    """The ASIC's three conventional algorithms at N links, each with both rebuild rules."""
+    from econ_emd.econt import algorithms as alg
+
+    from . import rebuild as rb
+
+    out = []
+    for rule in RULES:
+        s = shapes if rule == "learned" else None
+        ts, truncated = rb.threshold_sum_energies(calq, n_links, threshold, drop_lsb, rule, s)
+        out += [judge(row_name("best_choice", rule), n_links, calq,
+                      rb.best_choice_energies(calq, n_links, drop_lsb, rule, s), runner,
+                      f"{alg.BC_TCS_PER_LINKS[n_links]} TCs"),
+                judge(row_name("super_trigger_cells", rule), n_links, calq,
+                      rb.super_trigger_cell_energies(calq, n_links, drop_lsb, rule, s), runner,
+                      f"type {rb.stc_type_for(n_links)}"),
+                judge(row_name("threshold_sum", rule), n_links, calq, ts, runner, f"{100 * truncated:.1f}% truncated")]
+    return out
+
+
+def references(calq: np.ndarray, n_links: int, shapes, linear, runner=None) -> list[Judged]:
+    """The reference codes at N links: sum only, the average module, the linear code."""
+    from . import rebuild as rb
+
+    return [judge("sum only", n_links, calq, rb.sum_only_energies(calq), runner, "every TC equal", "reference"),
+            judge("average module", n_links, calq, rb.average_module_energies(calq, shapes), runner,
+                  "the training modules' mean shape", "reference"),
+            judge("linear code", n_links, calq, linear.energies(calq, n_links), runner,
+                  f"16 principal components x {rb.latent_bits_for_links(n_links)} bits", "reference")]
+
+
+def weighted_summary(rows: list[Judged], weights: dict[int, float]) -> dict[str, float]:
+    """Per row name present at every weighted link count: the median exact EMD averaged
+    over link counts with the detector's weights (how many modules run each)."""
+    names = {r.algorithm for r in rows}
+    out = {}
+    for name in sorted(names):
+        by_n = {r.n_links: r.median_emd for r in rows if r.algorithm == name}
+        if set(weights) <= set(by_n):
+            out[name] = float(sum(w * by_n[n] for n, w in weights.items()) / sum(weights.values()))
+    return out
+
+
+def verdicts(rows: list[Judged], encoder: str) -> dict[str, dict]:
+    """Per link count: the best row, whether `encoder` beats each reference code and each
+    algorithm (its median below theirs), and by how much."""
+    out = {}
+    for n in sorted({r.n_links for r in rows}):
+        here = {r.algorithm: r for r in rows if r.n_links == n}
+        best = min(here.values(), key=lambda r: r.median_emd)
+        v = {"best": best.algorithm, "best_median": best.median_emd}
+        if encoder in here:
+            e = here[encoder].median_emd
+            v["encoder_median"] = e
+            v["encoder_vs"] = {name: {"ratio": e / r.median_emd, "beats": e < r.median_emd}
+                               for name, r in here.items() if name != encoder}
+        out[str(n)] = v
+    return out
 
 
 def markdown(rows: list[Judged], title: str) -> str:
-    """Two tables: overall (exact EMD, energy ratio, centroid shift: median and 16-84%), and
-    the median exact EMD by occupancy (TCs above 1 MIP_T)."""
+    """Two tables: overall (exact EMD median with its bootstrap interval and 16-84% band,
+    energy ratio, centroid shift), and the median exact EMD by occupancy."""
     from econ_emd.base.tables import markdown_table
 
     def band(d):
         return f"{d['median']:.3f} ({d['p16']:.3f}-{d['p84']:.3f})" if d.get("n") else "-"
 
     ordered = sorted(rows, key=lambda r: (r.n_links, r.median_emd))
-    table = [[str(r.n_links), r.algorithm, band(r.emd["overall"]), band(r.energy_ratio),
-              band(r.centroid_shift_cm), r.note] for r in ordered]
-    head = ["links", "algorithm", "exact EMD median (16-84%)", "energy ratio", "centroid shift cm", "note"]
+    table = [[str(r.n_links), r.algorithm, f"{r.median_emd:.3f} [{r.median_interval[0]:.3f}, {r.median_interval[1]:.3f}]",
+              band(r.emd["overall"]), band(r.energy_ratio), band(r.centroid_shift_cm), r.note] for r in ordered]
+    head = ["links", "algorithm", "median exact EMD [16-84% bootstrap]", "exact EMD (16-84% of modules)",
+            "energy ratio", "centroid shift cm", "note"]
     bins = ordered[0].emd["by_occupancy"] if ordered else []
-    occ_head = ["links", "algorithm", *(f"occ {b['lo']:g}-{b['hi']:g} (n={b['n']})" for b in bins)]
-    occ = [[str(r.n_links), r.algorithm, *(f"{b['median']:.3f}" if b["n"] else "-" for b in r.emd["by_occupancy"])]
+    live = [i for i, b in enumerate(bins) if any(r.emd["by_occupancy"][i]["n"] for r in ordered)]
+    occ_head = ["links", "algorithm", *(f"occ {bins[i]['lo']:g}-{bins[i]['hi']:g}" for i in live)]
+    occ = [[str(r.n_links), r.algorithm, *(f"{r.emd['by_occupancy'][i]['median']:.3f} "
+                                           f"[{r.occupancy_intervals[i][0]:.3f}, {r.occupancy_intervals[i][1]:.3f}]"
+                                           if r.emd["by_occupancy"][i]["n"] else "-" for i in live)]
            for r in ordered]
     return "\n".join([f"### {title}", "", *markdown_table(head, table), "",
-                      "Median exact EMD by occupancy (TCs above 1 MIP_T):", "",
+                      "Median exact EMD by occupancy (TCs above 1 MIP_T), with its 16-84% bootstrap interval:", "",
                       *markdown_table(occ_head, occ), ""])
 
 
@@ -205,15 +202,16 @@ def _weights(path: str) -> dict[str, list[np.ndarray]]:
 
 
 def cms_autoencoder_energies(calq: np.ndarray, encoder_h5: str, decoder_h5: str) -> np.ndarray:
-    """The CMS autoencoder as the ECON-T computes it, then its decoder: the published weights
-    on the registers' 1/32 grid as QKeras quantizes them (nearest step, the dense kernel as
-    trained: `econt.autoencoder.AeWeights.from_keras`), the block's exact arithmetic on the
-    module in AE-slot order (its 9-bit latents), the float decoder, rescaled to the
-    transmitted 5E4M module sum."""
+    """The CMS test-vector autoencoder (an electron-trained model, the vectors' README says)
+    as the ECON-T computes it, then its decoder: the published weights on the registers'
+    1/32 grid as QKeras quantizes them (nearest step, the dense kernel as trained:
+    `econt.autoencoder.AeWeights.from_keras`), the block's exact arithmetic on the module
+    in AE-slot order (its 9-bit latents), the float decoder, rescaled to the transmitted
+    5E4M module sum."""
     import tensorflow as tf
 
-    from econ_emd.geometry import ae_slots_from_calq, image8x8_to_calq
     from econ_emd.econt import autoencoder as ae
+    from econ_emd.geometry import ae_slots_from_calq, image8x8_to_calq
 
     enc_w, dec_w = _weights(encoder_h5), _weights(decoder_h5)
     weights = ae.AeWeights.from_keras(*enc_w["conv2d"], *enc_w["encoded_vector"])
@@ -231,3 +229,4 @@ def cms_autoencoder_energies(calq: np.ndarray, encoder_h5: str, decoder_h5: str)
         layer.set_weights(dec_w[name])
     recon = image8x8_to_calq(decoder.predict(z.astype(np.float32), batch_size=4096, verbose=0))
     return autoencoder_energies(calq, recon)
+

@@ -13,7 +13,7 @@ from econ_emd.data.synthetic import occupancy
 from econ_emd.emd.exact import exact_emd
 
 #: occupancy bin edges (TCs above 1 MIP_T; upper edge exclusive)
-OCC_BINS = (1, 3, 6, 10, 20, 49)
+OCC_BINS = (1, 3, 6, 10, 20, 30, 40, 46, 49)
 #: charge-sum bin edges in MIP_T
 SUM_BINS_MIP = (0, 10, 30, 100, 300, 1e9)
 

@@ -12,6 +12,7 @@ from econ_emd.models.arch import (ARRANGEMENTS, ENCODER_KINDS, INPUTS, OUTPUTS, 
 from econ_emd.econt.link_budget import AE_LINK_COUNTS, LinkBudgetError, check_link_budget, latent_bits_for_links
 
 from .losses import LOSSES
+from .signals import SIGNAL_ENERGIES_MIP
 
 #: learning-rate schedules of the EMD-CNN training (training.emd_cnn_train)
 LR_SCHEDULES = ("plateau", "cosine")
@@ -193,18 +194,24 @@ class ScanParams(Strict):
 
 
 class CompareEcontParams(Strict):
-    """The equal-bandwidth comparison with ECON-T's own algorithms (training/compare_econt.py)."""
+    """The equal-bandwidth comparison with ECON-T's own algorithms (training/compare_econt.py,
+    training/rebuild.py, training/signals.py)."""
 
     enabled: bool = Field(True, description="part of `pipeline`")
     link_counts: list[int] = Field(list(AE_LINK_COUNTS), min_length=1,
                                    description="output links to compare at (2-5)")
-    train_encoders: bool = Field(False, description="train the encoder at every link count "
-                                                    "(else only the encoder stage's, at encoder.links)")
+    train_encoders: bool = Field(True, description="train the encoder at every link count (else only the "
+                                                   "encoder stage's, at encoder.links)")
+    seeds: int = Field(1, ge=1, le=20, description="training seeds of the encoder at each link count (pooled)")
     threshold_adc: int = Field(47, ge=0, lt=2**22, description="threshold sum: CALQ threshold (47 = 1.35 MIP_T)")
     drop_lsb: int = Field(3, ge=0, le=4, description="DropLSB of the algorithms (3: high-density modules)")
-    max_modules: Optional[int] = Field(10_000, ge=10, description="cap on synthetic test modules judged (null: all)")
-    simulated_crossings: bool = Field(True, description="also judge the 3,564 simulated ttbar crossings of the CMS vectors")
-    cms_autoencoder: bool = Field(True, description="also judge the CMS autoencoder (published weights) at 5 links")
+    max_modules: Optional[int] = Field(10_000, ge=10, description="cap on the run's test (and training) modules "
+                                                                  "judged (null: all)")
+    heldout_crossings: bool = Field(True, description="also judge the held-out simulated ttbar crossings")
+    signals: bool = Field(True, description="the low-energy signal study on the held-out crossings")
+    signal_energies_mip: list[float] = Field(default_factory=lambda: list(SIGNAL_ENERGIES_MIP), min_length=1,
+                                             description="injected shower energies (MIP_T)")
+    cms_autoencoder: bool = Field(True, description="also judge the CMS test-vector autoencoder at 5 links")
 
     @model_validator(mode="after")
     def _links(self) -> "CompareEcontParams":
@@ -213,4 +220,6 @@ class CompareEcontParams(Strict):
             raise ValueError(f"link_counts: {bad[0]} is not one of {list(AE_LINK_COUNTS)}")
         if len(set(self.link_counts)) != len(self.link_counts):
             raise ValueError("link_counts: a link count is repeated")
+        if any(not 0 < e < 1e5 for e in self.signal_energies_mip):
+            raise ValueError("signal_energies_mip: each in (0, 1e5)")
         return self

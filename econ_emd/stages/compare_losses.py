@@ -15,7 +15,7 @@ from econ_emd.base.tables import markdown_table
 from econ_emd.training.compare_losses import LossRow, PairedComparison, spread
 from econ_emd.training.encoder_run import TrainRequest
 
-from .result import StageContext, StageResult, encoder_request
+from .result import StageContext, StageResult, encoder_request, training_seeds
 
 log = logging.getLogger("econ_emd")
 
@@ -96,10 +96,7 @@ def losses_trained(cfg) -> list[str]:
 
 def seeds(cfg) -> list[int]:
     """The training seeds of every comparison row: seed 0 is the encoder stage's."""
-    from econ_emd.base.seeds import as_int, derive_seed
-
-    return [seed_int(cfg.seed, "encoder_training"),
-            *(as_int(derive_seed(cfg.seed, "encoder_seed", k)) for k in range(1, cfg.compare_losses.seeds))]
+    return training_seeds(cfg, cfg.compare_losses.seeds)
 
 
 def _tuned_settings(cfg, loss: str) -> dict:

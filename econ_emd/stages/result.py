@@ -137,12 +137,20 @@ def emd_runner(cfg: RunConfig, run_dir: Path, progress: bool):
                      dask_scheduler=e.dask_scheduler, cache_dir=cache, progress=progress)
 
 
-def encoder_request(cfg: RunConfig, **changes):
+def training_seeds(cfg: RunConfig, n: int) -> list[int]:
+    """The training seeds a multi-seed study uses: seed 0 is the encoder stage's, so its
+    training can stand for the first seed (the loss comparison's and compare-econt's)."""
+    from econ_emd.base.seeds import as_int, derive_seed, seed_int
+
+    return [seed_int(cfg.seed, "encoder_training"), *(as_int(derive_seed(cfg.seed, "encoder_seed", k)) for k in range(1, n))]
+
+
+def encoder_request(cfg: RunConfig, seed: int | None = None, **changes):
     """The training request of the run's encoder stage (`changes`: encoder settings that
-    differ, e.g. another link count), the one a comparison row or a scan point compares
-    its own request with before it reuses the encoder stage's result."""
-    from econ_emd.base.seeds import seed_int
+    differ, e.g. another link count; `seed`: another training seed), the one a comparison
+    row or a scan point compares its own request with before it reuses the encoder stage's
+    result."""
     from econ_emd.training.encoder_run import TrainRequest
 
     params = cfg.encoder.model_copy(update=changes) if changes else cfg.encoder
-    return TrainRequest(params=params, loss=params.loss, seed=seed_int(cfg.seed, "encoder_training"))
+    return TrainRequest(params=params, loss=params.loss, seed=training_seeds(cfg, 1)[0] if seed is None else seed)
