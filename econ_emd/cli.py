@@ -1,5 +1,5 @@
 """`econ-emd`: one command, a subcommand per stage (from the registry), `pipeline` for all
-of them, `scan`, `neemo estimate|fit`, `econt run|verify|firmware` and `show-config`. This module only parses and dispatches.
+of them, `scan`, `neemo estimate|fit`, `econt run|verify|firmware|export` and `show-config`. This module only parses and dispatches.
 
 Exit codes: 0 success; 1 a check failed; 2 a usage, config, input-data or tool error (the
 message names the file, key, row or column), or the run directory is in use; 3 the machine
@@ -111,7 +111,24 @@ def _add_econt(sub) -> None:
     f.add_argument("--out", "-o", metavar="DIR", default=None,
                    help="where the HLS project, Verilog and report go (default runs/econt-firmware/<DIR name>)")
     f.add_argument("--no-rtl", action="store_true", help="C simulation only")
-    for q in (r, v, f):
+    x = esub.add_parser("export", help="an encoder trained in the ASIC's arithmetic -> its init.yaml",
+                        description="Write the ECON-T configuration that runs an encoder trained with "
+                                    "encoder.kind asic: its weights' register image, the mask of the "
+                                    "latent bits its link count sends, algorithm 4, the output links, "
+                                    "and the module's MUX and calibration, in the vectors' init.yaml "
+                                    "format. Written only after the emulator's packets on the check "
+                                    "modules' link words equal the model's latents, every bit (exit 1 "
+                                    "otherwise).")
+    x.add_argument("encoder", metavar="ENCODER", help="the encoder: a folder holding encoder.h5, or the .h5")
+    x.add_argument("--output", "-o", required=True, metavar="YAML", help="the init.yaml to write")
+    x.add_argument("--links", type=int, metavar="N", default=None,
+                   help="output links (default: those the encoder was trained for; must agree)")
+    x.add_argument("--module", metavar="YAML", default=None,
+                   help="the module's MUX, calibration and density from an autoencoder init.yaml (default: "
+                        "input links in CALQ order, CAL 2048, low density)")
+    x.add_argument("--check", type=int, metavar="N", default=None,
+                   help="synthetic modules checked beside the 3,564 simulated crossings (default 10000)")
+    for q in (r, v, f, x):
         g = q.add_mutually_exclusive_group()
         g.add_argument("--verbose", "-v", action="store_true", help="debug logging")
         g.add_argument("--quiet", "-q", action="store_true", help="errors only")
@@ -192,6 +209,11 @@ def _run(args: argparse.Namespace) -> int:
             from .econt_firmware import run_ae_firmware
 
             run_ae_firmware(args.folder, args.out, rtl=not args.no_rtl)
+        elif args.econt_command == "export":
+            from .econt_export import CHECK_MODULES, run_export
+
+            run_export(args.encoder, args.output, args.links, args.module,
+                       CHECK_MODULES if args.check is None else args.check)
         else:
             run_verify(args.folder)
         return EXIT_OK
