@@ -92,10 +92,11 @@ class HgqArch:
 class DenseDecoderArch:
     """The back-end decoder of the asic encoder (models.asic_encoder.build_dense_decoder):
     dense layers only (an hls4ml io_parallel conversion and a da4ml trace need nothing
-    else), from the 16 transmitted latents and the module-sum code to the 48 trigger cells'
-    share of the module sum. Quantized: QKeras weights and biases quantized_bits(weight_bits,
-    weight_integer, alpha=1), hidden activations quantized_relu(act_bits, act_integer), the
-    48 outputs quantized_relu(output_bits, 0) (shares lie in [0, 1))."""
+    else), from the 16 transmitted latents and the module-sum code to the module's energy
+    pattern over its 48 trigger cells. Quantized: QKeras weights and biases
+    quantized_bits(weight_bits, weight_integer, alpha=1), hidden activations
+    quantized_relu(act_bits, act_integer), the 48 outputs quantized_relu(output_bits, 0)
+    (each in [0, 1))."""
 
     hidden: tuple[int, ...]
     weight_bits: int
@@ -118,5 +119,5 @@ class AsicArch:
 
 #: the asic encoder's default decoder (docs/reference.md: the widths measured against the
 #: float decoder on the same latents)
-ASIC_DECODER = DenseDecoderArch(hidden=(128,), weight_bits=8, weight_integer=1, act_bits=10, act_integer=3,
-                                output_bits=10)
+ASIC_DECODER = DenseDecoderArch(hidden=(128,), weight_bits=8, weight_integer=0, act_bits=8, act_integer=1,
+                                output_bits=8)

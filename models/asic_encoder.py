@@ -34,8 +34,11 @@ bit (tests/test_asic_encoder.py; `econ-emd econt export` proves it on every expo
 The decoder runs on the back-end FPGA: dense layers only (hls4ml io_parallel converts
 them; da4ml can trace them), from the 16 transmitted latents and the packet's 5E4M
 module-sum code (code / 2^9: the piecewise-linear log2 of the sum, which the converter's
-normalization took from the latents) to the share of the module sum of each of the 48
-trigger cells (CALQ order); the back end multiplies the shares by the decoded sum.
+normalization took from the latents) to the module's energy pattern over its 48 trigger
+cells (CALQ order), each in [0, 1). The pattern is proportional to the energies, not
+normalized: the EMD-CNN loss compares unit-sum modules and is blind to the scale (trained
+with it, the 48 outputs of a module sum to 1-7). The back end gets the energies as
+pattern x decoded sum / sum(pattern), as `training.bandwidth.autoencoder_energies` does.
 """
 from __future__ import annotations
 
@@ -58,8 +61,8 @@ DECODER_INPUTS = ae.N_LATENT + 1
 #: the decoder's input quantizer: 9 fractional bits hold the latents (at most 8) and the
 #: scaled sum code (9) exactly; values below 2 (one integer bit, and hls4ml's sign bit)
 DECODER_INPUT_BITS, DECODER_INPUT_INTEGER = 11, 1
-#: the initial bias of each share: the mean share of a module's 48 trigger cells
-SHARE_BIAS = 1.0 / N_TC
+#: the initial bias of each output: the mean trigger cell of a unit-sum module
+PATTERN_BIAS = 1.0 / N_TC
 
 
 def _weight_quantizer():
@@ -247,7 +250,7 @@ def build_dense_decoder(arch: DenseDecoderArch) -> tf.keras.Model:
     and float decoders have the same layer names and weight shapes (one initializes the
     other)."""
     z = tf.keras.Input((DECODER_INPUTS,), name="latents_and_sum")
-    share_bias = tf.keras.initializers.Constant(SHARE_BIAS)
+    pattern_bias = tf.keras.initializers.Constant(PATTERN_BIAS)
     if arch.quantized:
         from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
@@ -259,27 +262,27 @@ def build_dense_decoder(arch: DenseDecoderArch) -> tf.keras.Model:
         for i, width in enumerate(arch.hidden):
             x = QDense(width, kernel_quantizer=weights(), bias_quantizer=weights(), name=f"dec_dense{i}")(x)
             x = QActivation(quantized_relu(arch.act_bits, arch.act_integer), name=f"dec_act{i}")(x)
-        x = QDense(N_TC, kernel_quantizer=weights(), bias_quantizer=weights(), bias_initializer=share_bias,
+        x = QDense(N_TC, kernel_quantizer=weights(), bias_quantizer=weights(), bias_initializer=pattern_bias,
                    name="dec_out")(x)
-        x = QActivation(quantized_relu(arch.output_bits, 0), name="dec_share")(x)
+        x = QActivation(quantized_relu(arch.output_bits, 0), name="dec_pattern")(x)
     else:
         x = z
         for i, width in enumerate(arch.hidden):
             x = tf.keras.layers.Dense(width, name=f"dec_dense{i}")(x)
             x = tf.keras.layers.ReLU(name=f"dec_act{i}")(x)
-        x = tf.keras.layers.Dense(N_TC, bias_initializer=share_bias, name="dec_out")(x)
-        x = tf.keras.layers.ReLU(name="dec_share")(x)
+        x = tf.keras.layers.Dense(N_TC, bias_initializer=pattern_bias, name="dec_out")(x)
+        x = tf.keras.layers.ReLU(name="dec_pattern")(x)
     return tf.keras.Model(z, x, name="dense_decoder")
 
 
 def build_autoencoder_with_sum(encoder: tf.keras.Model, decoder: tf.keras.Model) -> tf.keras.Model:
-    """[converter image, sum feature] -> the decoder's shares as the (8, 8, 1) image the
+    """[converter image, sum feature] -> the decoder's pattern as the (8, 8, 1) image the
     losses take (the trigger cells at their pixels, dead pixels zero)."""
     image = tf.keras.Input((8, 8, 1), name="wafer_in")
     total = tf.keras.Input((1,), name="module_sum")
     z = encoder(image)
-    shares = decoder(tf.keras.layers.Concatenate(name="latents_and_sum")([z, total]))
-    return tf.keras.Model([image, total], ArrangeTCs("8x8", name="shares_image")(shares), name="autoencoder")
+    pattern = decoder(tf.keras.layers.Concatenate(name="latents_and_sum")([z, total]))
+    return tf.keras.Model([image, total], ArrangeTCs("8x8", name="pattern_image")(pattern), name="autoencoder")
 
 
 def custom_objects() -> dict:

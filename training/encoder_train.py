@@ -302,8 +302,8 @@ def reconstruct(encoder, decoder, charges: np.ndarray, batch_size: int = 4096) -
     z = encoder.predict(encoder_inputs(charges, encoder if _is_asic(encoder) else None), batch_size=batch_size,
                         verbose=0)
     if takes_module_sum(decoder):
-        shares = decoder.predict(decoder_inputs_of(z, charges), batch_size=batch_size, verbose=0)
-        return z, shares.astype(np.float64)
+        pattern = decoder.predict(decoder_inputs_of(z, charges), batch_size=batch_size, verbose=0)
+        return z, pattern.astype(np.float64)
     r = decoder.predict(z, batch_size=batch_size, verbose=0)
     return z, image8x8_to_calq(r).astype(np.float64)
 

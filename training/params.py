@@ -94,7 +94,7 @@ class EncoderParams(Strict):
                                        description="asic: decoder hidden activations, bits")
     asic_decoder_act_integer: int = Field(ASIC_DECODER.act_integer, ge=0, le=12)
     asic_decoder_output_bits: int = Field(ASIC_DECODER.output_bits, ge=2, le=24,
-                                          description="asic: the 48 shares of the module sum, fractional bits")
+                                          description="asic: the decoder's 48 outputs (in [0, 1)), bits")
     asic_decoder_epochs: int = Field(
         ASIC_DECODER_EPOCHS, ge=0, le=1000, description="asic: quantization-aware epochs of the quantized decoder "
         "on the trained encoder's latents, from the float decoder trained with it (0: quantize it as it is)")
