@@ -83,6 +83,8 @@ def _add_neemo(sub) -> None:
 
 
 def _add_econt(sub) -> None:
+    from .econt_export import CHECK_MODULES
+
     p = sub.add_parser("econt", help="the ECON-T ASIC emulator: link words in, link words out",
                        description="Emulate the ECON-T on input link words (CMS test-vector CSV "
                                    "format) and verify it against golden test vectors.")
@@ -126,8 +128,8 @@ def _add_econt(sub) -> None:
     x.add_argument("--module", metavar="YAML", default=None,
                    help="the module's MUX, calibration and density from an autoencoder init.yaml (default: "
                         "input links in CALQ order, CAL 2048, low density)")
-    x.add_argument("--check", type=int, metavar="N", default=None,
-                   help="synthetic modules checked beside the 3,564 simulated crossings (default 10000)")
+    x.add_argument("--check", type=int, metavar="N", default=CHECK_MODULES,
+                   help=f"synthetic modules checked beside the 3,564 simulated crossings (default {CHECK_MODULES})")
     for q in (r, v, f, x):
         g = q.add_mutually_exclusive_group()
         g.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -210,10 +212,9 @@ def _run(args: argparse.Namespace) -> int:
 
             run_ae_firmware(args.folder, args.out, rtl=not args.no_rtl)
         elif args.econt_command == "export":
-            from .econt_export import CHECK_MODULES, run_export
+            from .econt_export import run_export
 
-            run_export(args.encoder, args.output, args.links, args.module,
-                       CHECK_MODULES if args.check is None else args.check)
+            run_export(args.encoder, args.output, args.links, args.module, args.check)
         else:
             run_verify(args.folder)
         return EXIT_OK

@@ -27,8 +27,9 @@ the quantized weights (the per-product floors are skipped: identity gradient); t
 transmitted latents pass the floor likewise. ReLU and the saturation keep their own
 gradients (zero where they cut, as QKeras' quantized_relu does).
 
-Every value is an integer multiple of 2^-8 below 2^12 and every product below 2^17 units,
-so float32 holds them exactly: `encoder.predict` equals `econt.autoencoder.encode` to the
+Every product is a multiple of 2^-12 below 2^5 (at most 17 significant bits) and every sum
+a multiple of 2^-8 of magnitude about 2^12 at most (20 bits), so float32's 24-bit
+significand holds each exactly: `encoder.predict` equals `econt.autoencoder.encode` to the
 bit (tests/test_asic_encoder.py; `econ-emd econt export` proves it on every export).
 
 The decoder runs on the back-end FPGA: dense layers only (hls4ml io_parallel converts

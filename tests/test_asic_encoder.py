@@ -133,6 +133,23 @@ def test_training_ends_in_a_quantized_dense_decoder(modules, tmp_path):
         et.decoder_inputs_of(z, modules[400:]), verbose=0), recon)
 
 
+def test_a_run_resumed_after_the_encoder_makes_the_same_decoder(modules, tmp_path):
+    """Killed after the encoder's last epoch (its checkpoint kept), a rerun restores the
+    encoder and trains the quantized decoder again: the same decoder, to the bit."""
+    from econ_emd.training import encoder_train as et
+    from econ_emd.training import losses as L
+    from econ_emd.training.params import EncoderParams
+
+    params = EncoderParams(kind="asic", elinks=2, epochs=1, batch_size=64, learning_rate=5e-3,
+                           asic_decoder_epochs=2, asic_decoder_hidden=[16])
+    _, first, hist = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
+    _, again, resumed = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
+    assert len(hist["decoder"]["loss"]) == 2 and resumed["initial_epoch"] == 1 and resumed["loss"] == []
+    assert resumed["decoder"] == hist["decoder"]
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_asic_settings_are_validated():
     from pydantic import ValidationError
 
