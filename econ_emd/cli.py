@@ -1,5 +1,5 @@
 """`econ-emd`: one command, a subcommand per stage (from the registry), `pipeline` for all
-of them, `report`, `scan`, `neemo estimate|fit`, `econt run|verify|firmware` and
+of them, `report`, `scan`, `neemo estimate|fit`, `econt run|verify|firmware|export` and
 `show-config`. This module only parses and dispatches.
 
 Options mean one thing everywhere: `-c/--config` is the run configuration (YAML),
@@ -92,6 +92,8 @@ def _add_neemo(sub) -> None:
 
 
 def _add_econt(sub) -> None:
+    from .econt_export import CHECK_MODULES
+
     p = sub.add_parser("econt", help="the ECON-T ASIC emulator: link words in, link words out",
                        description="Emulate the ECON-T on input link words (CMS test-vector CSV "
                                    "format) and verify it against golden test vectors.")
@@ -122,7 +124,24 @@ def _add_econt(sub) -> None:
                    help="where the HLS project, Verilog and report go (default <run_dir>/econt_firmware/<DIR name>); "
                         "firmware and rtl options come from the run configuration")
     f.add_argument("--no-rtl", action="store_true", help="C simulation only")
-    for q in (r, v):
+    x = esub.add_parser("export", help="an encoder trained in the ASIC's arithmetic -> its init.yaml",
+                        description="Write the ECON-T configuration that runs an encoder trained with "
+                                    "encoder.kind asic: its weights' register image, the mask of the "
+                                    "latent bits its link count sends, algorithm 4, the output links, "
+                                    "and the module's MUX and calibration, in the vectors' init.yaml "
+                                    "format. Written only after the emulator's packets on the check "
+                                    "modules' link words equal the model's latents, every bit (exit 1 "
+                                    "otherwise).")
+    x.add_argument("encoder", metavar="ENCODER", help="the encoder: a folder holding encoder.h5, or the .h5")
+    x.add_argument("--output", "-o", required=True, metavar="YAML", help="the init.yaml to write")
+    x.add_argument("--links", type=int, metavar="N", default=None,
+                   help="output links (default: those the encoder was trained for; must agree)")
+    x.add_argument("--module", metavar="YAML", default=None,
+                   help="the module's MUX, calibration and density from an autoencoder init.yaml (default: "
+                        "input links in CALQ order, CAL 2048, low density)")
+    x.add_argument("--check", type=int, metavar="N", default=CHECK_MODULES,
+                   help=f"synthetic modules checked beside the 3,564 simulated crossings (default {CHECK_MODULES})")
+    for q in (r, v, x):
         _verbosity(q)
 
 
@@ -196,11 +215,15 @@ def _run(args: argparse.Namespace) -> int:
     from econ_emd.base.errors import ConfigError
     from econ_emd.base.rundir import run_dir_lock, sweep_debris
 
-    if args.command == "econt" and args.econt_command in ("run", "verify"):
+    if args.command == "econt" and args.econt_command in ("run", "verify", "export"):
         from .econt_cmd import run_emulator, run_verify
 
         if args.econt_command == "run":
             run_emulator(args.input, args.asic, args.output)
+        elif args.econt_command == "export":
+            from .econt_export import run_export
+
+            run_export(args.encoder, args.output, args.links, args.module, args.check)
         else:
             run_verify(args.folder)
         return EXIT_OK

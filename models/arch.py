@@ -66,9 +66,11 @@ ECONT_ASIC_ENCODER = EncoderArch(input_bits=9, input_integer=1, weight_bits=6, w
                                  symmetric_weights=False)
 
 
-#: encoder kinds: the QKeras encoder with uniform bit widths (the published one), or the
-#: resource-aware HGQ encoder whose per-weight and per-activation widths are learned
-ENCODER_KINDS = ("qkeras", "hgq")
+#: encoder kinds: the QKeras encoder with uniform bit widths (the published one), the
+#: resource-aware HGQ encoder whose per-weight and per-activation widths are learned, or the
+#: encoder trained in the ECON-T ASIC's own arithmetic (models.asic_encoder), which the
+#: ASIC's registers can hold (`econ-emd econt export`)
+ENCODER_KINDS = ("qkeras", "hgq", "asic")
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,38 @@ class HgqArch:
     latent_integer: int = 1
     filters: int = 8
     n_latent: int = N_LATENT
+
+
+@dataclass(frozen=True)
+class DenseDecoderArch:
+    """The back-end decoder of the asic encoder (models.asic_encoder.build_dense_decoder):
+    dense layers only (an hls4ml io_parallel conversion and a da4ml trace need nothing
+    else), from the 16 transmitted latents and the module-sum code to the module's energy
+    pattern over its 48 trigger cells. Quantized: QKeras weights and biases
+    quantized_bits(weight_bits, weight_integer, alpha=1), hidden activations
+    quantized_relu(act_bits, act_integer), the 48 outputs quantized_relu(output_bits, 0)
+    (each in [0, 1))."""
+
+    hidden: tuple[int, ...]
+    weight_bits: int
+    weight_integer: int
+    act_bits: int
+    act_integer: int
+    output_bits: int
+    quantized: bool = True
+
+
+@dataclass(frozen=True)
+class AsicArch:
+    """The encoder in the ASIC's arithmetic (its widths are the block's, not choices: see
+    econt.autoencoder) and what the link count keeps of its 9-bit latents: the top
+    `latent_bits` bits of each."""
+
+    latent_bits: int
+    decoder: DenseDecoderArch
+
+
+#: the asic encoder's default decoder (docs/reference.md: the widths measured against the
+#: float decoder on the same latents)
+ASIC_DECODER = DenseDecoderArch(hidden=(128,), weight_bits=8, weight_integer=0, act_bits=8, act_integer=1,
+                                output_bits=8)

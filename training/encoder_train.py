@@ -5,6 +5,12 @@ Inputs: each module divided by 2**floor(log2(sum)) (the firmware's shift), laid 
 the firmware testbench see the same numbers). Targets: the unit-sum module image (the
 decoder ends in a sigmoid; the module sum travels beside the latents).
 
+The encoder in the ASIC's arithmetic (kind asic, models.asic_encoder) takes the converter's
+image of the integer CALQ, floor(CALQ 2^7 / 2^floor(log2 sum)) / 2^7, exactly as the ASIC
+computes it; its decoder is dense and reads the packet's module-sum code beside the
+latents. It trains with a float decoder, then the quantized decoder is trained on the
+encoder's transmitted latents (`quantized_decoder`).
+
 Every reconstruction is judged by the exact EMD between input and reconstruction (both
 unit-sum, hex metric), whatever loss trained it (training.evaluation).
 """
@@ -23,6 +29,7 @@ from econ_emd.geometry import calq_to_8x8, image8x8_to_calq
 from econ_emd.econt.normalization import sumlog2_normalize
 from econ_emd.base.seeds import as_int, derive_seed
 from econ_emd.base.testhooks import pause_for_test
+from .rebuild import integer_calq
 from .params import EncoderParams
 
 log = logging.getLogger("econ_emd")
@@ -34,7 +41,12 @@ CHECKPOINT_FILE = "checkpoint.npz"
 
 def encoder_inputs(charges: np.ndarray, encoder=None) -> np.ndarray:
     """(n, 8, 8, 1) float32 sumlog2-normalized images; quantized by the encoder's input
-    quantizer when an encoder is given (exactly what its first layer outputs)."""
+    quantizer when an encoder is given (exactly what its first layer outputs). An encoder
+    in the ASIC's arithmetic takes the converter's images of the integer CALQ instead."""
+    if encoder is not None and _is_asic(encoder):
+        from econ_emd.models.asic_encoder import encoder_image
+
+        return encoder_image(integer_calq(charges))
     x = calq_to_8x8(sumlog2_normalize(charges)).astype(np.float32)[..., None]
     if encoder is not None:
         q = input_quantizer(encoder)
@@ -55,6 +67,24 @@ def input_quantizer(encoder):
     return None
 
 
+def _is_asic(encoder) -> bool:
+    from econ_emd.models.asic_encoder import is_asic_encoder
+
+    return is_asic_encoder(encoder)
+
+
+def autoencoder_inputs(charges: np.ndarray, params: EncoderParams):
+    """What the training autoencoder of `params` takes: the encoder's images, and for the
+    asic kind beside them the module-sum feature its decoder reads (the quantized encoder's
+    images are the converter's; its float twin's the float sumlog2 images)."""
+    if params.kind != "asic":
+        return encoder_inputs(charges)
+    from econ_emd.models.asic_encoder import encoder_image, sum_feature
+
+    calq = integer_calq(charges)
+    return (encoder_image(calq) if params.quantized else encoder_inputs(charges)), sum_feature(calq)
+
+
 def targets(charges: np.ndarray) -> np.ndarray:
     """(n, 8, 8, 1) float32 unit-sum images (dead pixels zero)."""
     c = np.asarray(charges, dtype=np.float64)
@@ -70,6 +100,14 @@ def build_models(params: EncoderParams):
         arch = params.hgq_arch()
         enc, dec = build_hgq_encoder(arch), build_decoder()
         return enc, dec, build_autoencoder(enc, dec, latent_max(arch))
+    if params.kind == "asic":
+        from econ_emd.models.asic_encoder import build_asic_encoder, build_autoencoder_with_sum, build_dense_decoder
+
+        # the decoder trained with the encoder is the float one (`quantized_decoder` follows)
+        arch = params.asic_arch(quantized=False)
+        enc = build_asic_encoder(arch) if params.quantized else build_encoder(params.arch(quantized=False))
+        dec = build_dense_decoder(arch.decoder)
+        return enc, dec, build_autoencoder_with_sum(enc, dec)
     enc = build_encoder(params.arch())
     dec = build_decoder()
     return enc, dec, build_autoencoder(enc, dec)
@@ -101,8 +139,8 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
 
     tf.keras.utils.set_random_seed(seed)
     enc, dec, ae = build_models(params)
-    x, y = encoder_inputs(train), targets(train)
-    vx, vy = encoder_inputs(val), targets(val)
+    x, y = autoencoder_inputs(train, params), targets(train)
+    vx, vy = autoencoder_inputs(val, params), targets(val)
 
     def mean_loss(t, p):
         return tf.reduce_mean(loss_fn(t, p))
@@ -119,13 +157,8 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     initial_epoch = state["epoch"]
     t0 = time.perf_counter()
     if state["epoch"] < params.epochs and state["wait"] < params.patience:
-        n, bs = len(x), params.batch_size
-        orders = epoch_orders(n, seed, initial_epoch, params.epochs)
-        xs, ys = tf.constant(x), tf.constant(y)
-        stream = (tf.data.Dataset.from_tensor_slices(orders)
-                  .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs))
-                  .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)))
-                  .prefetch(2))
+        n, bs = len(y), params.batch_size
+        stream = _batches(x, y, epoch_orders(n, seed, initial_epoch, params.epochs), bs)
 
         class _State(tf.keras.callbacks.Callback):
             """Early stopping, best weights, the checkpoint and the test pause point."""
@@ -156,7 +189,80 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
         ae.set_weights(best["weights"])
     history = {"loss": state["loss"][initial_epoch:], "val_loss": state["val_loss"][initial_epoch:],
                "seconds": time.perf_counter() - t0, "initial_epoch": initial_epoch}
+    if params.kind == "asic" and params.quantized:
+        dec, history["decoder"] = quantized_decoder(enc, dec, (x, y), (vx, vy), params, loss_fn, seed, label)
+        history["seconds"] = time.perf_counter() - t0
     return enc, dec, history
+
+
+def _batches(x, y: np.ndarray, orders: np.ndarray, batch_size: int):
+    """One stream of batches over every epoch's order; `x` an array or a tuple of them."""
+    import tensorflow as tf
+
+    xs, ys = tf.nest.map_structure(tf.constant, x), tf.constant(y)
+    return (tf.data.Dataset.from_tensor_slices(orders)
+            .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+            .map(lambda idx: (tf.nest.map_structure(lambda a: tf.gather(a, idx), xs), tf.gather(ys, idx)))
+            .prefetch(2))
+
+
+#: the quantized decoder's learning rate, as a fraction of the encoder's: it starts from
+#: the float decoder's weights, which a full step would throw away
+DECODER_LR_FRACTION = 0.1
+
+
+def quantized_decoder(encoder, float_decoder, train: tuple, val: tuple, params: EncoderParams, loss_fn, seed: int,
+                      label: str):
+    """The asic encoder's quantized decoder: the float decoder trained with the encoder,
+    its weights through the decoder's quantizers, then `asic_decoder_epochs` epochs of
+    quantization-aware training on the encoder's transmitted latents (the encoder fixed),
+    the epoch with the lowest validation loss kept. Returns (decoder, history: the float
+    decoder's, the quantized decoder's before and after, validation losses).
+
+    Deterministic from `seed` and the encoder (its own epoch orders, no other randomness),
+    so a run resumed after the encoder's last epoch makes the same decoder."""
+    import tensorflow as tf
+
+    from econ_emd.models.asic_encoder import build_dense_decoder, decoder_inputs
+    from econ_emd.models.layers import ArrangeTCs
+
+    def as_images(decoder):
+        model = tf.keras.Model(decoder.input, ArrangeTCs("8x8")(decoder.output))
+        model.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate * DECODER_LR_FRACTION),
+                      loss=lambda t, p: tf.reduce_mean(loss_fn(t, p)))
+        return model
+
+    (x, y), (vx, vy) = train, val
+    d_in = decoder_inputs(encoder.predict(x[0], batch_size=4096, verbose=0), x[1])
+    vd_in = decoder_inputs(encoder.predict(vx[0], batch_size=4096, verbose=0), vx[1])
+    decoder = build_dense_decoder(params.asic_arch().decoder)
+    decoder.set_weights(float_decoder.get_weights())
+    model = as_images(decoder)
+
+    def val_loss(m) -> float:
+        return float(m.evaluate(vd_in, vy, batch_size=4096, verbose=0))
+
+    history = {"float_val_loss": val_loss(as_images(float_decoder)), "quantized_val_loss_before": val_loss(model),
+               "loss": [], "val_loss": []}
+    best = {"loss": history["quantized_val_loss_before"], "weights": decoder.get_weights()}
+    if params.asic_decoder_epochs:
+        class _Best(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                history["loss"].append(float(logs["loss"]))
+                history["val_loss"].append(float(logs["val_loss"]))
+                if history["val_loss"][-1] < best["loss"]:
+                    best["loss"], best["weights"] = history["val_loss"][-1], decoder.get_weights()
+
+        n, bs = len(y), params.batch_size
+        # the epoch numbers after the encoder's: orders of their own, from the same seed
+        orders = epoch_orders(n, seed, params.epochs, params.epochs + params.asic_decoder_epochs)
+        model.fit(_batches(d_in, y, orders, bs), validation_data=(vd_in, vy), epochs=params.asic_decoder_epochs,
+                  steps_per_epoch=int(np.ceil(n / bs)), callbacks=[_Best()], verbose=0, validation_batch_size=4096)
+    decoder.set_weights(best["weights"])
+    history["quantized_val_loss"] = best["loss"]
+    log.info("%s: quantized decoder, validation loss %.4g (float decoder %.4g, quantized before training %.4g)",
+             label, best["loss"], history["float_val_loss"], history["quantized_val_loss_before"])
+    return decoder, history
 
 
 def _save(path: Path, ae, opt, state: dict, best_weights) -> None:
@@ -189,10 +295,24 @@ def clear_checkpoint(out_dir: str | Path) -> None:
 
 
 def reconstruct(encoder, decoder, charges: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """(latents, reconstructions in CALQ order (n, 48))."""
-    z = encoder.predict(encoder_inputs(charges), batch_size=batch_size, verbose=0)
+    """(latents, reconstructions in CALQ order (n, 48)); a decoder that reads the module
+    sum (the asic encoder's) gets the packet's sum code beside the latents."""
+    from econ_emd.models.asic_encoder import takes_module_sum
+
+    z = encoder.predict(encoder_inputs(charges, encoder if _is_asic(encoder) else None), batch_size=batch_size,
+                        verbose=0)
+    if takes_module_sum(decoder):
+        pattern = decoder.predict(decoder_inputs_of(z, charges), batch_size=batch_size, verbose=0)
+        return z, pattern.astype(np.float64)
     r = decoder.predict(z, batch_size=batch_size, verbose=0)
     return z, image8x8_to_calq(r).astype(np.float64)
+
+
+def decoder_inputs_of(latents: np.ndarray, charges: np.ndarray) -> np.ndarray:
+    """(n, 17) what the asic encoder's decoder reads: the latents and the module-sum code."""
+    from econ_emd.models.asic_encoder import decoder_inputs, sum_feature
+
+    return decoder_inputs(latents, sum_feature(integer_calq(charges)))
 
 
 def save_encoder(encoder, decoder, out_dir: str | Path) -> None:

@@ -7,8 +7,8 @@ from pydantic import Field, model_validator
 
 from econ_emd.base.schema import Strict
 
-from econ_emd.models.arch import (ARRANGEMENTS, ENCODER_KINDS, INPUTS, OUTPUTS, SYMMETRIZE, EmdCnnArch, EncoderArch,
-                                   HgqArch)
+from econ_emd.models.arch import (ARRANGEMENTS, ASIC_DECODER, ENCODER_KINDS, INPUTS, OUTPUTS, SYMMETRIZE, AsicArch,
+                                   DenseDecoderArch, EmdCnnArch, EncoderArch, HgqArch)
 from econ_emd.econt.link_budget import AE_LINK_COUNTS, LinkBudgetError, check_link_budget, latent_bits_for_links
 
 from .losses import LOSSES
@@ -18,6 +18,11 @@ from .signals import SIGNAL_ENERGIES_MIP
 LR_SCHEDULES = ("plateau", "cosine")
 #: the encoder's bit widths default to the reference architecture's
 _ENCODER = EncoderArch()
+#: the width keys of the qkeras encoder; the asic encoder computes with the ASIC's own
+_QKERAS_WIDTHS = ("input_bits", "input_integer", "weight_bits", "weight_integer", "conv_act_bits",
+                  "conv_act_integer", "latent_integer")
+#: quantization-aware epochs of the asic encoder's quantized decoder (training.encoder_train)
+ASIC_DECODER_EPOCHS = 10
 
 LossName = Literal[tuple(LOSSES)]
 
@@ -76,9 +81,24 @@ class EncoderParams(Strict):
     quantized: bool = _ENCODER.quantized
     kind: Literal[ENCODER_KINDS] = Field(
         "qkeras", description="qkeras: uniform bit widths (published); hgq: resource-aware, per-weight and "
-        "per-activation widths learned under an EBOPs penalty (HGQ)")
+        "per-activation widths learned under an EBOPs penalty (HGQ); asic: the ECON-T ASIC's own arithmetic "
+        "(its registers can hold it: `econ-emd econt export`), with a quantized dense decoder")
     hgq_beta: float = Field(1e-5, ge=0, le=1, description="hgq: strength of the EBOPs (resource) penalty")
     hgq_init_bits: int = Field(6, ge=0, le=16, description="hgq: starting fractional bits of weights and activations")
+    asic_decoder_hidden: list[int] = Field(
+        default_factory=lambda: list(ASIC_DECODER.hidden), min_length=1, max_length=4,
+        description="asic: widths of the decoder's hidden dense layers")
+    asic_decoder_weight_bits: int = Field(ASIC_DECODER.weight_bits, ge=2, le=16,
+                                          description="asic: decoder weights and biases, bits")
+    asic_decoder_weight_integer: int = Field(ASIC_DECODER.weight_integer, ge=0, le=8)
+    asic_decoder_act_bits: int = Field(ASIC_DECODER.act_bits, ge=2, le=24,
+                                       description="asic: decoder hidden activations, bits")
+    asic_decoder_act_integer: int = Field(ASIC_DECODER.act_integer, ge=0, le=12)
+    asic_decoder_output_bits: int = Field(ASIC_DECODER.output_bits, ge=2, le=24,
+                                          description="asic: the decoder's 48 outputs (in [0, 1)), bits")
+    asic_decoder_epochs: int = Field(
+        ASIC_DECODER_EPOCHS, ge=0, le=1000, description="asic: quantization-aware epochs of the quantized decoder "
+        "on the trained encoder's latents, from the float decoder trained with it (0: quantize it as it is)")
     loss: LossName = "emd_cnn"
     emd_cnn_path: Optional[str] = Field(
         None, description="a frozen EMD-CNN file as the emd_cnn loss instead of the run's (ours, or the "
@@ -100,8 +120,39 @@ class EncoderParams(Strict):
             raise ValueError(str(exc)) from None
         return self
 
+    @model_validator(mode="after")
+    def _asic_widths(self) -> "EncoderParams":
+        """The asic encoder's widths are the ASIC's: a width key, or latent bits other than
+        the link count's, would be silently ignored."""
+        if self.kind != "asic":
+            return self
+        given = [k for k in _QKERAS_WIDTHS if k in self.model_fields_set
+                 and getattr(self, k) != type(self).model_fields[k].default]
+        if given:
+            raise ValueError(f"{given[0]}: the asic encoder computes with the ASIC's widths (6-bit weights, "
+                             "8-bit inputs, 9-bit latents); remove the key or choose kind qkeras")
+        if self.latent_bits is not None and self.latent_bits != latent_bits_for_links(self.links):
+            raise ValueError(f"latent_bits {self.latent_bits}: the asic encoder sends the "
+                             f"{latent_bits_for_links(self.links)} bits the ASIC's packet holds at {self.links} links; "
+                             "remove the key")
+        if self.asic_decoder_weight_integer >= self.asic_decoder_weight_bits:
+            raise ValueError("asic_decoder_weight_integer: fewer than asic_decoder_weight_bits (one bit is the sign)")
+        if self.asic_decoder_act_integer > self.asic_decoder_act_bits:
+            raise ValueError("asic_decoder_act_integer: at most asic_decoder_act_bits")
+        if any(not 1 <= w <= 1024 for w in self.asic_decoder_hidden):
+            raise ValueError("asic_decoder_hidden: each width in 1..1024")
+        return self
+
     def bits(self) -> int:
         return self.latent_bits if self.latent_bits is not None else latent_bits_for_links(self.links)
+
+    def asic_arch(self, quantized: Optional[bool] = None) -> AsicArch:
+        """The asic encoder and its decoder (quantized: the decoder's quantizers on)."""
+        return AsicArch(latent_bits=self.bits(), decoder=DenseDecoderArch(
+            hidden=tuple(self.asic_decoder_hidden), weight_bits=self.asic_decoder_weight_bits,
+            weight_integer=self.asic_decoder_weight_integer, act_bits=self.asic_decoder_act_bits,
+            act_integer=self.asic_decoder_act_integer, output_bits=self.asic_decoder_output_bits,
+            quantized=self.quantized if quantized is None else quantized))
 
     def hgq_arch(self) -> HgqArch:
         return HgqArch(beta=self.hgq_beta, init_bits=self.hgq_init_bits, input_bits=self.input_bits - self.input_integer,
@@ -186,6 +237,8 @@ class ScanParams(Strict):
             raise ValueError(f"link_counts: {bad[0]} is not a link count of the autoencoder {list(AE_LINK_COUNTS)}")
         if not self.link_counts or not self.kinds:
             raise ValueError("link_counts and kinds: at least one each")
+        if "asic" in self.kinds:
+            raise ValueError("kinds: the scan's firmware points take qkeras and hgq encoders (not asic yet)")
         if any(not 2 <= b <= 16 for b in self.weight_bits):
             raise ValueError("weight_bits: each in 2..16")
         return self

@@ -1,0 +1,181 @@
+"""The encoder trained in the ECON-T ASIC's arithmetic (encoder.kind: asic): its forward
+pass is the block's (econt.autoencoder, proven on the CMS vectors) to the bit, its
+gradients pass the cuts straight through, its training ends in a quantized dense decoder,
+and its settings are validated."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from econ_emd.geometry import ae_slots_from_calq
+from econ_emd.econt import autoencoder as ae
+from econ_emd.models.arch import ASIC_DECODER, AsicArch
+
+
+def _weights(seed: int = 0) -> ae.AeWeights:
+    """Register values whose latents on the test modules spread over the whole 9-bit range,
+    zero and saturated included (small dense weights: a sum of 128 products)."""
+    rng = np.random.default_rng(seed)
+    return ae.AeWeights(rng.integers(-32, 32, (3, 3, 8)), rng.integers(-32, 32, 8), rng.integers(-10, 11, (128, 16)),
+                        rng.integers(-32, 32, 16))
+
+
+@pytest.fixture(scope="module")
+def calq(modules) -> np.ndarray:
+    """Integer CALQ: the synthetic modules and the corner cases of the converter (one TC,
+    a power-of-two sum, the largest 22-bit charges)."""
+    extra = np.zeros((4, 48), dtype=np.int64)
+    extra[0, 7] = 1
+    extra[1, :4] = 256
+    extra[2, :] = (1 << 22) - 1
+    extra[3, 40:] = [3, 1, 4, 1, 5, 9, 2, 6]
+    return np.concatenate([np.rint(modules).astype(np.int64), extra])
+
+
+def _encoder(bits: int, weights: ae.AeWeights):
+    from econ_emd.models.asic_encoder import build_asic_encoder, set_asic_weights
+
+    enc = build_asic_encoder(AsicArch(bits, ASIC_DECODER))
+    set_asic_weights(enc, weights)
+    return enc
+
+
+@pytest.mark.parametrize("bits", [3, 5, 7, 9])
+def test_transmitted_latents_are_the_asics_bit_for_bit(calq, bits):
+    """The Keras model's transmitted latents equal the block's latents (econt.autoencoder)
+    cut to their top `bits` bits, on every module; the latents spread over their range."""
+    from econ_emd.models.asic_encoder import asic_weights, encoder_image, transmitted_integers
+
+    w = _weights()
+    enc = _encoder(bits, w)
+    assert asic_weights(enc) == w
+    got = transmitted_integers(enc.predict(encoder_image(calq), verbose=0), bits)
+    block = ae.encode(ae_slots_from_calq(calq), w)
+    np.testing.assert_array_equal(got, block >> (ae.LATENT_BITS - bits))
+    assert (block == 0).any() and (block == 511).any() and len(np.unique(block)) > 200
+
+
+def test_one_lsb_of_one_weight_changes_the_latents(calq):
+    """Negative controls: the emulator sees a one-LSB change of one dense weight (so the
+    equality above is not of insensitive outputs), and a QKeras model of the same weights
+    without the block's per-product cuts differs from the block."""
+    from econ_emd.models.arch import ECONT_ASIC_ENCODER
+    from econ_emd.models.asic_encoder import encoder_image
+    from econ_emd.models.econt import build_encoder
+
+    w = _weights()
+    dense = np.array(w.dense_kernel)
+    dense[5, 3] += 1
+    moved = ae.AeWeights(w.conv_kernel, w.conv_bias, dense, w.dense_bias)
+    slots = ae_slots_from_calq(calq)
+    before, after = ae.encode(slots, w), ae.encode(slots, moved)
+    assert (before != after).any(axis=1).sum() > 10
+    assert np.array_equal(np.delete(before, 3, axis=1), np.delete(after, 3, axis=1))
+    plain = build_encoder(ECONT_ASIC_ENCODER)
+    plain.set_weights(w.keras())
+    uncut = np.rint(plain.predict(encoder_image(calq), verbose=0) / 2.0 ** -ae.DENSE_FRACTION).astype(np.int64)
+    assert (uncut != before).mean() > 0.05
+
+
+def test_gradients_pass_the_cuts_straight_through(calq):
+    """The dense kernel's gradient of sum(latents) is that of the float product of the
+    quantized weights, masked where ReLU or the saturation cut: sum_n h[n, i] over the
+    modules whose latent j the block neither zeroes nor saturates (its sum in 1..511)."""
+    import tensorflow as tf
+
+    from econ_emd.models.asic_encoder import encoder_image
+
+    w = _weights()
+    enc = _encoder(9, w)
+    q = calq[:300]
+    x = tf.constant(encoder_image(q))
+    with tf.GradientTape(persistent=True) as tape:
+        total = tf.reduce_sum(enc(x))
+    dense_grad = tape.gradient(total, enc.get_layer("dense").kernel).numpy()
+    conv_grad = tape.gradient(total, enc.get_layer("conv2d").kernel).numpy()
+    h = ae.hidden(ae.converter(ae_slots_from_calq(q)), w)
+    acc = ((h[:, :, None] * w.dense_kernel) >> 4).sum(axis=1) + (w.dense_bias << 3)
+    passed = ((acc > 0) & (acc <= 511)).astype(np.float64)
+    np.testing.assert_allclose(dense_grad, (h * 2.0 ** -ae.CONV_FRACTION).T @ passed, rtol=1e-5, atol=1e-3)
+    assert 0 < passed.mean() < 1
+    assert np.isfinite(conv_grad).all() and np.abs(conv_grad).sum() > 0
+
+
+def test_training_ends_in_a_quantized_dense_decoder(modules, tmp_path):
+    """A short training: the encoder keeps the block's arithmetic (its registers, reloaded
+    from the saved file, give the same latents as the model), the decoder is dense only with
+    every output on its quantizer's grid, reconstructions come out in CALQ order, and the
+    history records the float and quantized decoders' validation losses."""
+    import tensorflow as tf
+
+    from econ_emd.models.asic_encoder import asic_weights, encoder_image, takes_module_sum, transmitted_integers
+    from econ_emd.training import encoder_train as et
+    from econ_emd.training import losses as L
+    from econ_emd.training.params import EncoderParams
+
+    params = EncoderParams(kind="asic", links=3, epochs=2, batch_size=64, learning_rate=5e-3,
+                           asic_decoder_epochs=1, asic_decoder_hidden=[32])
+    enc, dec, hist = et.train_autoencoder(modules[:300], modules[300:400], params, L.mse, seed=0)
+    assert takes_module_sum(dec)
+    assert not any(isinstance(layer, tf.keras.layers.Conv2DTranspose) for layer in dec.layers)
+    assert {"float_val_loss", "quantized_val_loss_before", "quantized_val_loss"} <= set(hist["decoder"])
+    z, recon = et.reconstruct(enc, dec, modules[400:])
+    assert recon.shape == (200, 48)
+    lsb = 2.0 ** -params.asic_decoder_output_bits
+    np.testing.assert_array_equal(np.rint(recon / lsb) * lsb, recon)
+    et.save_encoder(enc, dec, tmp_path)
+    back = et.load_encoder(tmp_path)
+    q = np.rint(modules[400:]).astype(np.int64)
+    block = ae.encode(ae_slots_from_calq(q), asic_weights(back)) >> (ae.LATENT_BITS - 5)
+    np.testing.assert_array_equal(transmitted_integers(back.predict(encoder_image(q), verbose=0), 5), block)
+    np.testing.assert_array_equal(transmitted_integers(z, 5), block)
+    np.testing.assert_array_equal(et.load_decoder(tmp_path / et.DECODER_FILE).predict(
+        et.decoder_inputs_of(z, modules[400:]), verbose=0), recon)
+
+
+def test_a_run_resumed_after_the_encoder_makes_the_same_decoder(modules, tmp_path):
+    """Killed after the encoder's last epoch (its checkpoint kept), a rerun restores the
+    encoder and trains the quantized decoder again: the same decoder, to the bit."""
+    from econ_emd.training import encoder_train as et
+    from econ_emd.training import losses as L
+    from econ_emd.training.params import EncoderParams
+
+    params = EncoderParams(kind="asic", links=2, epochs=1, batch_size=64, learning_rate=5e-3,
+                           asic_decoder_epochs=2, asic_decoder_hidden=[16])
+    _, first, hist = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
+    _, again, resumed = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
+    assert len(hist["decoder"]["loss"]) == 2 and resumed["initial_epoch"] == 1 and resumed["loss"] == []
+    assert resumed["decoder"] == hist["decoder"]
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_asic_settings_are_validated():
+    from pydantic import ValidationError
+
+    from econ_emd.training.params import EncoderParams, ScanParams
+
+    assert EncoderParams(kind="asic", links=2).asic_arch().latent_bits == 3
+    for bad, match in [({"weight_bits": 6}, "weight_bits: the asic encoder computes with the ASIC's widths"),
+                       ({"latent_bits": 4, "links": 5}, "latent_bits 4: the asic encoder sends the 9 bits"),
+                       ({"asic_decoder_weight_integer": 8, "asic_decoder_weight_bits": 8}, "one bit is the sign"),
+                       ({"asic_decoder_hidden": []}, "asic_decoder_hidden")]:
+        with pytest.raises(ValidationError, match=match):
+            EncoderParams(kind="asic", **bad)
+    EncoderParams(kind="qkeras", weight_bits=6)         # the width keys stay the qkeras encoder's
+    with pytest.raises(ValidationError, match="not asic yet"):
+        ScanParams(kinds=["qkeras", "asic"])
+
+
+def test_the_quantizers_are_the_asic_encoders():
+    """The asic encoder's weight and input quantizers are models.econt's for
+    ECONT_ASIC_ENCODER (the architecture the firmware path converts)."""
+    from econ_emd.models.arch import ECONT_ASIC_ENCODER
+    from econ_emd.models.asic_encoder import _input_quantizer, _weight_quantizer
+    from econ_emd.models.econt import quantizers
+
+    q = quantizers(ECONT_ASIC_ENCODER)
+    assert q["weight"].get_config() == _weight_quantizer().get_config()
+    assert q["input"].get_config() == _input_quantizer().get_config()
+    grid = np.arange(-40, 40) / 32
+    np.testing.assert_array_equal(np.asarray(_weight_quantizer()(grid)), np.clip(grid, -1, 31 / 32))
