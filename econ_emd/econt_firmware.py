@@ -39,8 +39,6 @@ log = logging.getLogger("econ_emd")
 #: where the reports go under the run directory, one folder per vector
 OUTPUT_DIR = "econt_firmware"
 
-#: the block's product cuts, as the firmware flow takes them (layer -> fractional bits)
-ASIC_PRODUCT_CUTS = {"conv2d": ae.CONV_FRACTION, "dense": ae.DENSE_FRACTION}
 LATENT_LSB = 2.0 ** -ae.DENSE_FRACTION
 
 
@@ -149,8 +147,7 @@ def run_ae_firmware(folder: str, run_cfg, output: str | None = None, rtl: bool =
 
 def _run(cfg, rx: np.ndarray, tx: np.ndarray, folder: Path, work: Path, run_cfg, rtl: bool) -> dict:
     from econ_emd.firmware.flow import build_firmware
-    from econ_emd.models.arch import ECONT_ASIC_ENCODER
-    from econ_emd.models.econt import build_encoder
+    from econ_emd.models.asic_encoder import PRODUCT_CUTS, firmware_encoder
 
     t0 = time.perf_counter()
     weights = ae.AeWeights.from_registers(cfg.ae_weight_words)
@@ -161,12 +158,11 @@ def _run(cfg, rx: np.ndarray, tx: np.ndarray, folder: Path, work: Path, run_cfg,
     sums = alg.module_sum_5e4m(q)
     checks = {"emulator (numpy)": _compare(cfg, tx, emulated)}
 
-    encoder = build_encoder(ECONT_ASIC_ENCODER)
-    encoder.set_weights(weights.keras())
+    encoder = firmware_encoder(weights)
     log.info("econt firmware: hls4ml project and RTL of the CMS autoencoder (%s)", folder)
     build = build_firmware(encoder, x, emulated * LATENT_LSB, work, firmware=run_cfg.firmware, rtl=run_cfg.rtl,
                            products=("hls", "csim", "rtl") if rtl else ("hls", "csim"),
-                           product_cuts=ASIC_PRODUCT_CUTS)
+                           product_cuts=PRODUCT_CUTS)
     csim_latents = np.rint(build.csim.outputs / LATENT_LSB).astype(np.int64)
     checks["C simulation (hls4ml, g++)"] = _compare(cfg, tx, csim_latents)
     acc = build.csim.accuracy

@@ -286,5 +286,21 @@ def build_autoencoder_with_sum(encoder: tf.keras.Model, decoder: tf.keras.Model)
     return tf.keras.Model([image, total], ArrangeTCs("8x8", name="pattern_image")(pattern), name="autoencoder")
 
 
+#: the block's product cuts, as the firmware flow takes them (layer of the QKeras encoder of
+#: `firmware_encoder` -> fractional bits each product is cut to before the sum)
+PRODUCT_CUTS = {"conv2d": ae.CONV_FRACTION, "dense": ae.DENSE_FRACTION}
+
+
+def firmware_encoder(weights: ae.AeWeights) -> tf.keras.Model:
+    """The ECON-T block as a plain QKeras encoder (`models.arch.ECONT_ASIC_ENCODER`) holding
+    `weights`: what hls4ml converts and da4ml traces, with `PRODUCT_CUTS`. Its outputs are
+    the block's 9-bit latents; an asic encoder's transmitted latents are their top bits."""
+    from .econt import build_encoder
+
+    model = build_encoder(ECONT_ASIC_ENCODER)
+    model.set_weights(weights.keras())
+    return model
+
+
 def custom_objects() -> dict:
     return {"AsicConv2D": AsicConv2D, "AsicDense": AsicDense, "TransmittedLatents": TransmittedLatents}

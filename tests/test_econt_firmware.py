@@ -32,9 +32,9 @@ def test_the_cms_autoencoder_through_csim_and_rtl_equals_the_vector(tmp_path):
 def test_without_the_asic_product_cuts_the_firmware_differs(tmp_path, monkeypatch, capsys):
     """Negative control: hls4ml with exact products (this product's own encoders' setting)
     is not the ASIC; the check fails (exit 1) and names the C simulation."""
-    import econ_emd.econt_firmware as fw
+    import econ_emd.models.asic_encoder as asic
 
-    monkeypatch.setattr(fw, "ASIC_PRODUCT_CUTS", {})
+    monkeypatch.setattr(asic, "PRODUCT_CUTS", {})
     assert main(["econt", "firmware", str(VECTORS / "AE"), "-o", str(tmp_path / "ae"), "--no-rtl"]) == 1
     assert "C simulation (hls4ml, g++)" in capsys.readouterr().err
     s = json.loads((tmp_path / "ae" / "summary.json").read_text())

@@ -89,12 +89,29 @@ def bit_exactness_markdown(results: dict[str, StageResult]) -> tuple[list[str], 
     return md, {name: c.bit_exact_fraction for name, c in checks}
 
 
-def _load_encoder(ctx: StageContext):
+@dataclass
+class FirmwareEncoder:
+    """The encoder the firmware is made of: the trained encoder (what sees the modules), the
+    model the flow converts (the same, or for an encoder in the ASIC's arithmetic the ECON-T
+    block's QKeras form holding its register weights, `models.asic_encoder.firmware_encoder`)
+    and the product cuts that form needs."""
+
+    trained: object
+    model: object
+    path: str
+    product_cuts: dict | None = None
+
+
+def _load_encoder(ctx: StageContext) -> FirmwareEncoder:
     """The encoder named by --encoder / firmware.encoder_path, else the run's encoder stage's."""
+    from econ_emd.models.asic_encoder import PRODUCT_CUTS, asic_weights, firmware_encoder, is_asic_encoder
     from econ_emd.training.encoder_train import load_encoder
 
     path = ctx.cfg.firmware.encoder_path or ctx.folder("encoder")
-    return load_encoder(path), str(path)
+    trained = load_encoder(path)
+    if is_asic_encoder(trained):
+        return FirmwareEncoder(trained, firmware_encoder(asic_weights(trained)), str(path), PRODUCT_CUTS)
+    return FirmwareEncoder(trained, trained, str(path))
 
 
 def _synthetic_modules(cfg: RunConfig, n: int) -> np.ndarray:
@@ -103,8 +120,11 @@ def _synthetic_modules(cfg: RunConfig, n: int) -> np.ndarray:
     return generate(n, derive_seed(cfg.seed, "firmware_extra_modules"), cfg.data.synthetic)
 
 
-def _firmware_inputs(ctx: StageContext, encoder):
-    """Held-out modules exactly as the encoder sees them, and the QKeras outputs."""
+def _firmware_inputs(ctx: StageContext, encoder: FirmwareEncoder):
+    """Held-out modules exactly as the encoder sees them, the converted model's outputs, and
+    where the modules came from. For an encoder in the ASIC's arithmetic, the outputs are
+    the block's 9-bit latents (`econt.autoencoder.encode`), and their top bits must be the
+    trained encoder's transmitted latents (checked here: `CheckFailed` otherwise)."""
     from econ_emd.training.encoder_train import encoder_inputs
 
     cfg = ctx.cfg
@@ -122,8 +142,25 @@ def _firmware_inputs(ctx: StageContext, encoder):
         modules = _synthetic_modules(cfg, cfg.firmware.n_check)
         source = f"synthetic modules ({seed_note})"
     modules = modules[: cfg.firmware.n_check]
-    x = encoder_inputs(modules, encoder)
-    y = encoder.predict(x, batch_size=4096, verbose=0)
+    x = encoder_inputs(modules, encoder.trained)
+    if encoder.model is encoder.trained:
+        y = encoder.model.predict(x, batch_size=4096, verbose=0)
+    else:
+        # the block's latents: its arithmetic (product cuts included) is the emulator's, which
+        # the plain QKeras form cannot compute; the firmware must equal them
+        from econ_emd.base.errors import CheckFailed
+        from econ_emd.econt import autoencoder as ae
+        from econ_emd.geometry import ae_slots_from_calq
+        from econ_emd.models.asic_encoder import LATENT_LSB, asic_weights, transmitted_bits, transmitted_integers
+        from econ_emd.training.rebuild import integer_calq
+
+        latents = ae.encode(ae_slots_from_calq(integer_calq(modules)), asic_weights(encoder.trained))
+        y = (latents * LATENT_LSB).astype(np.float32)
+        bits = transmitted_bits(encoder.trained)
+        sent = transmitted_integers(encoder.trained.predict(x, batch_size=4096, verbose=0), bits)
+        if not np.array_equal(sent, latents >> (9 - bits)):
+            raise CheckFailed(f"firmware: the ECON-T block's latents differ from the trained encoder's transmitted "
+                              f"latents on {int((sent != latents >> (9 - bits)).any(1).sum())} of {len(x)} modules")
     return x, y, source
 
 
@@ -131,11 +168,13 @@ def run_firmware(ctx: StageContext) -> FirmwareResult:
     from econ_emd.firmware.flow import HLS_DIR, hls_project
 
     cfg, out = ctx.cfg, ctx.out
-    encoder, enc_path = _load_encoder(ctx)
+    encoder = _load_encoder(ctx)
+    enc_path = encoder.path
     x, y, source = _firmware_inputs(ctx, encoder)
     np.save(out / "tb_inputs.npy", x)
     np.save(out / "tb_expected.npy", y)
-    hls = hls_project(encoder, out / HLS_DIR, cfg.firmware, inputs=x, expected=y, vendor=True)
+    hls = hls_project(encoder.model, out / HLS_DIR, cfg.firmware, product_cuts=encoder.product_cuts, inputs=x,
+                      expected=y, vendor=True)
     from econ_emd.firmware import csim
 
     csim.write_tb_data(out / HLS_DIR, x, y)
@@ -180,12 +219,12 @@ def run_rtl(ctx: StageContext) -> RtlResult:
     from econ_emd.firmware.rtl import build_rtl
 
     cfg = ctx.cfg
-    encoder, enc_path = _load_encoder(ctx)
+    encoder = _load_encoder(ctx)
     fw_dir = ctx.folder("firmware")
     x, y = np.load(fw_dir / "tb_inputs.npy"), np.load(fw_dir / "tb_expected.npy")
-    build = build_rtl(encoder, x, y, ctx.out, firmware=cfg.firmware, rtl=cfg.rtl,
-                      tolerance_lsb=cfg.firmware.tolerance_lsb)
-    summary = {**build.to_json(), "encoder": enc_path}
+    build = build_rtl(encoder.model, x, y, ctx.out, firmware=cfg.firmware, rtl=cfg.rtl,
+                      tolerance_lsb=cfg.firmware.tolerance_lsb, product_cuts=encoder.product_cuts)
+    summary = {**build.to_json(), "encoder": encoder.path}
     atomic_write_text(ctx.out / "rtl.md", rtl_markdown(summary))
     return RtlResult.from_json(summary)
 
@@ -195,13 +234,14 @@ def run_resources(ctx: StageContext) -> ResourcesResult:
     from econ_emd.firmware.convert import encoder_formats
 
     cfg = ctx.cfg
-    encoder, _ = _load_encoder(ctx)
+    encoder = _load_encoder(ctx)
     figures = reports.parse_vendor_reports(ctx.folder("firmware") / "hls_project")
     if cfg.rtl.enabled:
         rtl = RtlResult.load(ctx.folder("rtl"))
         if rtl is not None:
             figures.update(rtl.figures)
-    report = {"figures": figures, "exact_counts": reports.exact_counts(encoder, encoder_formats(encoder)),
+    report = {"figures": figures, "exact_counts": reports.exact_counts(encoder.model, encoder_formats(
+                  encoder.model, encoder.product_cuts)),
               "clock_period_ns": cfg.firmware.clock_period_ns}
     report["budget"] = reports.check_budget(figures, cfg.firmware.budget.model_dump())
     atomic_write_text(ctx.out / "resources.md", reports.to_markdown(report))
