@@ -115,7 +115,8 @@ def test_training_ends_in_a_quantized_dense_decoder(modules, tmp_path):
 
     params = EncoderParams(kind="asic", links=3, epochs=2, batch_size=64, learning_rate=5e-3,
                            asic_decoder_epochs=1, asic_decoder_hidden=[32])
-    enc, dec, hist = et.train_autoencoder(modules[:300], modules[300:400], params, L.mse, seed=0)
+    t = et.train_autoencoder(modules[:300], modules[300:400], params, L.mse, seed=0)
+    enc, dec, hist = t.encoder, t.decoder, t.history
     assert takes_module_sum(dec)
     assert not any(isinstance(layer, tf.keras.layers.Conv2DTranspose) for layer in dec.layers)
     assert {"float_val_loss", "quantized_val_loss_before", "quantized_val_loss"} <= set(hist["decoder"])
@@ -142,8 +143,10 @@ def test_a_run_resumed_after_the_encoder_makes_the_same_decoder(modules, tmp_pat
 
     params = EncoderParams(kind="asic", links=2, epochs=1, batch_size=64, learning_rate=5e-3,
                            asic_decoder_epochs=2, asic_decoder_hidden=[16])
-    _, first, hist = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
-    _, again, resumed = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
+    t = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
+    first, hist = t.decoder, t.history
+    t = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
+    again, resumed = t.decoder, t.history
     assert len(hist["decoder"]["loss"]) == 2 and resumed["initial_epoch"] == 1 and resumed["loss"] == []
     assert resumed["decoder"] == hist["decoder"]
     for a, b in zip(first.get_weights(), again.get_weights()):

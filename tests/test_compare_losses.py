@@ -188,7 +188,7 @@ def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch
     def fake_train(train, val, params, loss_fn, seed, out, label):
         trained.append(params.learning_rate)
         assert not (out / et.CHECKPOINT_FILE).exists(), "a checkpoint of other settings was left to resume from"
-        return None, None, {"loss": [1.0], "val_loss": [1.0], "seconds": 0.0, "initial_epoch": 0}
+        return et.Trained(None, None, {"loss": [1.0], "val_loss": [1.0], "seconds": 0.0, "initial_epoch": 0})
 
     def fake_save(enc, dec, out):
         (out / et.ENCODER_FILE).write_text("model")

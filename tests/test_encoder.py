@@ -183,12 +183,14 @@ def test_training_learns_each_module_not_the_average(modules, name, monkeypatch)
         recon = dec.predict(enc.predict(et.encoder_inputs(held), verbose=0), verbose=0)
         return float(tf.reduce_mean(fn(truth, tf.constant(recon))))
 
-    enc, dec, hist = et.train_autoencoder(modules[:400], modules[400:500], params, fn, seed=0, label=name)
+    t = et.train_autoencoder(modules[:400], modules[400:500], params, fn, seed=0, label=name)
+    enc, dec, hist = t.encoder, t.decoder, t.history
     assert hist["loss"][-1] < hist["loss"][0]
     learned = held_out_loss(enc, dec)
     real_targets = et.targets
     monkeypatch.setattr(et, "targets", lambda c: real_targets(c)[np.random.default_rng(1).permutation(len(c))])
-    enc, dec, _ = et.train_autoencoder(modules[:400], modules[400:500], params, fn, seed=0, label=name)
+    t = et.train_autoencoder(modules[:400], modules[400:500], params, fn, seed=0, label=name)
+    enc, dec = t.encoder, t.decoder
     control = held_out_loss(enc, dec)
     assert learned < 0.8 * control, (learned, control)
 
@@ -208,7 +210,7 @@ def test_checkpoint_resume(modules, tmp_path):
     et.train_autoencoder(modules[:200], modules[200:250], params, L.mse, seed=0, out_dir=tmp_path)
     assert (tmp_path / et.CHECKPOINT_FILE).exists()
     more = params.model_copy(update={"epochs": 3})
-    _, _, hist = et.train_autoencoder(modules[:200], modules[200:250], more, L.mse, seed=0, out_dir=tmp_path)
+    hist = et.train_autoencoder(modules[:200], modules[200:250], more, L.mse, seed=0, out_dir=tmp_path).history
     assert hist["initial_epoch"] == 2 and len(hist["loss"]) == 1
 
 

@@ -51,6 +51,9 @@ class EncoderRun:
     seed: int | None = None
     learning_rate: float | None = None
     split: str = "test"
+    #: the asic kind: the same modules judged with the float decoder the quantized one
+    #: started from (the quantized decoder's cost)
+    float_decoder_evaluation: Evaluation | None = None
 
     @property
     def best_epoch(self) -> int | None:
@@ -64,6 +67,8 @@ class EncoderRun:
         d["evaluation"] = self.evaluation.to_json()
         if self.emd_cnn_on_reconstructions is not None:
             d["emd_cnn_on_reconstructions"] = vars(self.emd_cnn_on_reconstructions).copy()
+        if self.float_decoder_evaluation is not None:
+            d["float_decoder_evaluation"] = self.float_decoder_evaluation.to_json()
         return d
 
     @classmethod
@@ -73,7 +78,9 @@ class EncoderRun:
                    epochs_run=d["epochs_run"], train_seconds=d["train_seconds"], history=d.get("history", {}),
                    evaluation=Evaluation.from_json(d["evaluation"]),
                    emd_cnn_on_reconstructions=RelativeError(**own) if own else None,
-                   seed=d.get("seed"), learning_rate=d.get("learning_rate"), split=d.get("split", "test"))
+                   seed=d.get("seed"), learning_rate=d.get("learning_rate"), split=d.get("split", "test"),
+                   float_decoder_evaluation=Evaluation.from_json(d["float_decoder_evaluation"])
+                   if d.get("float_decoder_evaluation") else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,7 +168,8 @@ def train_and_evaluate(request: TrainRequest, *, data: Dataset, out: Path | None
     train = data["train"][: params.max_train_modules]
     judged = data[split][: params.max_eval_modules]
     loss_fn = get_loss(loss_name, frozen, params)
-    enc, dec, history = et.train_autoencoder(train, data["val"], params, loss_fn, seed, out, label)
+    trained = et.train_autoencoder(train, data["val"], params, loss_fn, seed, out, label)
+    enc, dec, history = trained.encoder, trained.decoder, trained.history
     if params.kind == "hgq" and params.quantized:
         from econ_emd.models.hgq_encoder import freeze
 
@@ -178,6 +186,11 @@ def train_and_evaluate(request: TrainRequest, *, data: Dataset, out: Path | None
                      epochs_run=len(history["loss"]) + history["initial_epoch"], train_seconds=history["seconds"],
                      history=history, evaluation=evaluation, seed=seed, learning_rate=params.learning_rate,
                      split=split)
+    if trained.float_decoder is not None:
+        _, float_recon = et.reconstruct(enc, trained.float_decoder, judged)
+        run.float_decoder_evaluation, _ = evaluate_reconstruction(judged, float_recon, runner)
+        log.info("%s: with the float decoder instead: mean %.3f, median %.3f", label,
+                 run.float_decoder_evaluation.overall.mean, run.float_decoder_evaluation.overall.median)
     if NEEDS_EMD_CNN & {loss_name} and split == "test":
         run.emd_cnn_on_reconstructions = loss_network_accuracy(frozen, judged, recon, exact, label)
     if out is not None:

@@ -17,6 +17,7 @@ unit-sum, hex metric), whatever loss trained it (training.evaluation).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import logging
 import time
 from pathlib import Path
@@ -121,11 +122,22 @@ def epoch_orders(n: int, seed: int, first: int, last: int) -> np.ndarray:
                      for e in range(first, last)]) if last > first else np.zeros((0, n), np.int64)
 
 
+@dataclass
+class Trained:
+    """A trained autoencoder: its encoder, its decoder (the quantized one for the asic
+    kind), the history, and for the asic kind the float decoder it started from (the
+    reference the quantized decoder is judged against)."""
+
+    encoder: object
+    decoder: object
+    history: dict
+    float_decoder: object | None = None
+
+
 def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams, loss_fn,
-                      seed: int, out_dir: str | Path | None = None, label: str = "encoder"):
+                      seed: int, out_dir: str | Path | None = None, label: str = "encoder") -> Trained:
     """Train encoder + decoder on raw charges with `loss_fn(target, recon)`, early-stopped
-    on the validation loss (the best epoch's weights are kept). Returns (encoder, decoder,
-    history dict).
+    on the validation loss (the best epoch's weights are kept).
 
     Resuming equals not stopping: every epoch visits the modules in its own seeded order
     (`epoch_orders`), and with `out_dir` the whole training state is checkpointed after each
@@ -189,10 +201,12 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
         ae.set_weights(best["weights"])
     history = {"loss": state["loss"][initial_epoch:], "val_loss": state["val_loss"][initial_epoch:],
                "seconds": time.perf_counter() - t0, "initial_epoch": initial_epoch}
+    float_decoder = None
     if params.kind == "asic" and params.quantized:
+        float_decoder = dec
         dec, history["decoder"] = quantized_decoder(enc, dec, (x, y), (vx, vy), params, loss_fn, seed, label)
         history["seconds"] = time.perf_counter() - t0
-    return enc, dec, history
+    return Trained(enc, dec, history, float_decoder)
 
 
 def _batches(x, y: np.ndarray, orders: np.ndarray, batch_size: int):
