@@ -39,57 +39,84 @@ class NotAnEncoderError(ModelFileError):
     """The model is not a QKeras ECON-T-style encoder this stage can convert."""
 
 
-def _layer(model, name: str):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        raise NotAnEncoderError(f"the model has no layer '{name}': not an econ-emd QKeras encoder "
-                                f"(layers: {', '.join(l.name for l in model.layers)})") from None
-
-
 #: layer name -> fractional bits each of its products is cut to (floor) before the sum;
-#: {} for exact products (econ-emd's own encoders), `econt_firmware.ASIC_PRODUCT_CUTS` for
+#: {} for exact products (econ-emd's own networks), `models.asic_encoder.PRODUCT_CUTS` for
 #: the ECON-T block
 ProductCuts = dict[str, int]
 
+#: the Keras layers a QKeras stack may hold besides its quantized layers (they move values
+#: without computing on them)
+PASS_THROUGH = ("InputLayer", "Flatten", "Reshape")
+AFFINE = ("QDense", "QConv2D")
 
-def encoder_formats(encoder, product_cuts: ProductCuts | None = None) -> dict[str, FixedFormat]:
-    """Input, conv/dense accumulator and activation formats of a trained QKeras encoder.
 
-    `product_cuts` names the layers ("conv2d", "dense") whose products are cut to a number
-    of fractional bits (hls4ml stores each product in the accumulator type, which then does
-    the cut: `nnet_dense_latency.h` / `nnet_conv2d_latency.h`, mult[] of accum_t)."""
+def affine_layers(model) -> list:
+    """The quantized affine layers (QConv2D, QDense) of a QKeras stack, in order."""
+    return [layer for layer in model.layers if type(layer).__name__ in AFFINE]
+
+
+def model_formats(model, product_cuts: ProductCuts | None = None) -> dict[str, FixedFormat]:
+    """The fixed formats of a QKeras stack: an input quantizer, then affine layers (QConv2D,
+    QDense) each followed by a quantized activation, as econ-emd's encoders and the asic
+    encoder's dense decoder are. Keys: "input" (the input quantizer's), per affine layer
+    `<name>_weight`, `<name>_bias` and `<name>_accum` (sized from its quantized weights,
+    `precision.accumulator_format`), the activation after it by its layer name, and
+    "output" (the last activation's). A resource-aware encoder's proxy model gives only
+    "input" and "output" (its quantizers carry the rest).
+
+    `product_cuts` names the layers whose products are cut to a number of fractional bits
+    (hls4ml stores each product in the accumulator type, which then does the cut:
+    `nnet_dense_latency.h` / `nnet_conv2d_latency.h`, mult[] of accum_t)."""
     products = product_cuts or {}
-    unknown = set(products) - {"conv2d", "dense"}
-    if unknown:
-        raise ValueError(f"product fractions for unknown layers: {sorted(unknown)}")
-    if is_proxy(encoder):
+    if is_proxy(model):
         if products:
-            raise ValueError("product cuts apply to QKeras encoders; a proxy model carries its own formats")
+            raise ValueError("product cuts apply to QKeras models; a proxy model carries its own formats")
         from .proxy_trace import proxy_input_format, proxy_output_format
 
-        return {"input": proxy_input_format(encoder), "latent": proxy_output_format(encoder)}
-    qin = _layer(encoder, "input_qa")
-    conv, act, dense, latent = (_layer(encoder, n) for n in ("conv2d", "conv_act", "dense", "latent"))
-    for layer in (conv, dense):
-        for q in (getattr(layer, "kernel_quantizer_internal", None), getattr(layer, "bias_quantizer_internal", None)):
-            if q is None:
-                raise NotAnEncoderError(f"layer '{layer.name}' is not a quantized QKeras layer")
-            if getattr(q, "alpha", None) not in (1, 1.0):
-                raise NotAnEncoderError(f"layer '{layer.name}': quantizer alpha is {q.alpha!r}; "
-                                        f"bit-exact firmware needs alpha=1")
-    x_fmt = format_of(qin.quantizer)
-    act_fmt = format_of(act.quantizer)
-    out_fmt = format_of(latent.quantizer)
-    fm = {"input": x_fmt, "conv_act": act_fmt, "latent": out_fmt}
-    for name, layer, src in (("conv2d", conv, x_fmt), ("dense", dense, act_fmt)):
-        w_q, b_q = layer.kernel_quantizer_internal, layer.bias_quantizer_internal
-        kernel = np.asarray(w_q(layer.kernel)).reshape(-1, layer.kernel.shape[-1])
-        bias = np.asarray(b_q(layer.bias))
-        fm[f"{name}_weight"] = format_of(w_q)
-        fm[f"{name}_bias"] = format_of(b_q)
-        fm[f"{name}_accum"] = accumulator_format(src, format_of(w_q), format_of(b_q), kernel, bias,
-                                                 products.get(name))
+        return {"input": proxy_input_format(model), "output": proxy_output_format(model)}
+    unknown = set(products) - {layer.name for layer in affine_layers(model)}
+    if unknown:
+        raise ValueError(f"product fractions for unknown layers: {sorted(unknown)}")
+    fm: dict[str, FixedFormat] = {}
+    current, pending = None, None
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in PASS_THROUGH:
+            continue
+        if kind == "QActivation":
+            fmt = format_of(layer.quantizer)
+            if current is None:
+                fm["input"] = fmt
+            elif pending is None:
+                raise NotAnEncoderError(f"layer '{layer.name}': two activations in a row")
+            else:
+                fm[layer.name] = fmt
+            current, pending = fmt, None
+        elif kind in AFFINE:
+            if current is None or pending is not None:
+                raise NotAnEncoderError(f"layer '{layer.name}': an affine layer must follow a quantized activation "
+                                        "(the input quantizer or the previous layer's)")
+            for q in (getattr(layer, "kernel_quantizer_internal", None), getattr(layer, "bias_quantizer_internal", None)):
+                if q is None:
+                    raise NotAnEncoderError(f"layer '{layer.name}' is not a quantized QKeras layer")
+                if getattr(q, "alpha", None) not in (1, 1.0):
+                    raise NotAnEncoderError(f"layer '{layer.name}': quantizer alpha is {q.alpha!r}; "
+                                            f"bit-exact firmware needs alpha=1")
+            w_q, b_q = layer.kernel_quantizer_internal, layer.bias_quantizer_internal
+            kernel = np.asarray(w_q(layer.kernel)).reshape(-1, layer.kernel.shape[-1])
+            bias = np.asarray(b_q(layer.bias))
+            fm[f"{layer.name}_weight"] = format_of(w_q)
+            fm[f"{layer.name}_bias"] = format_of(b_q)
+            fm[f"{layer.name}_accum"] = accumulator_format(current, format_of(w_q), format_of(b_q), kernel, bias,
+                                                           products.get(layer.name))
+            pending = layer.name
+        else:
+            raise NotAnEncoderError(f"layer '{layer.name}' ({kind}): not a layer of a QKeras stack the firmware "
+                                    f"flow converts (layers: {', '.join(l.name for l in model.layers)})")
+    if "input" not in fm or pending is not None or not affine_layers(model):
+        raise NotAnEncoderError("not a QKeras stack of an input quantizer and affine layers each followed by a "
+                                f"quantized activation (layers: {', '.join(l.name for l in model.layers)})")
+    fm["output"] = current
     return fm
 
 
@@ -104,7 +131,7 @@ def hls_config(encoder, opts: FirmwareParams, product_cuts: ProductCuts | None =
     themselves (hls4ml's HGQ pass), a QKeras encoder's are set here."""
     import hls4ml
 
-    fm = encoder_formats(encoder, product_cuts)
+    fm = model_formats(encoder, product_cuts)
     cfg = hls4ml.utils.config_from_keras_model(encoder, granularity="name", backend=opts.backend)
     cfg["Model"]["Strategy"] = opts.strategy
     cfg["Model"]["ReuseFactor"] = opts.reuse_factor
@@ -115,7 +142,7 @@ def hls_config(encoder, opts: FirmwareParams, product_cuts: ProductCuts | None =
     layers = cfg["LayerName"]
     in_name = encoder.layers[0].name
     layers[in_name]["Precision"]["result"] = fm["input"].hls()
-    for name in ("conv2d", "dense"):
+    for name in (layer.name for layer in affine_layers(encoder)):
         acc = fm[f"{name}_accum"].hls()
         layers[name]["Precision"]["accum"] = acc
         layers[name]["Precision"]["result"] = acc

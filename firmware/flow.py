@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert import ProductCuts, convert, encoder_formats
+from .convert import ProductCuts, convert, model_formats
 from .csim import c_simulation, predict_check, vendor_build
 from .params import FirmwareParams, RtlParams
 from .results import FirmwareBuild, HlsBuild
@@ -35,8 +35,8 @@ def hls_project(model, out_dir: str | Path, firmware: FirmwareParams, *, product
     """Write the hls4ml project of `model` into `out_dir` (replaced). With `inputs` and
     `expected` (the model's outputs for them), hls4ml's own compiled `predict` is checked
     against the model; with `vendor`, the vendor tool builds it when it is on PATH."""
-    formats = encoder_formats(model, product_cuts)
-    lsb = formats["latent"].lsb
+    formats = model_formats(model, product_cuts)
+    lsb = formats["output"].lsb
     t0 = time.perf_counter()
     hls_model = convert(model, out_dir, firmware, product_cuts)
     seconds = time.perf_counter() - t0

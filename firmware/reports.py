@@ -140,7 +140,7 @@ def exact_counts(encoder, formats: dict) -> dict:
             {"layer": "conv2d (3x3, stride 2, 8 filters)", "format": fx["conv2d_accum"].hls()},
             {"layer": "conv_act (quantized_relu)", "format": fx["conv_act"].hls("RND_CONV", "SAT")},
             {"layer": "dense (128 -> 16)", "format": fx["dense_accum"].hls()},
-            {"layer": "latent (quantized_relu)", "format": fx["latent"].hls("RND_CONV", "SAT")},
+            {"layer": "latent (quantized_relu)", "format": fx["output"].hls("RND_CONV", "SAT")},
         ],
     }
 

@@ -18,7 +18,7 @@ from .reports import _figure
 from .results import RtlBuild, RtlSimulation, Synthesis
 from .rtl_sim import RtlToolError, port_layout, rtl_check, write_project
 from .rtl_synth import SRC_YOSYS, run_yosys, yosys_command, yosys_version
-from .rtl_trace import encoder_arithmetic, input_integers, trace_encoder
+from .rtl_trace import input_integers, model_arithmetic, trace_model
 
 log = logging.getLogger("econ_emd")
 
@@ -61,7 +61,7 @@ def build_rtl(model, inputs: np.ndarray, expected: np.ndarray, out_dir: str | Pa
               rtl: RtlParams, tolerance_lsb: int = 0, product_cuts: dict[str, int] | None = None) -> RtlBuild:
     """Generate the Verilog into `out_dir`/verilog, simulate it against `expected` (the
     model's outputs for `inputs`) and, as `rtl.synthesize` says, synthesize it.
-    `product_cuts`: layers whose products are cut before the sum (convert.encoder_formats)."""
+    `product_cuts`: layers whose products are cut before the sum (convert.model_formats)."""
     from .convert import is_proxy
 
     out_dir = Path(out_dir)
@@ -72,11 +72,11 @@ def build_rtl(model, inputs: np.ndarray, expected: np.ndarray, out_dir: str | Pa
 
         input_integers(inputs, proxy_input_format(model))
     else:
-        arith = encoder_arithmetic(model, product_cuts)
+        arith = model_arithmetic(model, product_cuts)
         input_integers(inputs, arith.input_format)           # validates the grid and range
     rtl_warmup.wait()
     t0 = time.perf_counter()
-    comb = trace_proxy(model) if proxy else trace_encoder(arith)
+    comb = trace_proxy(model) if proxy else trace_model(arith)
     t1 = time.perf_counter()
     project = out_dir / "verilog"
     clock = firmware.clock_period_ns

@@ -1,11 +1,13 @@
-"""The trained QKeras encoder re-expressed as da4ml fixed-point arithmetic, ready for RTL.
+"""A trained QKeras stack (an econ-emd encoder, the asic encoder's dense decoder)
+re-expressed as da4ml fixed-point arithmetic, ready for RTL.
 
-da4ml has no QKeras reader: the encoder is traced by hand from its quantized weights.
-* the input port carries the encoder's input format (the signed format of its input
+da4ml has no QKeras reader: the model is traced by hand from its quantized weights.
+* the input port carries the model's input format (the signed format of its input
   quantizer; the data are already on that grid, see training.encoder_train.encoder_inputs);
-* the 3x3 stride-2 'same' convolution becomes one constant matrix (64 pixels -> 4x4x8
-  outputs, Keras Flatten order), found by convolving the 64 unit images, plus the tiled bias;
-* the dense layer is its quantized kernel plus bias;
+* a convolution becomes one constant matrix (for the encoder's 3x3 stride-2 'same' one: 64
+  pixels -> 4x4x8 outputs, Keras Flatten order), found by convolving the unit images, plus
+  the tiled bias;
+* a dense layer is its quantized kernel plus bias;
 * each quantized_relu is rebuilt exactly: QKeras rounds half to even (tf.round) and then
   clips to [0, 2^i - 2^-f]. da4ml only rounds half up, so the tie is resolved by the
   integer identity round_half_even(X / 2^d) = floor((X + 2^(d-1) - 1 + q0) / 2^d), where q0
@@ -21,26 +23,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .convert import encoder_formats
+from .convert import AFFINE, PASS_THROUGH, model_formats
 from .precision import FixedFormat
 
 log = logging.getLogger("econ_emd")
 
 
 @dataclass(frozen=True)
-class EncoderArithmetic:
-    """The encoder as plain numbers: constant matrices, biases and fixed formats."""
+class AffineStep:
+    """One affine layer of the stack and the activation after it, as plain numbers."""
 
-    conv_matrix: np.ndarray    # (64, n_conv_out)
-    conv_bias: np.ndarray      # (n_conv_out,)
-    dense_kernel: np.ndarray   # (n_conv_out, n_latent)
-    dense_bias: np.ndarray     # (n_latent,)
+    name: str
+    matrix: np.ndarray          # (n_in, n_out)
+    bias: np.ndarray            # (n_out,)
+    activation: FixedFormat     # the quantized_relu after it
+    #: fractional bits each product is cut to before the sum (floor); None: exact products
+    product_fraction: int | None = None
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The model as plain numbers: the input format and its affine steps in order."""
+
     input_format: FixedFormat
-    conv_act_format: FixedFormat
-    latent_format: FixedFormat
-    #: fractional bits each product of the layer is cut to before the sum (floor); absent:
-    #: exact products (see convert.encoder_formats)
-    products: tuple[tuple[str, int], ...] = ()
+    steps: tuple[AffineStep, ...]
+
+    @property
+    def n_inputs(self) -> int:
+        return self.steps[0].matrix.shape[0]
+
+    @property
+    def output_format(self) -> FixedFormat:
+        return self.steps[-1].activation
 
 
 def _quantized(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -49,24 +63,39 @@ def _quantized(layer) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
-def encoder_arithmetic(encoder, products: dict[str, int] | None = None) -> EncoderArithmetic:
-    """Constant matrices and formats of a trained econ-emd QKeras encoder."""
+def _conv_matrix(layer, kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A convolution as one constant matrix (inputs flattened, outputs in Keras Flatten
+    order) and its tiled bias, from convolving every unit image."""
     import tensorflow as tf
 
-    fm = encoder_formats(encoder, products)   # also checks the layers and alpha=1
-    conv, dense = encoder.get_layer("conv2d"), encoder.get_layer("dense")
-    kernel, bias = _quantized(conv)
-    h, w, c = encoder.input_shape[1:]
+    h, w, c = layer.input_shape[1:]
     n_pix = h * w * c
     basis = np.eye(n_pix, dtype=np.float32).reshape(n_pix, h, w, c)
-    strides, padding = conv.strides, conv.padding.upper()
     # weights are short dyadic numbers: float32 sums of them are exact
-    matrix = tf.nn.conv2d(basis, kernel.astype(np.float32), strides=strides, padding=padding).numpy()
+    matrix = tf.nn.conv2d(basis, kernel.astype(np.float32), strides=layer.strides, padding=layer.padding.upper()).numpy()
     n_pos = int(np.prod(matrix.shape[1:3]))
-    matrix = matrix.reshape(n_pix, -1).astype(np.float64)
-    dk, db = _quantized(dense)
-    return EncoderArithmetic(matrix, np.tile(bias, n_pos), dk, db, fm["input"], fm["conv_act"], fm["latent"],
-                             tuple(sorted((products or {}).items())))
+    return matrix.reshape(n_pix, -1).astype(np.float64), np.tile(bias, n_pos)
+
+
+def model_arithmetic(model, product_cuts: dict[str, int] | None = None) -> Arithmetic:
+    """Constant matrices and formats of a trained QKeras stack (`convert.model_formats`
+    checks its layers and alpha=1)."""
+    fm = model_formats(model, product_cuts)
+    cuts = product_cuts or {}
+    layers = [layer for layer in model.layers if type(layer).__name__ not in PASS_THROUGH]
+    steps = []
+    for i, layer in enumerate(layers):
+        if type(layer).__name__ not in AFFINE:
+            continue
+        kernel, bias = _quantized(layer)
+        if type(layer).__name__ == "QConv2D":
+            matrix, bias = _conv_matrix(layer, kernel, bias)
+        else:
+            matrix = kernel
+        activation = layers[i + 1].name
+        steps.append(AffineStep(layer.name, matrix, bias, fm["output"] if i + 2 == len(layers) else fm[activation],
+                                cuts.get(layer.name)))
+    return Arithmetic(fm["input"], tuple(steps))
 
 
 def _kif(fmt: FixedFormat) -> tuple[int, int, int]:
@@ -132,20 +161,17 @@ def _affine(values, matrix: np.ndarray, bias: np.ndarray, fraction: int | None):
     return _cut_products(values, matrix, bias, fraction)
 
 
-def trace_encoder(arith: EncoderArithmetic, solver_options: dict | None = None):
-    """da4ml combinational logic (CombLogic) of the encoder: 64 inputs -> n_latent outputs."""
+def trace_model(arith: Arithmetic, solver_options: dict | None = None):
+    """da4ml combinational logic (CombLogic) of the stack: its inputs -> its outputs."""
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
     t0 = time.perf_counter()
-    products = dict(arith.products)
-    x = FixedVariableArrayInput(arith.conv_matrix.shape[0], solver_options=solver_options)
-    xq = x.quantize(*_kif(arith.input_format))
-    hidden = _activation(_affine(xq, arith.conv_matrix, arith.conv_bias, products.get("conv2d")),
-                         arith.conv_act_format)
-    latent = _activation(_affine(hidden, arith.dense_kernel, arith.dense_bias, products.get("dense")),
-                         arith.latent_format)
-    comb = comb_trace(xq, latent)
-    log.info("traced the encoder with da4ml in %.1f s: estimated cost %d LUT, %s adder levels",
+    x = FixedVariableArrayInput(arith.n_inputs, solver_options=solver_options)
+    xq = values = x.quantize(*_kif(arith.input_format))
+    for step in arith.steps:
+        values = _activation(_affine(values, step.matrix, step.bias, step.product_fraction), step.activation)
+    comb = comb_trace(xq, values)
+    log.info("traced the model with da4ml in %.1f s: estimated cost %d LUT, %s adder levels",
              time.perf_counter() - t0, comb.cost, max(comb.latency))
     return comb
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from econ_emd.firmware import csim, reports
-from econ_emd.firmware.convert import NotAnEncoderError, convert, encoder_formats, hls_config
+from econ_emd.firmware.convert import NotAnEncoderError, convert, model_formats, hls_config
 from econ_emd.firmware.params import FirmwareParams
 from econ_emd.firmware.results import BitAccuracy
 from econ_emd.models.econt import EncoderArch, build_encoder
@@ -30,7 +30,7 @@ def tb(encoder, modules):
 @pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
 def test_csim_bit_exact(encoder, tb, tmp_path, io_type):
     x, y = tb
-    lsb = encoder_formats(encoder)["latent"].lsb
+    lsb = model_formats(encoder)["output"].lsb
     model = convert(encoder, tmp_path / "prj", FirmwareParams(io_type=io_type))
     rep = csim.c_simulation(tmp_path / "prj", x, y, lsb).accuracy
     assert rep.n_modules == len(x) and rep.bit_exact_fraction == 1.0
@@ -60,7 +60,7 @@ def test_too_narrow_accumulator_is_detected(encoder, tb, tmp_path, monkeypatch):
 
     monkeypatch.setattr(conv, "hls_config", narrow)
     x, y = tb
-    lsb = encoder_formats(encoder)["latent"].lsb
+    lsb = model_formats(encoder)["output"].lsb
     convert(encoder, tmp_path / "prj", FirmwareParams())
     rep = csim.c_simulation(tmp_path / "prj", x, y, lsb).accuracy
     assert rep.bit_exact_fraction < 1.0 and rep.mismatching_latents > 0
@@ -83,11 +83,19 @@ def test_compare_lsb_counts():
     assert rep.max_abs_diff_lsb == 1 and rep.bit_exact_fraction == 0.5
 
 
-def test_not_a_qkeras_encoder_is_a_clear_error():
-    with pytest.raises(NotAnEncoderError, match="not an econ-emd QKeras encoder"):
-        encoder_formats(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]))
-    with pytest.raises(NotAnEncoderError, match="has no layer 'input_qa'"):
-        encoder_formats(build_encoder(EncoderArch(quantized=False)))
+def test_not_a_qkeras_stack_is_a_clear_error():
+    with pytest.raises(NotAnEncoderError, match=r"layer 'dense' \(Dense\): not a layer of a QKeras stack"):
+        model_formats(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]))
+    with pytest.raises(NotAnEncoderError, match=r"layer 'conv2d' \(Conv2D\): not a layer of a QKeras stack"):
+        model_formats(build_encoder(EncoderArch(quantized=False)))
+    from qkeras import QActivation, QDense, quantized_bits
+
+    x = tf.keras.Input((4,))
+    no_act = tf.keras.Model(x, QDense(2, kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                                      bias_quantizer=quantized_bits(6, 0, alpha=1))(
+        QActivation(quantized_bits(8, 1, alpha=1))(x)))
+    with pytest.raises(NotAnEncoderError, match="each followed by a quantized activation"):
+        model_formats(no_act)
 
 
 def test_vendor_fixture_figures(tmp_path):
@@ -131,7 +139,7 @@ def test_missing_vendor_tool_is_a_message(monkeypatch):
 
 
 def test_exact_counts(encoder):
-    ex = reports.exact_counts(encoder, encoder_formats(encoder))
+    ex = reports.exact_counts(encoder, model_formats(encoder))
     kd = np.asarray(encoder.get_layer("dense").kernel_quantizer_internal(encoder.get_layer("dense").kernel))
     assert ex["dense"]["nonzero_weights"] == int((kd != 0).sum())
     assert ex["dense"]["multipliers"] + ex["dense"]["power_of_two_products"] == ex["dense"]["nonzero_weights"]
@@ -152,7 +160,7 @@ def test_exact_counts_against_a_hand_count(weight, pow2):
     conv.bias.assign(np.zeros(conv.bias.shape, np.float32))
     dense.kernel.assign(np.full(dense.kernel.shape, weight, np.float32))
     dense.bias.assign(np.zeros(dense.bias.shape, np.float32))
-    ex = reports.exact_counts(enc, encoder_formats(enc))
+    ex = reports.exact_counts(enc, model_formats(enc))
     products = "power_of_two_products" if pow2 else "multipliers"
     other = "multipliers" if pow2 else "power_of_two_products"
     assert ex["conv2d"][products] == 121 * 8 and ex["conv2d"][other] == 0
@@ -167,9 +175,9 @@ def test_csim_bit_exact_on_rounding_ties(encoder, tmp_path):
     x = (rng.integers(0, 128, (3000, 8, 8, 1)) * (rng.random((3000, 8, 8, 1)) < 0.4) / 64.0).astype(np.float32)
     x = np.asarray(encoder.get_layer("input_qa").quantizer(x), dtype=np.float32)
     pre = tf.keras.Model(encoder.input, encoder.get_layer("conv2d").output)(x).numpy()
-    step = encoder_formats(encoder)["conv_act"].lsb
+    step = model_formats(encoder)["conv_act"].lsb
     assert np.isclose(np.mod(pre / step, 1.0), 0.5).mean() > 0.01       # ties are really there
     y = encoder.predict(x, verbose=0)
     convert(encoder, tmp_path / "prj", FirmwareParams())
-    rep = csim.c_simulation(tmp_path / "prj", x, y, encoder_formats(encoder)["latent"].lsb).accuracy
+    rep = csim.c_simulation(tmp_path / "prj", x, y, model_formats(encoder)["output"].lsb).accuracy
     assert rep.n_modules == 3000 and rep.bit_exact_fraction == 1.0

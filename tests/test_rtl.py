@@ -59,20 +59,22 @@ def tiny():
 
 def test_conv_matrix_equals_keras_convolution(tiny):
     enc, x, _ = tiny
-    arith = rtl_trace.encoder_arithmetic(enc)
+    arith = rtl_trace.model_arithmetic(enc)
     conv = enc.get_layer("conv2d")
     kernel = conv.kernel_quantizer_internal(conv.kernel)
     bias = conv.bias_quantizer_internal(conv.bias)
     ref = (tf.nn.conv2d(x[:50], kernel, strides=2, padding="SAME") + bias).numpy().reshape(50, -1)
-    np.testing.assert_allclose(x[:50].reshape(50, -1) @ arith.conv_matrix + arith.conv_bias, ref, atol=1e-6)
+    conv_step = arith.steps[0]
+    assert conv_step.name == "conv2d" and [st.name for st in arith.steps] == ["conv2d", "dense"]
+    np.testing.assert_allclose(x[:50].reshape(50, -1) @ conv_step.matrix + conv_step.bias, ref, atol=1e-6)
 
 
 def test_traced_arithmetic_is_bit_exact_and_ties_matter(tiny, monkeypatch):
     """The traced logic equals QKeras; rounding ties half up instead (da4ml's RND) does not."""
     enc, x, y = tiny
-    arith = rtl_trace.encoder_arithmetic(enc)
-    comb = rtl_trace.trace_encoder(arith)
-    lsb = arith.latent_format.lsb
+    arith = rtl_trace.model_arithmetic(enc)
+    comb = rtl_trace.trace_model(arith)
+    lsb = arith.output_format.lsb
     got = comb.predict(x.reshape(len(x), -1))
     assert np.array_equal(np.rint(got / lsb), np.rint(y / lsb))
 
@@ -81,12 +83,12 @@ def test_traced_arithmetic_is_bit_exact_and_ties_matter(tiny, monkeypatch):
         return v.relu().quantize(0, i, f, "SAT", "RND")
 
     monkeypatch.setattr(rtl_trace, "quantized_relu", half_up)
-    naive = rtl_trace.trace_encoder(arith).predict(x.reshape(len(x), -1))
+    naive = rtl_trace.trace_model(arith).predict(x.reshape(len(x), -1))
     assert (np.rint(naive / lsb) != np.rint(y / lsb)).any(axis=1).sum() > 0
 
 
 def test_input_integers_rejects_off_grid_and_out_of_range(tiny):
-    fmt = rtl_trace.encoder_arithmetic(tiny[0]).input_format
+    fmt = rtl_trace.model_arithmetic(tiny[0]).input_format
     assert rtl_trace.input_integers(np.array([[0.5, 1.015625]]), fmt).tolist() == [[32, 65]]
     with pytest.raises(ValueError, match="grid"):
         rtl_trace.input_integers(np.array([[0.001]]), fmt)
@@ -120,11 +122,11 @@ def test_verilator_bit_exact_and_latency_on_smoke_data(modules, tmp_path):
 def test_simulation_detects_a_wrong_expectation(tiny, tmp_path):
     """A single flipped expected LSB is reported as one mismatching latent (the check can fail)."""
     enc, x, y = tiny
-    arith = rtl_trace.encoder_arithmetic(enc)
-    comb = rtl_trace.trace_encoder(arith)
+    arith = rtl_trace.model_arithmetic(enc)
+    comb = rtl_trace.trace_model(arith)
     design = rtl_sim.write_project(comb, tmp_path / "v", 3, 4.167, "xc7z020clg400-1")
     wrong = y[:200].copy()
-    wrong[7, 1] += arith.latent_format.lsb
+    wrong[7, 1] += arith.output_format.lsb
     rep, _ = rtl_sim.rtl_check(tmp_path / "v", rtl_sim.port_layout(comb), x[:200], wrong,
                                design["pipeline_stages"], 10.0)
     assert rep.mismatching_latents == 1 and rep.first_mismatches[0]["module"] == 7

@@ -231,7 +231,7 @@ def run_rtl(ctx: StageContext) -> RtlResult:
 
 def run_resources(ctx: StageContext) -> ResourcesResult:
     from econ_emd.firmware import reports
-    from econ_emd.firmware.convert import encoder_formats
+    from econ_emd.firmware.convert import model_formats
 
     cfg = ctx.cfg
     encoder = _load_encoder(ctx)
@@ -240,7 +240,7 @@ def run_resources(ctx: StageContext) -> ResourcesResult:
         rtl = RtlResult.load(ctx.folder("rtl"))
         if rtl is not None:
             figures.update(rtl.figures)
-    report = {"figures": figures, "exact_counts": reports.exact_counts(encoder.model, encoder_formats(
+    report = {"figures": figures, "exact_counts": reports.exact_counts(encoder.model, model_formats(
                   encoder.model, encoder.product_cuts)),
               "clock_period_ns": cfg.firmware.clock_period_ns}
     report["budget"] = reports.check_budget(figures, cfg.firmware.budget.model_dump())
