@@ -131,10 +131,8 @@ def packet_agreement(model, cfg, calq: np.ndarray) -> tuple[int, int]:
 
 def run_export(encoder: str, output: str, links: int | None = None, module: str | None = None,
                check: int = CHECK_MODULES) -> ExportResult:
-    from econ_emd.base.artifacts import atomic_write_text
-    from econ_emd.econt.export import autoencoder_config, config_yaml, mask_hex, round_trip_errors
-    from econ_emd.models.asic_encoder import asic_weights
-
+    """`econ-emd econt export`: the encoder file's configuration, checked on `check`
+    synthetic modules and the shipped simulated crossings."""
     out = Path(output)
     if out.is_dir():
         raise UserError(f"--output {output}: is a directory (name the init.yaml to write)")
@@ -143,10 +141,25 @@ def run_export(encoder: str, output: str, links: int | None = None, module: str 
         raise UserError(f"--output {output}: {folder} is not a folder")
     if check < 0:
         raise UserError(f"--check {check}: a number of modules, 0 or more")
-    model, bits = _encoder(encoder)
-    n_links = _links(links, bits)
-    from econ_emd.econt.export import calibration_of, placement_mux
+    model, _ = _encoder(encoder)
+    return export_config(model, out, check_modules(check), links=links, module=module,
+                         source=str(Path(encoder).resolve()))
 
+
+def export_config(model, out: Path, calq: np.ndarray, links: int | None = None, module: str | None = None,
+                  source: str = "") -> ExportResult:
+    """Write the configuration that runs the asic encoder `model` to `out`, only after the
+    round trips hold and the emulator's packets on the link words of `calq` (integer CALQ,
+    CALQ order) equal the model's transmitted latents, every bit (`CheckFailed` otherwise;
+    nothing written). The one export of the product: `econ-emd econt export` and the
+    pipeline's export stage call it."""
+    from econ_emd.base.artifacts import atomic_write_text
+    from econ_emd.econt.export import (autoencoder_config, calibration_of, config_yaml, mask_hex, placement_mux,
+                                       round_trip_errors)
+    from econ_emd.models.asic_encoder import asic_weights, transmitted_bits
+
+    bits = transmitted_bits(model)
+    n_links = _links(links, bits)
     given = _module(module)
     mux = placement_mux()
     try:
@@ -155,10 +168,9 @@ def run_export(encoder: str, output: str, links: int | None = None, module: str 
         raise UserError(f"--module {module}: {exc}") from None
     weights = asic_weights(model)
     cfg = autoencoder_config(weights, n_links, bits, mux, cal, bool(given and given.high_density))
-    calq = check_modules(check)
-    comment = (f"ECON-T autoencoder configuration written by econ-emd econt export\n"
-               f"encoder: {Path(encoder).resolve()}\n"
-               f"{n_links} output links, the top {bits} bits of each 9-bit latent (mask_ae {mask_hex(cfg.ae_mask)})\n"
+    comment = (f"ECON-T autoencoder configuration written by econ-emd\n"
+               f"encoder: {source}\n"
+               f"{n_links} output links, the top {bits} bits of each 9-bit latent (mask {mask_hex(cfg.ae_mask)})\n"
                f"module: {Path(module).resolve() if module else 'CAL 2048, low density'}; the MUX from the cells' "
                f"inputs (CMS's packing)\n"
                f"checked: every latent bit of {len(calq):,} crossings equals the Keras model's")
@@ -171,7 +183,7 @@ def run_export(encoder: str, output: str, links: int | None = None, module: str 
         raise CheckFailed(f"econt export: the emulator's packets differ from the Keras model's latents in "
                           f"{len(calq) - identical:,} of {len(calq):,} crossings; nothing written")
     atomic_write_text(out, text)
-    log.info("econt export: %s: %d links, %d-bit latents (mask_ae %s); every latent bit of %s crossings "
+    log.info("econt export: %s: %d links, %d-bit latents (mask %s); every latent bit of %s crossings "
              "(%d bits each) equals the Keras model's", out, n_links, bits, mask_hex(cfg.ae_mask),
              f"{len(calq):,}", n_bits)
     return ExportResult(out, n_links, bits, mask_hex(cfg.ae_mask), len(calq), n_bits)

@@ -36,7 +36,7 @@ from econ_emd.firmware.reports import VENDOR_OUTPUTS
 from econ_emd.training.losses import LOSS_SETTINGS, LOSSES, NEEDS_EMD_CNN, loss_settings
 
 from .config import RunConfig
-from .stages import compare_econt, compare_losses, data, firmware, training
+from .stages import asic, compare_econt, compare_losses, data, firmware, training
 from .stages.result import StageContext, StageResult
 
 log = logging.getLogger("econ_emd")
@@ -203,6 +203,18 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           lambda cfg: ("firmware", *_run_encoder(cfg)), ("verilog/", "rtl.md"),
           firmware.run_rtl, firmware.RtlResult, external=_external_encoder,
           enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,), prepare=_rtl_warmup),
+    Stage("export", "export",
+          "the asic encoder's ECON-T configuration at every trained link count, proven on the emulator's packets",
+          _keys("seed", "data.synthetic", "firmware.n_check"),
+          lambda cfg: ("data", "encoder", *(("compare_econt",) if cfg.compare_econt.enabled
+                                            and cfg.compare_econt.train_encoders else ())),
+          (f"{asic.CONFIG_DIR}/",), asic.run_export, asic.ExportStageResult,
+          enabled=lambda cfg: cfg.encoder.kind == "asic"),
+    Stage("decoder", "decoder",
+          "the asic encoder's decoder on the back-end FPGA: hls4ml, C simulation, RTL, Yosys, FPGA capacity",
+          _keys("firmware.n_check", "firmware.tolerance_lsb", *HLS_KEYS, *RTL_KEYS), _keys("data", "encoder"),
+          ("hls_project/", "verilog/", "decoder.md"), asic.run_decoder, asic.DecoderResult,
+          enabled=lambda cfg: cfg.encoder.kind == "asic", prepare=_rtl_warmup),
     Stage("resources", "resources", "resource and latency figures (vendor, Yosys, exact counts) and budget checks",
           _keys("firmware.budget", "firmware.clock_period_ns", "rtl.enabled"),
           lambda cfg: ("firmware", *(("rtl",) if cfg.rtl.enabled else ()), *_run_encoder(cfg)), ("resources.md",),

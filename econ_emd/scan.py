@@ -54,6 +54,8 @@ class Point:
     def label(self) -> str:
         if self.kind == "hgq":
             return f"HGQ (beta {self.beta:g})"
+        if self.kind == "asic":
+            return "ASIC arithmetic"
         return f"QKeras ({self.weight_bits}-bit weights)" if self.weight_bits else "QKeras"
 
 
@@ -64,6 +66,8 @@ def points(cfg: RunConfig) -> list[Point]:
         if "qkeras" in s.kinds:
             out.append(Point(n, "qkeras"))
             out += [Point(n, "qkeras", weight_bits=b) for b in s.weight_bits if b != cfg.encoder.weight_bits]
+        if "asic" in s.kinds:
+            out.append(Point(n, "asic"))
         if "hgq" in s.kinds:
             out += [Point(n, "hgq", beta=b) for b in s.hgq_betas]
     return out
@@ -72,7 +76,8 @@ def points(cfg: RunConfig) -> list[Point]:
 def point_config(cfg: RunConfig, p: Point) -> RunConfig:
     """The run's config with the point's encoder: the run's encoder at the point's link
     count and quantization choice, trained against the run's frozen EMD-CNN."""
-    update = {"links": p.n_links, "latent_bits": None, "kind": p.kind, "quantized": True, "loss": "emd_cnn"}
+    update = {"links": p.n_links, "latent_bits": None, "kind": p.kind, "quantized": True, "loss": "emd_cnn",
+              "learning_rate": cfg.scan.learning_rates[p.kind]}
     if p.weight_bits:
         update["weight_bits"] = p.weight_bits
     if p.kind == "hgq":
@@ -110,7 +115,7 @@ def _run_point(cfg: RunConfig, run_dir: Path, p: Point, work: Path, ds, frozen, 
     are kept, the project is large)."""
     from econ_emd.firmware.flow import HLS_DIR, build_firmware
     from econ_emd.training.encoder_run import copy_run, finished_run, train_and_evaluate
-    from econ_emd.training.encoder_train import encoder_inputs, load_encoder
+    from econ_emd.training.encoder_train import firmware_form, load_encoder
 
     from .registry import is_current
     from .stages.result import encoder_request
@@ -127,11 +132,11 @@ def _run_point(cfg: RunConfig, run_dir: Path, p: Point, work: Path, ds, frozen, 
                                  label=f"scan[{p.name}]")
     encoder = load_encoder(work / "encoder")
     t1 = time.perf_counter()
-    modules = ds["test"][: cfg.scan.n_check]
-    x = encoder_inputs(modules, encoder)
-    y = encoder.predict(x, batch_size=4096, verbose=0)
+    form = firmware_form(encoder, ds["test"][: cfg.scan.n_check])
+    x = form.inputs
     rtl = cfg.rtl.model_copy(update={"synthesize": "always" if cfg.scan.synthesize else "never"})
-    build = build_firmware(encoder, x, y, work, firmware=cfg.firmware, rtl=rtl)
+    build = build_firmware(form.model, x, form.expected, work, firmware=cfg.firmware, rtl=rtl,
+                           product_cuts=form.product_cuts)
     t2 = time.perf_counter()
     shutil.rmtree(work / HLS_DIR, ignore_errors=True)
     r = build.rtl

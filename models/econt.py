@@ -105,17 +105,3 @@ def build_autoencoder(encoder: tf.keras.Model, decoder: tf.keras.Model,
     if latent_max is not None:
         z = tf.keras.layers.ReLU(max_value=latent_max, name="latent_field")(z)
     return tf.keras.Model(x_in, decoder(z), name="autoencoder")
-
-
-def qkeras_custom_objects() -> dict:
-    """Custom objects of saved encoders and decoders: QKeras layers, the layers of the
-    encoder in the ASIC's arithmetic, and the HGQ proxy model's quantizer (a
-    resource-aware encoder) where HGQ is installed."""
-    from qkeras.utils import _add_supported_quantized_objects
-
-    from .asic_encoder import custom_objects as asic_objects
-    from .hgq_encoder import custom_objects
-
-    objects: dict = {"LiveMask": LiveMask, **custom_objects(), **asic_objects()}
-    _add_supported_quantized_objects(objects)
-    return objects

@@ -166,8 +166,9 @@ def test_asic_settings_are_validated():
         with pytest.raises(ValidationError, match=match):
             EncoderParams(kind="asic", **bad)
     EncoderParams(kind="qkeras", weight_bits=6)         # the width keys stay the qkeras encoder's
-    with pytest.raises(ValidationError, match="not asic yet"):
-        ScanParams(kinds=["qkeras", "asic"])
+    EncoderParams(kind="asic", weight_bits=5)           # a width key at its default (a written-out config) is fine
+    with pytest.raises(ValidationError, match="learning_rates: none for kind asic"):
+        ScanParams(kinds=["qkeras", "asic"], learning_rates={"qkeras": 0.02})
 
 
 def test_the_quantizers_are_the_asic_encoders():

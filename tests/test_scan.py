@@ -14,11 +14,13 @@ from econ_emd.config import CONFIG_DIR, load_config
 def test_points_of_the_default_scan():
     cfg = load_config(CONFIG_DIR / "default.yaml")
     names = [p.name for p in scan.points(cfg)]
-    assert names == [f"{n}links_{k}" for n in (2, 3, 4, 5) for k in ("qkeras", "hgq_beta1e-05")]
+    assert names == [f"{n}links_{k}" for n in (2, 3, 4, 5) for k in ("qkeras", "asic", "hgq_beta1e-05")]
     more = load_config(CONFIG_DIR / "default.yaml", ["scan.weight_bits=[4, 5, 8]", "scan.link_counts=[5]"])
     # 5 is the encoder's own weight width: not a separate point
     assert [p.name for p in scan.points(more)] == ["5links_qkeras", "5links_qkeras_w4", "5links_qkeras_w8",
-                                                   "5links_hgq_beta1e-05"]
+                                                   "5links_asic", "5links_hgq_beta1e-05"]
+    # each kind trains at its own learning rate
+    assert scan.point_config(more, scan.points(more)[3]).encoder.learning_rate == more.scan.learning_rates["asic"]
     p = scan.points(more)[1]
     pcfg = scan.point_config(more, p)
     assert pcfg.encoder.weight_bits == 4 and pcfg.encoder.bits() == 9 and pcfg.encoder.loss == "emd_cnn"
@@ -106,7 +108,8 @@ def test_a_point_reuses_the_encoder_stage_only_for_the_same_request(tmp_path, mo
     from econ_emd.training import encoder_train as et
 
     cfg = load_config(CONFIG_DIR / "smoke.yaml", ["scan.link_counts=[5]", "scan.kinds=[qkeras]", "encoder.links=5",
-                                                  f"encoder.loss={loss}"])
+                                                  f"encoder.loss={loss}", "encoder.learning_rate=0.02",
+                                                  "scan.learning_rates={qkeras: 0.02}"])
     run = tmp_path / "run"
     stage = run / "encoder"
     stage.mkdir(parents=True)
@@ -122,7 +125,8 @@ def test_a_point_reuses_the_encoder_stage_only_for_the_same_request(tmp_path, mo
     monkeypatch.setattr(er, "copy_run", lambda src, dst: copied.append(src))
     monkeypatch.setattr(er, "train_and_evaluate", lambda request, **kw: trained.append(request.loss) or fake_run)
     monkeypatch.setattr(et, "load_encoder", lambda path: SimpleNamespace(predict=lambda x, **kw: x))
-    monkeypatch.setattr(et, "encoder_inputs", lambda m, enc: np.zeros((len(m), 4)))
+    monkeypatch.setattr(et, "firmware_form", lambda enc, m: et.FirmwareForm(enc, None, np.zeros((len(m), 4)),
+                                                                            np.zeros((len(m), 4))))
 
     class Stop(Exception):
         pass

@@ -341,7 +341,7 @@ def load_encoder(path: str | Path):
     """A QKeras encoder from its `.h5` (or a folder holding encoder.h5); clear error otherwise."""
     import tensorflow as tf
 
-    from econ_emd.models.econt import qkeras_custom_objects
+    from econ_emd.models.saved import custom_objects
 
     path = Path(path)
     if path.is_dir():
@@ -349,7 +349,7 @@ def load_encoder(path: str | Path):
     if not path.exists():
         raise ModelFileError(f"{path}: no encoder model file (train one with `econ-emd train-encoder`)")
     try:
-        model = tf.keras.models.load_model(path, custom_objects=qkeras_custom_objects(), compile=False)
+        model = tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: not a loadable QKeras encoder ({str(exc).splitlines()[0]})") from None
     return model
@@ -358,6 +358,53 @@ def load_encoder(path: str | Path):
 def load_decoder(path: str | Path):
     import tensorflow as tf
 
-    from econ_emd.models.econt import qkeras_custom_objects
+    from econ_emd.models.saved import custom_objects
 
-    return tf.keras.models.load_model(Path(path), custom_objects=qkeras_custom_objects(), compile=False)
+    return tf.keras.models.load_model(Path(path), custom_objects=custom_objects(), compile=False)
+
+
+@dataclass
+class FirmwareForm:
+    """What the firmware flow converts for a trained encoder, and its check data: the model
+    (the encoder itself, or for an encoder in the ASIC's arithmetic the ECON-T block's QKeras
+    form holding its register weights), the product cuts that form needs, the modules
+    exactly as the encoder sees them, and the outputs the firmware must equal (for the asic
+    kind the block's 9-bit latents, `econt.autoencoder.encode`, whose top bits are checked
+    equal to the trained encoder's transmitted latents here)."""
+
+    model: object
+    product_cuts: dict | None
+    inputs: np.ndarray
+    expected: np.ndarray
+
+
+def firmware_model(trained) -> tuple[object, dict | None]:
+    """(the model the firmware flow converts, its product cuts): the encoder itself, or the
+    ECON-T block's QKeras form holding an asic encoder's register weights."""
+    if not _is_asic(trained):
+        return trained, None
+    from econ_emd.models.asic_encoder import PRODUCT_CUTS, asic_weights, firmware_encoder
+
+    return firmware_encoder(asic_weights(trained)), PRODUCT_CUTS
+
+
+def firmware_form(trained, modules: np.ndarray) -> FirmwareForm:
+    """The firmware form of `trained` on `modules` (raw charges); `ValueError` if the asic
+    encoder's transmitted latents are not the block's top bits (they always are when the
+    model is what it claims: tests/test_asic_encoder.py)."""
+    x = encoder_inputs(modules, trained)
+    if not _is_asic(trained):
+        return FirmwareForm(trained, None, x, trained.predict(x, batch_size=4096, verbose=0))
+    from econ_emd.econt import autoencoder as ae
+    from econ_emd.geometry import ae_slots_from_calq
+    from econ_emd.models.asic_encoder import LATENT_LSB, asic_weights, transmitted_bits, transmitted_integers
+
+    model, cuts = firmware_model(trained)
+    latents = ae.encode(ae_slots_from_calq(integer_calq(modules)), asic_weights(trained))
+    bits = transmitted_bits(trained)
+    sent = transmitted_integers(trained.predict(x, batch_size=4096, verbose=0), bits)
+    differ = (sent != latents >> (ae.LATENT_BITS - bits)).any(axis=1)
+    if differ.any():
+        raise ValueError(f"the ECON-T block's latents differ from the trained encoder's transmitted latents on "
+                         f"{int(differ.sum())} of {len(x)} modules")
+    return FirmwareForm(model, cuts, x, (latents * LATENT_LSB).astype(np.float32))

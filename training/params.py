@@ -219,10 +219,14 @@ class CompareLossesParams(Strict):
 
 class ScanParams(Strict):
     """`econ-emd scan`: exact EMD against resources across link counts and quantization
-    choices (the QKeras encoder, the resource-aware HGQ encoder, QKeras weight widths)."""
+    choices (the QKeras encoder, the encoder in the ASIC's arithmetic, the resource-aware
+    HGQ encoder, QKeras weight widths)."""
 
     link_counts: list[int] = Field(default_factory=lambda: list(AE_LINK_COUNTS))
-    kinds: list[Literal[ENCODER_KINDS]] = Field(default_factory=lambda: ["qkeras", "hgq"])
+    kinds: list[Literal[ENCODER_KINDS]] = Field(default_factory=lambda: ["qkeras", "asic", "hgq"])
+    learning_rates: dict[Literal[ENCODER_KINDS], float] = Field(
+        default_factory=lambda: {"qkeras": 0.02, "asic": 0.005, "hgq": 0.02},
+        description="each kind's learning rate (measured per kind: docs/reference.md)")
     weight_bits: list[int] = Field(default_factory=list,
                                    description="more QKeras points at these weight widths (e.g. [4, 6, 8])")
     hgq_betas: list[float] = Field(default_factory=lambda: [1e-5], description="EBOPs penalties of the hgq points")
@@ -237,13 +241,14 @@ class ScanParams(Strict):
             raise ValueError(f"link_counts: {bad[0]} is not a link count of the autoencoder {list(AE_LINK_COUNTS)}")
         if not self.link_counts or not self.kinds:
             raise ValueError("link_counts and kinds: at least one each")
-        if "asic" in self.kinds:
-            raise ValueError("kinds: the scan's firmware points take qkeras and hgq encoders (not asic yet)")
+        missing = [k for k in self.kinds if k not in self.learning_rates]
+        if missing:
+            raise ValueError(f"learning_rates: none for kind {missing[0]}")
+        if any(not (0 < lr <= 1) for lr in self.learning_rates.values()):
+            raise ValueError("learning_rates: each in (0, 1]")
         if any(not 2 <= b <= 16 for b in self.weight_bits):
             raise ValueError("weight_bits: each in 2..16")
         return self
-
-
 
 
 class CompareEcontParams(Strict):

@@ -89,29 +89,13 @@ def bit_exactness_markdown(results: dict[str, StageResult]) -> tuple[list[str], 
     return md, {name: c.bit_exact_fraction for name, c in checks}
 
 
-@dataclass
-class FirmwareEncoder:
-    """The encoder the firmware is made of: the trained encoder (what sees the modules), the
-    model the flow converts (the same, or for an encoder in the ASIC's arithmetic the ECON-T
-    block's QKeras form holding its register weights, `models.asic_encoder.firmware_encoder`)
-    and the product cuts that form needs."""
-
-    trained: object
-    model: object
-    path: str
-    product_cuts: dict | None = None
-
-
-def _load_encoder(ctx: StageContext) -> FirmwareEncoder:
-    """The encoder named by --encoder / firmware.encoder_path, else the run's encoder stage's."""
-    from econ_emd.models.asic_encoder import PRODUCT_CUTS, asic_weights, firmware_encoder, is_asic_encoder
+def _load_encoder(ctx: StageContext):
+    """The encoder named by --encoder / firmware.encoder_path, else the run's encoder stage's,
+    and its path."""
     from econ_emd.training.encoder_train import load_encoder
 
     path = ctx.cfg.firmware.encoder_path or ctx.folder("encoder")
-    trained = load_encoder(path)
-    if is_asic_encoder(trained):
-        return FirmwareEncoder(trained, firmware_encoder(asic_weights(trained)), str(path), PRODUCT_CUTS)
-    return FirmwareEncoder(trained, trained, str(path))
+    return load_encoder(path), str(path)
 
 
 def _synthetic_modules(cfg: RunConfig, n: int) -> np.ndarray:
@@ -120,12 +104,11 @@ def _synthetic_modules(cfg: RunConfig, n: int) -> np.ndarray:
     return generate(n, derive_seed(cfg.seed, "firmware_extra_modules"), cfg.data.synthetic)
 
 
-def _firmware_inputs(ctx: StageContext, encoder: FirmwareEncoder):
-    """Held-out modules exactly as the encoder sees them, the converted model's outputs, and
-    where the modules came from. For an encoder in the ASIC's arithmetic, the outputs are
-    the block's 9-bit latents (`econt.autoencoder.encode`), and their top bits must be the
-    trained encoder's transmitted latents (checked here: `CheckFailed` otherwise)."""
-    from econ_emd.training.encoder_train import encoder_inputs
+def _firmware_inputs(ctx: StageContext, trained):
+    """The firmware form of the encoder on held-out modules (`firmware_form`), and where the
+    modules came from."""
+    from econ_emd.base.errors import CheckFailed
+    from econ_emd.training.encoder_train import firmware_form
 
     cfg = ctx.cfg
     seed_note = f"seed {derive_seed(cfg.seed, 'firmware_extra_modules').entropy}"
@@ -141,39 +124,23 @@ def _firmware_inputs(ctx: StageContext, encoder: FirmwareEncoder):
     else:
         modules = _synthetic_modules(cfg, cfg.firmware.n_check)
         source = f"synthetic modules ({seed_note})"
-    modules = modules[: cfg.firmware.n_check]
-    x = encoder_inputs(modules, encoder.trained)
-    if encoder.model is encoder.trained:
-        y = encoder.model.predict(x, batch_size=4096, verbose=0)
-    else:
-        # the block's latents: its arithmetic (product cuts included) is the emulator's, which
-        # the plain QKeras form cannot compute; the firmware must equal them
-        from econ_emd.base.errors import CheckFailed
-        from econ_emd.econt import autoencoder as ae
-        from econ_emd.geometry import ae_slots_from_calq
-        from econ_emd.models.asic_encoder import LATENT_LSB, asic_weights, transmitted_bits, transmitted_integers
-        from econ_emd.training.rebuild import integer_calq
-
-        latents = ae.encode(ae_slots_from_calq(integer_calq(modules)), asic_weights(encoder.trained))
-        y = (latents * LATENT_LSB).astype(np.float32)
-        bits = transmitted_bits(encoder.trained)
-        sent = transmitted_integers(encoder.trained.predict(x, batch_size=4096, verbose=0), bits)
-        if not np.array_equal(sent, latents >> (9 - bits)):
-            raise CheckFailed(f"firmware: the ECON-T block's latents differ from the trained encoder's transmitted "
-                              f"latents on {int((sent != latents >> (9 - bits)).any(1).sum())} of {len(x)} modules")
-    return x, y, source
+    try:
+        form = firmware_form(trained, modules[: cfg.firmware.n_check])
+    except ValueError as exc:
+        raise CheckFailed(f"firmware: {exc}") from None
+    return form, source
 
 
 def run_firmware(ctx: StageContext) -> FirmwareResult:
     from econ_emd.firmware.flow import HLS_DIR, hls_project
 
     cfg, out = ctx.cfg, ctx.out
-    encoder = _load_encoder(ctx)
-    enc_path = encoder.path
-    x, y, source = _firmware_inputs(ctx, encoder)
+    trained, enc_path = _load_encoder(ctx)
+    form, source = _firmware_inputs(ctx, trained)
+    x, y = form.inputs, form.expected
     np.save(out / "tb_inputs.npy", x)
     np.save(out / "tb_expected.npy", y)
-    hls = hls_project(encoder.model, out / HLS_DIR, cfg.firmware, product_cuts=encoder.product_cuts, inputs=x,
+    hls = hls_project(form.model, out / HLS_DIR, cfg.firmware, product_cuts=form.product_cuts, inputs=x,
                       expected=y, vendor=True)
     from econ_emd.firmware import csim
 
@@ -219,12 +186,15 @@ def run_rtl(ctx: StageContext) -> RtlResult:
     from econ_emd.firmware.rtl import build_rtl
 
     cfg = ctx.cfg
-    encoder = _load_encoder(ctx)
+    trained, enc_path = _load_encoder(ctx)
+    from econ_emd.training.encoder_train import firmware_model
+
+    model, cuts = firmware_model(trained)
     fw_dir = ctx.folder("firmware")
     x, y = np.load(fw_dir / "tb_inputs.npy"), np.load(fw_dir / "tb_expected.npy")
-    build = build_rtl(encoder.model, x, y, ctx.out, firmware=cfg.firmware, rtl=cfg.rtl,
-                      tolerance_lsb=cfg.firmware.tolerance_lsb, product_cuts=encoder.product_cuts)
-    summary = {**build.to_json(), "encoder": encoder.path}
+    build = build_rtl(model, x, y, ctx.out, firmware=cfg.firmware, rtl=cfg.rtl,
+                      tolerance_lsb=cfg.firmware.tolerance_lsb, product_cuts=cuts)
+    summary = {**build.to_json(), "encoder": enc_path}
     atomic_write_text(ctx.out / "rtl.md", rtl_markdown(summary))
     return RtlResult.from_json(summary)
 
@@ -234,14 +204,15 @@ def run_resources(ctx: StageContext) -> ResourcesResult:
     from econ_emd.firmware.convert import model_formats
 
     cfg = ctx.cfg
-    encoder = _load_encoder(ctx)
+    from econ_emd.training.encoder_train import firmware_model
+
+    model, cuts = firmware_model(_load_encoder(ctx)[0])
     figures = reports.parse_vendor_reports(ctx.folder("firmware") / "hls_project")
     if cfg.rtl.enabled:
         rtl = RtlResult.load(ctx.folder("rtl"))
         if rtl is not None:
             figures.update(rtl.figures)
-    report = {"figures": figures, "exact_counts": reports.exact_counts(encoder.model, model_formats(
-                  encoder.model, encoder.product_cuts)),
+    report = {"figures": figures, "exact_counts": reports.exact_counts(model, model_formats(model, cuts)),
               "clock_period_ns": cfg.firmware.clock_period_ns}
     report["budget"] = reports.check_budget(figures, cfg.firmware.budget.model_dump())
     atomic_write_text(ctx.out / "resources.md", reports.to_markdown(report))
