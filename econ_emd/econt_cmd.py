@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from econ_emd.base.artifacts import atomic_write_text
+from econ_emd.base.artifacts import atomic_write_text, claim_output_file
 from econ_emd.base.errors import CheckFailed, UserError
 from econ_emd.econt.emulator import emulate
 from econ_emd.econt.links import format_tx, read_rx
@@ -16,16 +16,19 @@ log = logging.getLogger("econ_emd")
 
 
 def run_emulator(input_csv: str, config: str, output: str | None) -> None:
+    """Emulate; the words go to standard output, or to `output`: a new or regular file only
+    (never a link, folder, device or FIFO, nor one of the inputs), checked before any work."""
+    to_file = output is not None and output != "-"
+    if to_file:
+        claim_output_file(output, "--output", inputs=(input_csv, config))
     cfg = load_config(config)
     rx = read_rx(input_csv)
     out = emulate(cfg, rx)
     text = format_tx(out.tx)
-    if output is None or output == "-":
+    if not to_file:
         print(text, end="")
         return
     path = Path(output)
-    if path.is_dir():
-        raise UserError(f"--output {output}: is a directory")
     atomic_write_text(path, text)
     log.info("%s: %d crossings, %s on %d links -> %s", input_csv, len(rx), cfg.algorithm_name,
              cfg.n_etx, path)
@@ -49,6 +52,10 @@ def _describe(r: VectorResult) -> list[str]:
 
 
 def run_verify(folder: str) -> None:
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{folder}: a file; econt verify takes a folder of test vectors (folders holding "
+                        "init.yaml and testOutput.csv[.gz])")
     report = verify_tree(folder, progress=lambda r: print("\n".join(_describe(r)), flush=True))
     counts = {s: sum(r.status == s for r in report.results)
               for s in ("match", "mismatch", "error", "skipped")}

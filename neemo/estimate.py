@@ -144,8 +144,13 @@ def evaluate_potential(result: KrEstimate, points: np.ndarray, member: int = 0) 
 
     e = result.potential.input_shape[0] or 1
     x = ((np.asarray(points, dtype=np.float64) - result.centre) / result.scale).astype(np.float32)
-    batch = np.broadcast_to(x, (e, *x.shape))
-    return result.potential(tf.constant(batch)).numpy()[member].astype(np.float64)
+    # every member of the ensemble sees the points (the batched layers take all at once): in
+    # slices of points, so that E x slice x width activations stay near 64 MB whatever E is
+    width = max(int(np.prod(w.shape[-1:])) for w in result.potential.weights) if result.potential.weights else 1
+    step = max(1, (1 << 24) // (e * width))
+    parts = [result.potential(tf.constant(np.broadcast_to(x[i:i + step], (e, *x[i:i + step].shape))))
+             .numpy()[member] for i in range(0, len(x), step)]
+    return np.concatenate(parts).astype(np.float64)
 
 
 def module_pair_weights(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -276,24 +276,38 @@ def test_refused_write_is_one_line_and_exit_3(tmp_path, capsys, monkeypatch):
 
 def test_work_folder_of_another_configuration_is_not_resumed(tmp_path):
     """A killed run's work folder is kept only for the configuration it was built for."""
-    from econ_emd.registry import WORK_MARKER, _open_work_folder
+    from econ_emd.base.artifacts import WORK_MARKER, building
 
-    work = _open_work_folder(tmp_path, "encoder", "hash-a")
-    (work / "checkpoint.npz").write_bytes(b"state of a")
-    assert (_open_work_folder(tmp_path, "encoder", "hash-a") / "checkpoint.npz").exists()
-    again = _open_work_folder(tmp_path, "encoder", "hash-b")
-    assert not (again / "checkpoint.npz").exists() and (again / WORK_MARKER).read_text() == "hash-b"
+    class Killed(Exception):
+        pass
+
+    def build(key: str, write: bool = False) -> bool:
+        """Open the work folder for `key`; was the checkpoint of an earlier build there?"""
+        with pytest.raises(Killed):
+            with building(tmp_path / "encoder", key) as work:
+                found = (work / "checkpoint.npz").exists()
+                assert (work / WORK_MARKER).read_text() == key
+                if write:
+                    (work / "checkpoint.npz").write_bytes(b"state of a")
+                raise Killed
+        return found
+
+    assert not build("hash-a", write=True)
+    assert build("hash-a")
+    assert not build("hash-b")
+    assert not (tmp_path / "encoder").exists()
 
 
 def test_stale_temporaries_are_swept(tmp_path):
     from econ_emd.base.rundir import sweep_debris
+    from econ_emd.registry import RUN_FILES, product_folders
 
     (tmp_path / "encoder").mkdir()
-    junk = [tmp_path / "encoder" / ".checkpoint.npz.abc123.tmp.npz", tmp_path / ".report.md.x1.tmp"]
+    junk = [tmp_path / "encoder" / ".checkpoint.npz.abc12_x9.tmp.npz", tmp_path / ".report.md.x1yz0000.tmp"]
     for j in junk:
         j.write_text("half")
     (tmp_path / ".data.old").mkdir()
     keep = tmp_path / "encoder" / "encoder.h5"
     keep.write_text("model")
-    sweep_debris(tmp_path)
+    sweep_debris(tmp_path, product_folders(), RUN_FILES)
     assert not any(j.exists() for j in junk) and not (tmp_path / ".data.old").exists() and keep.exists()
