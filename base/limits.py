@@ -79,7 +79,7 @@ def free_disk(folder: str | Path) -> int:
 
 def human(nbytes: float) -> str:
     """'19 GB', '640 MB': a size as a person reads it (decimal units)."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, size in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if nbytes >= size:
             value = nbytes / size
             return f"{value:.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"

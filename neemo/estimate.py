@@ -164,12 +164,16 @@ def module_pair_weights(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def estimate_statistics(estimate: np.ndarray, exact: np.ndarray) -> dict:
-    """How NEEMo estimates compare with the exact EMD: relative errors and the lower-bound check."""
+    """How NEEMo estimates compare with the exact EMD: relative errors and the lower-bound check.
+
+    A pair of identical modules (exact EMD 0) has no relative error (NaN in `relative_error`)
+    and is left out of the statistics; with only such pairs, they are None."""
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(exact > 0, (estimate - exact) / exact, np.nan)
     over = estimate - exact * 1.01
+    defined = rel[exact > 0]
     return {"relative_error": rel,
-            "median_abs_relative_error": float(np.nanmedian(np.abs(rel))),
-            "p90_abs_relative_error": float(np.nanpercentile(np.abs(rel), 90)),
-            "max_relative_error": float(np.nanmax(rel)),
+            "median_abs_relative_error": float(np.median(np.abs(defined))) if defined.size else None,
+            "p90_abs_relative_error": float(np.percentile(np.abs(defined), 90)) if defined.size else None,
+            "max_relative_error": float(np.max(defined)) if defined.size else None,
             "never_above_exact_plus_1pct": bool((over <= 1e-9).all())}

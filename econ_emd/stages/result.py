@@ -23,6 +23,7 @@ log = logging.getLogger("econ_emd")
 #: keys the registry adds to every summary.json (not part of any result)
 BOOKKEEPING = ("stage_hash", "output_digests", "input_digests", SIGNATURE_FIELD)
 SUMMARY_FILE = "summary.json"
+_WARNED: set[Path] = set()      # summaries already reported as untrusted (once per process)
 
 
 def read_summary(folder: Path) -> dict | None:
@@ -39,8 +40,10 @@ def read_summary(folder: Path) -> dict | None:
         log.warning("%s: unreadable (%s): not trusted", path, exc)
         return None
     if not document_verifies(summary):
-        log.warning("%s: not signed by this product (edited, or written by another user or machine): "
-                    "not trusted, the stage is rebuilt when it runs", path)
+        if path not in _WARNED:
+            _WARNED.add(path)
+            log.warning("%s: not signed by this product (edited, or written by another user or machine): "
+                        "not trusted, the stage is rebuilt when it runs", path)
         return None
     return summary
 
