@@ -57,6 +57,14 @@ def _modules(cfg: RunConfig, run_dir: Path) -> tuple[int, str]:
     return rows, f"data.path {d.path} (about {rows:,} modules)"
 
 
+def _training_bytes(cfg: RunConfig, n: int) -> float:
+    """An encoder training: the whole data set loaded (and a copy), and the modules it trains
+    and judges on (`encoder.max_train_modules`, `max_eval_modules`: all when null)."""
+    e = cfg.encoder
+    used = min(n, e.max_train_modules or n) + min(n, e.max_eval_modules or n)
+    return 2 * n * MODULE_BYTES + min(used, n) * TRAINING_BYTES_PER_MODULE
+
+
 def stage_needs(cfg: RunConfig, run_dir: Path, name: str) -> list[Need]:
     """The memory and disk stage `name` needs, each naming its setting or file."""
     run = str(run_dir)
@@ -76,7 +84,7 @@ def stage_needs(cfg: RunConfig, run_dir: Path, name: str) -> list[Need]:
         rotations = 3 if cfg.emd_cnn.augment_rotations else 1
         return [Need(what_pairs, memory=pairs * EMD_CNN_BYTES_PER_PAIR * rotations)]
     if name in ("encoder", "compare_losses", "compare_econt"):
-        return [Need(what_n, memory=n * TRAINING_BYTES_PER_MODULE)]
+        return [Need(what_n, memory=_training_bytes(cfg, n))]
     if name in ("firmware", "csim", "rtl"):
         return [Need(f"firmware.n_check={check}", memory=check * CHECK_BYTES_PER_MODULE,
                      disk=check * CHECK_DISK_PER_MODULE if name == "firmware" else 0, disk_folder=run)]
@@ -86,7 +94,7 @@ def stage_needs(cfg: RunConfig, run_dir: Path, name: str) -> list[Need]:
 def scan_needs(cfg: RunConfig, run_dir: Path) -> list[Need]:
     """A scan point trains like the encoder stage and checks `scan.n_check` modules."""
     n, what_n = _modules(cfg, run_dir)
-    return [Need(what_n, memory=n * TRAINING_BYTES_PER_MODULE),
+    return [Need(what_n, memory=_training_bytes(cfg, n)),
             Need(f"scan.n_check={cfg.scan.n_check}", memory=cfg.scan.n_check * CHECK_BYTES_PER_MODULE,
                  disk=cfg.scan.n_check * CHECK_DISK_PER_MODULE, disk_folder=str(run_dir))]
 
