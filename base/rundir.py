@@ -82,14 +82,14 @@ def claim_run_dir(run_dir: str | Path, adopt: bool = False) -> None:
 
 
 @contextmanager
-def holding_run_dir(run_dir: str | Path, what: str, product_folders: Iterable[str],
+def holding_run_dir(run_dir: str | Path, what: str, product_folders: Iterable[str], unit_folders: Iterable[str] = (),
                     product_files: Iterable[str] = (), adopt: bool = False) -> Iterator[None]:
     """The one way a command takes a run directory: claimed as the product's
     (`claim_run_dir`), locked for the block (`run_dir_lock`), and swept of a killed run's
     debris in the product's own folders and files (`sweep_debris`)."""
     claim_run_dir(run_dir, adopt)
     with run_dir_lock(run_dir, what):
-        for p in sweep_debris(run_dir, product_folders, product_files):
+        for p in sweep_debris(run_dir, product_folders, unit_folders, product_files):
             logging.getLogger("econ_emd").debug("removed %s (left by a killed run)", p)
         yield
 
@@ -127,24 +127,26 @@ def is_temporary(name: str) -> bool:
 
 def _swap_folder_of(name: str, units: Iterable[str] | None) -> bool:
     """`.<unit>.old`: the old folder of a swap (`artifacts.replace_tree`) of one of `units`
-    (None: of any unit, in a folder that holds only the product's units)."""
+    (None: of any unit, in a folder whose entries are all the product's units)."""
     if not (name.startswith(".") and name.endswith(".old")):
         return False
     return units is None or name[1:-len(".old")] in units
 
 
-def sweep_debris(run_dir: str | Path, product_folders: Iterable[str], product_files: Iterable[str] = ()) -> list[Path]:
+def sweep_debris(run_dir: str | Path, product_folders: Iterable[str], unit_folders: Iterable[str] = (),
+                 product_files: Iterable[str] = ()) -> list[Path]:
     """Remove a killed run's debris from a run directory we hold, and nothing of anyone
-    else's: temporaries (exact `atomic_path` names) of the product's files at the top level
-    and anywhere inside its folders (`product_folders`, and their work folders), and the
-    `.<name>.old` folders of an unfinished swap of a product folder at the top level or of a
-    unit inside a product folder (a scan point, an `econt firmware` report). Symbolic links
-    are never followed."""
+    else's: temporaries (exact `atomic_path` names) of the product's files (`product_files`)
+    at the top level and anywhere inside its folders (`product_folders`, and their work
+    folders), and the `.<name>.old` folders of an unfinished swap of a product folder at the
+    top level or of a unit inside a folder of units (`unit_folders`: a scan point, an `econt
+    firmware` report). Symbolic links are never followed."""
     run_dir = Path(run_dir)
     removed: list[Path] = []
     if not run_dir.is_dir() or not os.access(run_dir, os.W_OK):
         return removed
     folders = tuple(product_folders)
+    units = set(unit_folders)
     finals = {*product_files, RUN_MARKER}
 
     def remove(p: Path) -> None:
@@ -167,7 +169,7 @@ def sweep_debris(run_dir: str | Path, product_folders: Iterable[str], product_fi
         for root in (run_dir / name, run_dir / f".{name}.partial"):
             if not root.is_dir() or root.is_symlink():
                 continue
-            for p in root.iterdir():        # the swaps of the units a product folder holds
+            for p in root.iterdir() if name in units else ():      # the swaps of the units it holds
                 if _swap_folder_of(p.name, None) and p.is_dir() and not p.is_symlink():
                     remove(p)
             for here, dirs, files in os.walk(root, followlinks=False):

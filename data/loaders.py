@@ -45,6 +45,9 @@ MAX_CSV_COLUMNS = 10_000
 #: bytes of memory per value of a file read into modules: the parsed frame or dataset, its
 #: float64 copy, and the charges split and stored by the data stage (measured peak, rounded up)
 BYTES_PER_READ_VALUE = 24
+#: bytes of memory per row of link words read (the text, its lines and the words: 870
+#: measured with tracemalloc on 12,000 rows)
+LINK_ROW_BYTES = 1_000
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,8 @@ def read_econt_links(path: str | Path, econt_config: str | Path,
         raise DataError(f"data.econt_config {econt_config}: selects {cfg.algorithm_name}; the module's "
                         "geometry comes from an autoencoder configuration (algorithm 4), whose MUX puts "
                         "each TC at its autoencoder slot (e.g. the simulated module's mc_ttbar_AE_init.yaml)")
+    rows = scan_csv_lines(Path(path))      # an overlong line refused unread; the read's size checked first
+    require(Need(f"{path} ({rows:,} rows of link words)", memory=rows * LINK_ROW_BYTES))
     rx = read_rx(path)
     if max_rows is not None:
         rx = rx[:max_rows]

@@ -63,13 +63,14 @@ def run_stage(name: str, config: RunConfig, run_dir: str | Path | None = None, p
     """
     from econ_emd.base.rundir import holding_run_dir
 
-    from .registry import RUN_FILES, STAGES, product_folders
+    from .registry import RUN_FILES, STAGES, product_folders, unit_folders
     from .registry import run_stage as _run_stage
 
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
     folder = Path(run_dir if run_dir is not None else config.run_dir)
-    with holding_run_dir(folder, f"econ_emd.run_stage({name!r})", product_folders(), RUN_FILES, adopt_run_dir):
+    with holding_run_dir(folder, f"econ_emd.run_stage({name!r})", product_folders(), unit_folders(), RUN_FILES,
+                         adopt_run_dir):
         return _run_stage(config, folder, name, progress)
 
 
@@ -99,11 +100,12 @@ def run_pipeline(config: RunConfig, run_dir: str | Path | None = None, force: bo
     from econ_emd.base.rundir import holding_run_dir
 
     from . import report
-    from .registry import RUN_FILES, product_folders
+    from .registry import RUN_FILES, product_folders, unit_folders
     from .registry import run_pipeline as _run_pipeline
 
     folder = Path(run_dir if run_dir is not None else config.run_dir)
-    with holding_run_dir(folder, "econ_emd.run_pipeline", product_folders(), RUN_FILES, adopt_run_dir):
+    with holding_run_dir(folder, "econ_emd.run_pipeline", product_folders(), unit_folders(), RUN_FILES,
+                         adopt_run_dir):
         _run_pipeline(config, folder, force, progress)
         return report.write(folder)
 

@@ -225,9 +225,9 @@ def _run(args: argparse.Namespace) -> int:
 
         run_ae_firmware(args.folder, cfg, args.output, rtl=not args.no_rtl)
         return EXIT_OK
-    from .registry import RUN_FILES, product_folders
+    from .registry import RUN_FILES, product_folders, unit_folders
 
-    with holding_run_dir(run_dir, what, product_folders(), RUN_FILES, adopt=args.adopt_run_dir):
+    with holding_run_dir(run_dir, what, product_folders(), unit_folders(), RUN_FILES, adopt=args.adopt_run_dir):
         if args.command == "neemo":
             from .neemo_cmd import run_estimate, run_fit
 

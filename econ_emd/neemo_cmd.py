@@ -17,6 +17,9 @@ from .sizes import neemo_needs
 
 log = logging.getLogger("econ_emd")
 
+#: where NEEMo's results go under the run directory
+NEEMO_DIR = "neemo"
+
 
 def _read_modules(path: str, drop_zero_sum: bool = True) -> np.ndarray:
     from econ_emd.data.loaders import HDF5_SUFFIXES, load_modules
@@ -74,7 +77,7 @@ def run_estimate(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> di
     from econ_emd.neemo.plots import plot_estimates
 
     a, b, source = _pairs(cfg, args)
-    out = Path(cfg.run_dir) / "neemo" / "estimate"
+    out = Path(cfg.run_dir) / NEEMO_DIR / "estimate"
     out.mkdir(parents=True, exist_ok=True)
     weights = module_pair_weights(a, b)
     log.info("neemo: %d pairs (%s), %d potential steps each, batched", len(a), source, cfg.neemo.steps)
@@ -152,7 +155,7 @@ def run_fit(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> dict:
         what = f"synthetic event with {args.clusters} clusters (seed {args.event_seed})"
     if (energies > 0).sum() < fit.k:
         raise DataError(f"{what}: fewer deposits than k={fit.k}")
-    out = Path(cfg.run_dir) / "neemo" / "fit" / f"{name}_{fit.shape}{fit.k}"
+    out = Path(cfg.run_dir) / NEEMO_DIR / "fit" / f"{name}_{fit.shape}{fit.k}"
     out.mkdir(parents=True, exist_ok=True)
     log.info("neemo fit: %d %ss to %s", fit.k, fit.shape, what)
     res = fit_shapes([(points, energies)], fit, cfg.neemo.potential(), seed_int(cfg.seed, "neemo_potential"),

@@ -420,16 +420,27 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
             run_stage(cfg, run_dir, name, progress)
 
 
-#: folders of a run directory that are not stages but the product's all the same (the
-#: scan's points, NEEMo's results, the exact-EMD cache, `econt firmware`'s reports), and its
-#: top-level files: with the stage folders, the only places its debris sweep looks
-OTHER_RUN_FOLDERS = ("scan", "neemo", "cache", "econt_firmware")
+#: the run directory's top-level files (the run report)
 RUN_FILES = ("report.md", "report.json")
 
 
+def unit_folders() -> tuple[str, ...]:
+    """The folders of a run directory whose entries are units built with `building` (the
+    scan's points, `econt firmware`'s reports): the only places, beside the top level, where
+    a swap's `.<unit>.old` folder can be the product's."""
+    from .econt_firmware import OUTPUT_DIR
+    from .scan import SCAN_DIR
+
+    return (SCAN_DIR, OUTPUT_DIR)
+
+
 def product_folders() -> tuple[str, ...]:
-    """Every folder of a run directory the product owns (`base.rundir.sweep_debris`)."""
-    return (*STAGES, *OTHER_RUN_FOLDERS)
+    """Every folder of a run directory the product owns (`base.rundir.sweep_debris` looks
+    nowhere else): the stages', the unit folders, NEEMo's results and the caches."""
+    from .neemo_cmd import NEEMO_DIR
+    from .stages.result import CACHE_DIR
+
+    return (*STAGES, *unit_folders(), NEEMO_DIR, CACHE_DIR)
 
 
 def user_paths(cfg: RunConfig) -> list[tuple[str, str]]:

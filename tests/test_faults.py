@@ -300,14 +300,19 @@ def test_work_folder_of_another_configuration_is_not_resumed(tmp_path):
 
 def test_stale_temporaries_are_swept(tmp_path):
     from econ_emd.base.rundir import sweep_debris
-    from econ_emd.registry import RUN_FILES, product_folders
+    from econ_emd.registry import RUN_FILES, product_folders, unit_folders
 
     (tmp_path / "encoder").mkdir()
     junk = [tmp_path / "encoder" / ".checkpoint.npz.abc12_x9.tmp.npz", tmp_path / ".report.md.x1yz0000.tmp"]
     for j in junk:
         j.write_text("half")
     (tmp_path / ".data.old").mkdir()
-    keep = tmp_path / "encoder" / "encoder.h5"
-    keep.write_text("model")
-    sweep_debris(tmp_path, product_folders(), RUN_FILES)
-    assert not any(j.exists() for j in junk) and not (tmp_path / ".data.old").exists() and keep.exists()
+    (tmp_path / "scan" / ".5links_qkeras.old").mkdir(parents=True)
+    keep = [tmp_path / "encoder" / "encoder.h5", tmp_path / "encoder" / ".notes.tmp", tmp_path / ".mine.old" / "f",
+            tmp_path / "data" / ".backup.old" / "f", tmp_path / "mine" / ".x.abcdefgh.tmp"]
+    for k in keep:
+        k.parent.mkdir(parents=True, exist_ok=True)
+        k.write_text("the user's")
+    sweep_debris(tmp_path, product_folders(), unit_folders(), RUN_FILES)
+    assert not any(j.exists() for j in junk) and not (tmp_path / ".data.old").exists()
+    assert not (tmp_path / "scan" / ".5links_qkeras.old").exists() and all(k.exists() for k in keep)

@@ -23,6 +23,8 @@ log = logging.getLogger("econ_emd")
 #: keys the registry adds to every summary.json (not part of any result)
 BOOKKEEPING = ("stage_hash", "output_digests", "input_digests", SIGNATURE_FIELD)
 SUMMARY_FILE = "summary.json"
+#: the run directory's folder of caches (the exact-EMD cache is its `emd/`, by default)
+CACHE_DIR = "cache"
 _WARNED: set[Path] = set()      # summaries already reported as untrusted (once per process)
 
 
@@ -166,7 +168,7 @@ def emd_runner(cfg: RunConfig, run_dir: Path, progress: bool):
 
     e = cfg.emd
     n_jobs = len(os.sched_getaffinity(0)) if e.n_jobs == -1 else e.n_jobs
-    cache = (e.cache_dir or str(run_dir / "cache" / "emd")) if e.cache else None
+    cache = (e.cache_dir or str(run_dir / CACHE_DIR / "emd")) if e.cache else None
     if cache is not None:
         existing = next(p for p in (Path(cache), *Path(cache).absolute().parents) if p.exists())
         if not existing.is_dir():
