@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from econ_emd.base.rundir import ADOPT_FLAG
+
 from . import __version__
 
 log = logging.getLogger("econ_emd")
@@ -56,7 +58,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override the config's run_dir")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override one config value, e.g. --set data.n_modules=5000 (repeatable)")
-    p.add_argument("--adopt-run-dir", action="store_true",
+    p.add_argument(ADOPT_FLAG, action="store_true",
                    help="use a non-empty folder the product did not make as the run directory (marks it as one); "
                         "its stage folders (data/, label/, ...) are then the product's to replace")
     _verbosity(p)
