@@ -48,6 +48,8 @@ BYTES_PER_READ_VALUE = 24
 #: bytes of memory per row of link words read (the text, its lines and the words: 870
 #: measured with tracemalloc on 12,000 rows)
 LINK_ROW_BYTES = 1_000
+#: what a row of a link-word file holds (for the message refusing an overlong one)
+LINK_ROW = "the 12 input link words RX_DATA_0..11 and a few other columns"
 
 
 @dataclass(frozen=True)
@@ -134,10 +136,15 @@ def _open_bytes(path: Path):
     return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
-def scan_csv_lines(path: Path, max_lines: int | None = None, limit: int = MAX_CSV_LINE_BYTES) -> int:
+#: what a row of a module CSV file holds (for the message refusing an overlong one)
+MODULE_ROW = f"the {N_TC} charges and a few metadata columns"
+
+
+def scan_csv_lines(path: Path, max_lines: int | None = None, limit: int = MAX_CSV_LINE_BYTES,
+                   row: str = MODULE_ROW) -> int:
     """Stream the file in blocks and count its lines (the first `max_lines`, if given),
-    refusing at once a line longer than `limit` bytes: nothing larger than one block is
-    ever held, whatever the file holds."""
+    refusing at once a line longer than `limit` bytes (`row`: what a row should hold, for
+    the message): nothing larger than one block is ever held, whatever the file holds."""
     lines, current = 0, 0
     try:
         with _open_bytes(path) as fh:
@@ -151,21 +158,20 @@ def scan_csv_lines(path: Path, max_lines: int | None = None, limit: int = MAX_CS
                     lengths[0] += current
                     too_long = np.flatnonzero(lengths - 1 > limit)
                     if len(too_long):
-                        _refuse_long_line(path, lines + int(too_long[0]) + 1, limit)
+                        _refuse_long_line(path, lines + int(too_long[0]) + 1, limit, row)
                     lines += len(ends)
                     current = len(block) - int(ends[-1]) - 1
                 else:
                     current += len(block)
                 if current > limit:
-                    _refuse_long_line(path, lines + 1, limit)
+                    _refuse_long_line(path, lines + 1, limit, row)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: the gzip-compressed file is damaged or truncated ({exc})") from None
     return lines + (current > 0)
 
 
-def _refuse_long_line(path: Path, line_no: int, limit: int) -> None:
-    raise DataError(f"{path}: row {line_no} is longer than {limit:,} bytes (a row holds the {N_TC} charges "
-                    "and a few metadata columns); not a module CSV file")
+def _refuse_long_line(path: Path, line_no: int, limit: int, row: str = MODULE_ROW) -> None:
+    raise DataError(f"{path}: row {line_no} is longer than {limit:,} bytes (a row holds {row}); refused unread")
 
 
 def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
@@ -400,7 +406,7 @@ def read_econt_links(path: str | Path, econt_config: str | Path,
         raise DataError(f"data.econt_config {econt_config}: selects {cfg.algorithm_name}; the module's "
                         "geometry comes from an autoencoder configuration (algorithm 4), whose MUX puts "
                         "each TC at its autoencoder slot (e.g. the simulated module's mc_ttbar_AE_init.yaml)")
-    rows = scan_csv_lines(Path(path))      # an overlong line refused unread; the read's size checked first
+    rows = scan_csv_lines(Path(path), row=LINK_ROW)   # an overlong line refused unread; the size checked first
     require(Need(f"{path} ({rows:,} rows of link words)", memory=rows * LINK_ROW_BYTES))
     rx = read_rx(path)
     if max_rows is not None:

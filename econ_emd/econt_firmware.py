@@ -34,10 +34,9 @@ from econ_emd.econt.links import read_rx, read_tx
 from econ_emd.econt.registers import ae_register_values, load_config
 from econ_emd.econt.verify import CONFIG_NAME, OUTPUT_NAMES, find_input
 
-log = logging.getLogger("econ_emd")
+from .stages.result import ECONT_FIRMWARE_DIR     # the reports' folder under the run directory, one per vector
 
-#: where the reports go under the run directory, one folder per vector
-OUTPUT_DIR = "econt_firmware"
+log = logging.getLogger("econ_emd")
 
 #: the block's product cuts, as the firmware flow takes them (layer -> fractional bits)
 ASIC_PRODUCT_CUTS = {"conv2d": ae.CONV_FRACTION, "dense": ae.DENSE_FRACTION}
@@ -130,7 +129,7 @@ def run_ae_firmware(folder: str, run_cfg, output: str | None = None, rtl: bool =
     from econ_emd.base.digests import tree_digest
 
     folder = Path(folder)
-    out_dir = Path(output) if output else Path(run_cfg.run_dir) / OUTPUT_DIR / folder.name
+    out_dir = Path(output) if output else Path(run_cfg.run_dir) / ECONT_FIRMWARE_DIR / folder.name
     claim_output_folder(out_dir, "--output")          # before any work: nothing of the user's is replaced
     real_out = out_dir.resolve()
     if folder.resolve() == real_out or folder.resolve().is_relative_to(real_out):

@@ -14,11 +14,9 @@ from econ_emd.base.seeds import MAX_RUN_SEED, derive_seed, seed_int
 
 from .config import RunConfig
 from .sizes import neemo_needs
+from .stages.result import NEEMO_DIR
 
 log = logging.getLogger("econ_emd")
-
-#: where NEEMo's results go under the run directory
-NEEMO_DIR = "neemo"
 
 
 def _read_modules(path: str, drop_zero_sum: bool = True) -> np.ndarray:

@@ -39,7 +39,8 @@ from econ_emd.training.losses import LOSS_SETTINGS, LOSSES, NEEDS_EMD_CNN, loss_
 
 from .config import RunConfig
 from .stages import compare_econt, compare_losses, data, firmware, training
-from .stages.result import SUMMARY_FILE, StageContext, StageResult, read_summary
+from .stages.result import (CACHE_DIR, ECONT_FIRMWARE_DIR, NEEMO_DIR, SCAN_DIR, SUMMARY_FILE, StageContext,
+                            StageResult, read_summary)
 
 log = logging.getLogger("econ_emd")
 
@@ -428,18 +429,12 @@ def unit_folders() -> tuple[str, ...]:
     """The folders of a run directory whose entries are units built with `building` (the
     scan's points, `econt firmware`'s reports): the only places, beside the top level, where
     a swap's `.<unit>.old` folder can be the product's."""
-    from .econt_firmware import OUTPUT_DIR
-    from .scan import SCAN_DIR
-
-    return (SCAN_DIR, OUTPUT_DIR)
+    return (SCAN_DIR, ECONT_FIRMWARE_DIR)
 
 
 def product_folders() -> tuple[str, ...]:
     """Every folder of a run directory the product owns (`base.rundir.sweep_debris` looks
     nowhere else): the stages', the unit folders, NEEMo's results and the caches."""
-    from .neemo_cmd import NEEMO_DIR
-    from .stages.result import CACHE_DIR
-
     return (*STAGES, *unit_folders(), NEEMO_DIR, CACHE_DIR)
 
 

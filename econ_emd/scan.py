@@ -32,11 +32,10 @@ from econ_emd.base.limits import require
 from econ_emd.base.tables import markdown_table
 
 from .config import RunConfig
-from .stages.result import BOOKKEEPING, StageResult
+from .stages.result import BOOKKEEPING, SCAN_DIR, StageResult
 
 log = logging.getLogger("econ_emd")
 
-SCAN_DIR = "scan"
 
 
 @dataclass(frozen=True)

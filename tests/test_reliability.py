@@ -250,10 +250,21 @@ def _wide_row(path: Path) -> None:
         fh.write("1," * 5_000_000 + "1\n")                   # one row of 5,000,001 fields
 
 
+def _wide_link_row(path: Path) -> None:
+    with open(path, "w") as fh:
+        fh.write(",".join(f"RX_DATA_{i}" for i in range(12)) + "\n")
+        fh.write("0," * 5_000_000 + "0\n")
+
+
+ASIC = str(Path(__file__).parent / "fixtures" / "econt_vectors" / "BC_2eTx" / "init.yaml")
+
+
 HANG = [
     ("csv-row-of-5M-fields", _wide_row, "wide.csv",
      lambda f: ["data", "--set", "data.source=csv", "--set", f"data.path={f}"],
      r"wide\.csv: row 2 is longer than 1,048,576 bytes"),
+    ("link-words-row-of-5M-fields", _wide_link_row, "rx.csv", lambda f: ["econt", "run", "-i", f, "--asic", ASIC],
+     r"rx\.csv: row 2 is longer than 1,048,576 bytes \(a row holds the 12 input link words"),
     ("n-modules-at-the-schema-maximum", None, None, lambda f: ["data", "--set", "data.n_modules=50000000"],
      r"data\.n_modules=50000000: needs about \d+ GB of memory, .* available"),
     ("thirty-million-label-pairs", None, None, lambda f: ["pipeline", "--set", "label.random_pairs=30000000"],
@@ -277,6 +288,9 @@ def test_hang_refused_within_seconds_and_little_memory(tmp_path, name, make, fil
     if make is not None:
         make(Path(f))
     args = argv(f)
+    if args[:2] == ["econt", "run"]:            # the emulator reads no run configuration
+        _refused_quickly(args, pattern, tmp_path)
+        return
     if "-c" not in args:
         args += ["-c", SMOKE]
     _refused_quickly([*args, "--run-dir", str(tmp_path / "run"), "-q"], pattern, tmp_path)

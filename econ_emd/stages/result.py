@@ -23,8 +23,12 @@ log = logging.getLogger("econ_emd")
 #: keys the registry adds to every summary.json (not part of any result)
 BOOKKEEPING = ("stage_hash", "output_digests", "input_digests", SIGNATURE_FIELD)
 SUMMARY_FILE = "summary.json"
-#: the run directory's folder of caches (the exact-EMD cache is its `emd/`, by default)
+#: the run directory's folders that are not stages: the exact-EMD cache (its `emd/`, by
+#: default), the scan's points, NEEMo's results, `econt firmware`'s reports
 CACHE_DIR = "cache"
+SCAN_DIR = "scan"
+NEEMO_DIR = "neemo"
+ECONT_FIRMWARE_DIR = "econt_firmware"
 _WARNED: set[Path] = set()      # summaries already reported as untrusted (once per process)
 
 
