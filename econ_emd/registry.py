@@ -372,7 +372,7 @@ def build_unit(cfg: RunConfig, run_dir: Path, stage: Stage | str, folder: Path,
         summary["stage_hash"] = h
         summary["input_digests"] = inputs
         summary["output_digests"] = {f: output_digest(work, f) for f in s.outputs if (work / f).exists()}
-        # signed as it is read back (JSON values), so the reader verifies exactly these bytes' meaning
+        # signed in the form a reader gets back (plain JSON values: numpy numbers converted)
         atomic_write_json(work / SUMMARY_FILE, sign_document(json.loads(json_text(summary))))
     return result
 
