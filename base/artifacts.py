@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -16,9 +17,17 @@ from typing import Any, Iterator
 import numpy as np
 
 
+#: the exact names `atomic_path` gives its temporaries (`tempfile.mkstemp`: 8 random
+#: characters): the only files the debris sweep of a run folder removes
+TEMPORARY_NAME = re.compile(r"\.(?P<final>.+)\.[a-z0-9_]{8}\.tmp(?:\.[A-Za-z0-9]{1,8})?")
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    An OSError about the temporary (a full disk while writing it) names `path`, the file
+    the user knows, instead of the temporary's random name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
@@ -27,6 +36,10 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename).name == tmp_path.name:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -48,6 +61,15 @@ def ensure_free_space(folder: str | Path, nbytes: int) -> None:
     if free < nbytes + FREE_SPACE_MARGIN:
         raise OSError(errno.ENOSPC, f"no space left for ~{(nbytes + FREE_SPACE_MARGIN) >> 20} MiB "
                                     f"({free >> 20} MiB free)", str(folder))
+
+
+def atomic_save_model(model, path: str | Path) -> None:
+    """Save a Keras model as `.h5` atomically, after checking the disk has room for it (its
+    weights and optimizer state, 3 x 4 bytes a parameter, and 1 MB of structure): h5py
+    crashes the process on a full disk instead of raising."""
+    ensure_free_space(Path(path).parent, 12 * int(model.count_params()) + (1 << 20))
+    with atomic_path(path, ".h5") as tmp:
+        model.save(tmp, save_format="h5")
 
 
 def atomic_save_npy(path: str | Path, values: np.ndarray) -> None:
@@ -148,18 +170,56 @@ def building(final: str | Path, key: str, pause: str | None = None) -> Iterator[
 OUTPUT_MARKER = ".econ-emd-output"
 
 
+def _check_parents(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of `path` must be a folder (not a file, a device or a
+    dangling link), so the output's folders can be made."""
+    from .errors import UserError
+
+    for parent in path.absolute().parents:
+        if parent.is_symlink() and not parent.exists():
+            raise UserError(f"{flag} {path}: {parent} is a symbolic link to a missing folder")
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is not a folder")
+            return
+
+
 def claim_output_folder(path: str | Path, flag: str) -> None:
     """Refuse an output folder the product must not replace: a file or other non-folder,
-    or a non-empty folder it did not make (no `OUTPUT_MARKER`): the user's own files are
-    never deleted to make room for an output."""
+    a path under a file, or a non-empty folder it did not make (no `OUTPUT_MARKER`): the
+    user's own files are never deleted to make room for an output."""
     from .errors import UserError
 
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise UserError(f"{flag} {path}: exists and is not a folder the product made")
+    _check_parents(path, flag)
     if path.is_dir() and any(path.iterdir()) and not (path / OUTPUT_MARKER).is_file():
         raise UserError(f"{flag} {path}: a folder with files the product did not write; "
                         "name a new or empty folder")
+
+
+def claim_output_file(path: str | Path, flag: str, inputs: tuple[str | Path, ...] = ()) -> None:
+    """Refuse an output file the product must not write: anything but a new file or an
+    existing regular file (a symbolic link, a folder, a device, a FIFO), a path under a
+    file, or one of the command's own inputs. The file is then written by `atomic_path`
+    (temporary + rename), which replaces only a regular file."""
+    from .errors import UserError
+
+    path = Path(path)
+    if path.is_symlink():
+        raise UserError(f"{flag} {path}: a symbolic link; name a regular file (the link is not followed "
+                        "or replaced)")
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise UserError(f"{flag} {path}: {what}; name a new or regular file")
+    _check_parents(path, flag)
+    for i in inputs:
+        try:
+            if path.exists() and os.path.samefile(path, i):
+                raise UserError(f"{flag} {path}: the command's input {i}; name another file")
+        except FileNotFoundError:
+            pass
 
 
 def mark_output_folder(path: str | Path) -> None:

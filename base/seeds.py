@@ -25,6 +25,11 @@ PURPOSES: dict[str, tuple[str, int]] = {
 }
 
 
+#: the largest run seed: every offset purpose's integer seed (run seed + offset) must stay
+#: below 2^32, what numpy's legacy seeding, scikit-learn and TensorFlow's ops all accept
+MAX_RUN_SEED = 2**32 - 1 - max(v for kind, v in PURPOSES.values() if kind == "offset")
+
+
 def derive_seed(run_seed: int, purpose: str, *keys: int) -> np.random.SeedSequence:
     """The SeedSequence of `purpose` for this run (np.random.default_rng takes it directly)."""
     try:

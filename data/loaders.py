@@ -11,6 +11,12 @@ dataset of the file), or a group holding one 1D dataset per `CALQ_<i>` column.
 Every defect of the input is reported as a `DataError` naming the file, the row (1-based
 line of the file for CSV, 0-based module index for HDF5) and the column. Zero-sum modules
 are not errors: `clean_modules` drops and counts them.
+
+Size is judged before anything is read whole: a CSV file is first streamed in blocks (a
+line longer than `MAX_CSV_LINE_BYTES`, e.g. a row of millions of fields, is refused at
+once, without being held), which also counts its rows; an HDF5 dataset declares its shape.
+Either way the memory the read needs is checked against what the machine has
+(`base.limits`) before the read starts.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from econ_emd.base.errors import ConfigError, DataError
+from econ_emd.base.limits import Need, require
 from econ_emd.geometry import N_TC
 
 CALQ_COLUMNS = [f"CALQ_{i}" for i in range(N_TC)]
@@ -33,6 +40,19 @@ FILE_SOURCES = ("csv", "hdf5", "econt_links", "ntuple")
 #: generator (data/detector.py), the training part of the simulated crossings (data/crossings.py)
 BUILTIN_SOURCES = ("synthetic", "detector", "simulated_crossings")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+#: the longest line of a CSV file read as modules: 48 charges and an ECON-T file's metadata
+#: columns take a few hundred bytes; a longer line is refused without being held in memory
+MAX_CSV_LINE_BYTES = 1 << 20
+#: the most columns a header may name (ECON-T files have tens)
+MAX_CSV_COLUMNS = 10_000
+#: bytes of memory per value of a file read into modules: the parsed frame or dataset, its
+#: float64 copy, and the charges split and stored by the data stage (measured peak, rounded up)
+BYTES_PER_READ_VALUE = 24
+#: bytes of memory per row of link words read (the text, its lines and the words: 870
+#: measured with tracemalloc on 12,000 rows)
+LINK_ROW_BYTES = 1_000
+#: what a row of a link-word file holds (for the message refusing an overlong one)
+LINK_ROW = "the 12 input link words RX_DATA_0..11 and a few other columns"
 
 
 @dataclass(frozen=True)
@@ -115,22 +135,79 @@ def _data_line(path: Path, has_header: bool, index: int) -> int:
     return index + (2 if has_header else 1)
 
 
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+#: what a row of a module CSV file holds (for the message refusing an overlong one)
+MODULE_ROW = f"the {N_TC} charges and a few metadata columns"
+
+
+def scan_csv_lines(path: Path, max_lines: int | None = None, limit: int = MAX_CSV_LINE_BYTES,
+                   row: str = MODULE_ROW) -> int:
+    """Stream the file in blocks and count its lines (the first `max_lines`, if given),
+    refusing at once a line longer than `limit` bytes (`row`: what a row should hold, for
+    the message): nothing larger than one block is ever held, whatever the file holds."""
+    lines, current = 0, 0
+    try:
+        with _open_bytes(path) as fh:
+            while max_lines is None or lines < max_lines:
+                block = fh.read(1 << 20)
+                if not block:
+                    break
+                ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+                if len(ends):
+                    lengths = np.diff(ends, prepend=-1)
+                    lengths[0] += current
+                    too_long = np.flatnonzero(lengths - 1 > limit)
+                    if len(too_long):
+                        _refuse_long_line(path, lines + int(too_long[0]) + 1, limit, row)
+                    lines += len(ends)
+                    current = len(block) - int(ends[-1]) - 1
+                else:
+                    current += len(block)
+                if current > limit:
+                    _refuse_long_line(path, lines + 1, limit, row)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: the gzip-compressed file is damaged or truncated ({exc})") from None
+    return lines + (current > 0)
+
+
+def _refuse_long_line(path: Path, line_no: int, limit: int, row: str = MODULE_ROW) -> None:
+    raise DataError(f"{path}: row {line_no} is longer than {limit:,} bytes (a row holds {row}); refused unread")
+
+
 def read_csv(path: str | Path, max_rows: int | None = None) -> np.ndarray:
     """The validated (n, 48) float64 charges of one ECON-T style CSV file (or .csv.gz).
 
-    Rows are numbered as lines of the file (a header is row 1; blank lines count)."""
+    Rows are numbered as lines of the file (a header is row 1; blank lines count). The file
+    is streamed once first (`scan_csv_lines`): an overlong row is refused at once, and the
+    memory of the read is checked before it starts."""
     import pandas as pd
 
     path = Path(path)
     try:
         with _open_text(path) as fh:
-            first = next(csv.reader(fh), None)
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as exc:
+            first_line = fh.readline(MAX_CSV_LINE_BYTES + 1)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         why = f"byte {exc.start} is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
         raise DataError(f"{path}: not a UTF-8 text CSV file ({why})") from None
+    if len(first_line) > MAX_CSV_LINE_BYTES:
+        _refuse_long_line(path, 1, MAX_CSV_LINE_BYTES)
+    try:
+        first = next(csv.reader([first_line]), None)
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a UTF-8 text CSV file ({exc})") from None
     if first is None or not any(c.strip() for c in first):
         raise DataError(f"{path}: the file is empty")
+    if len(first) > MAX_CSV_COLUMNS:
+        raise DataError(f"{path}: row 1 has {len(first):,} columns; a module CSV file has the {N_TC} charges "
+                        f"and at most {MAX_CSV_COLUMNS:,} columns in all")
     has_header, cols = _header_and_columns(path, first)
+    n_lines = scan_csv_lines(path, None if max_rows is None else max_rows + 1)
+    rows = max(n_lines - has_header, 0) if max_rows is None else min(max(n_lines - has_header, 0), max_rows)
+    require(Need(f"{path} ({rows:,} rows of {len(first)} columns)",
+                 memory=rows * max(len(first), N_TC) * BYTES_PER_READ_VALUE))
     try:
         # All columns are read (so pandas checks every row's width); only the charges
         # must be numbers, metadata columns may hold anything.
@@ -167,7 +244,11 @@ def read_hdf5(path: str | Path, key: str | None = None, max_rows: int | None = N
         if key is not None:
             if key not in fh:
                 raise DataError(f"{path}: no dataset or group '{key}' (has: {', '.join(fh.keys())})")
-            node = fh[key]
+            try:
+                node = fh[key]
+            except (KeyError, OSError) as exc:
+                raise DataError(f"{path}: data.hdf5_key '{key}' is a link to nothing that can be opened "
+                                f"({fh.get(key, getlink=True)}: {exc})") from None
         else:
             found: list[str] = []
             fh.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
@@ -181,15 +262,23 @@ def read_hdf5(path: str | Path, key: str | None = None, max_rows: int | None = N
                 raise DataError(f"{path}: several 2D datasets ({', '.join(found)}): set data.hdf5_key")
         sl = slice(None, max_rows)
         if isinstance(node, h5py.Group):
-            missing = [c for c in CALQ_COLUMNS if c not in node]
-            if missing:
-                raise DataError(f"{path}: group '{node.name}' lacks column {missing[0]}")
-            lengths = {c: node[c].shape for c in CALQ_COLUMNS}
+            columns = {}
+            for c in CALQ_COLUMNS:
+                try:
+                    columns[c] = node[c]
+                except (KeyError, OSError):
+                    raise DataError(f"{path}: group '{node.name}' lacks column {c}") from None
+                if not isinstance(columns[c], h5py.Dataset):
+                    raise DataError(f"{path}: '{columns[c].name}' is a group, not a column of charges")
+            lengths = {c: columns[c].shape for c in CALQ_COLUMNS}
             odd = [c for c in CALQ_COLUMNS if lengths[c] != lengths[CALQ_COLUMNS[0]] or len(lengths[c]) != 1]
             if odd:
                 raise DataError(f"{path}: column {odd[0]} has shape {lengths[odd[0]]} but {CALQ_COLUMNS[0]} "
                                 f"has {lengths[CALQ_COLUMNS[0]]}: every column must be 1D and of one length")
-            values = np.stack([np.asarray(node[c][sl], dtype=np.float64) for c in CALQ_COLUMNS], 1)
+            for c in CALQ_COLUMNS:
+                _check_real(path, columns[c])
+            _require_read(path, node.name, lengths[CALQ_COLUMNS[0]][0], max_rows)
+            values = np.stack([np.asarray(columns[c][sl], dtype=np.float64) for c in CALQ_COLUMNS], 1)
         else:
             if node.ndim != 2 or node.shape[1] < N_TC:
                 raise DataError(f"{path}: dataset '{node.name}' has shape {node.shape}; "
@@ -197,12 +286,62 @@ def read_hdf5(path: str | Path, key: str | None = None, max_rows: int | None = N
             if node.shape[0] == N_TC and node.shape[1] > N_TC:
                 raise DataError(f"{path}: dataset '{node.name}' has shape {node.shape}: it looks transposed "
                                 f"(modules must be rows, the {N_TC} charges the first columns)")
-            if not np.issubdtype(node.dtype, np.number):
-                raise DataError(f"{path}: dataset '{node.name}' is not numeric ({node.dtype})")
+            _check_real(path, node)
+            _require_read(path, node.name, node.shape[0], max_rows)
             values = np.asarray(node[sl, :N_TC], dtype=np.float64)
     if values.shape[0] == 0:
         raise DataError(f"{path}: the dataset is empty")
     return _validated(values, path, lambda row: row)
+
+
+def _check_real(path: Path, dataset) -> None:
+    """Charges are real numbers: integers or floats (a complex dataset would lose its
+    imaginary part in the float64 copy; strings and compound types are not charges)."""
+    dtype = dataset.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        what = "complex" if np.issubdtype(dtype, np.complexfloating) else "not numeric"
+        raise DataError(f"{path}: dataset '{dataset.name}' is {what} ({dtype}); charges are real numbers")
+
+
+def _require_read(path: Path, name: str, rows: int, max_rows: int | None) -> None:
+    """Refuse, before reading, a dataset whose declared rows this machine cannot hold (an
+    HDF5 file of a few bytes may declare a dataset of any size: its chunks are never written)."""
+    n = rows if max_rows is None else min(rows, max_rows)
+    require(Need(f"{path}: dataset '{name}' ({rows:,} x {N_TC} charges" +
+                 (f", {n:,} read)" if n != rows else ")"), memory=n * N_TC * BYTES_PER_READ_VALUE))
+
+
+def declared_rows(source: str, path: str | Path, hdf5_key: str | None = None) -> int | None:
+    """The number of modules a data file (or folder of files) declares, without reading
+    them: an HDF5 dataset's shape; for CSV, the byte size over the first data line's
+    (an estimate; the read itself checks exactly). None where it cannot tell (a file that
+    is missing or damaged: its reader gives the precise error)."""
+    import h5py
+
+    try:
+        files = _files_of(Path(path), CSV_SUFFIXES if source in ("csv", "econt_links") else HDF5_SUFFIXES)
+    except DataError:
+        return None
+    total = 0
+    for f in files:
+        try:
+            if source in ("csv", "econt_links"):
+                if _is_gzip(f):
+                    return None
+                with open(f, "rb") as fh:
+                    head = fh.read(2 * MAX_CSV_LINE_BYTES).split(b"\n")
+                line = max(len(head[1]) if len(head) > 1 else len(head[0]), 1)
+                total += f.stat().st_size // line
+            else:
+                with h5py.File(f, "r") as fh:
+                    node = fh[hdf5_key] if hdf5_key else fh
+                    shapes = []
+                    node.visititems(lambda n, o: shapes.append(o.shape) if isinstance(o, h5py.Dataset) else None) \
+                        if isinstance(node, h5py.Group) else shapes.append(node.shape)
+                    total += max((s[0] for s in shapes if len(s) >= 1), default=0)
+        except (OSError, KeyError, ValueError):
+            return None
+    return total
 
 
 def _validated(values: np.ndarray, path: Path, row_name) -> np.ndarray:
@@ -262,6 +401,8 @@ def read_econt_links(path: str | Path, econt_config: str | Path,
     from econ_emd.econt.registers import load_config
 
     cfg = load_config(econt_config)
+    rows = scan_csv_lines(Path(path), row=LINK_ROW)   # an overlong line refused unread; the size checked first
+    require(Need(f"{path} ({rows:,} rows of link words)", memory=rows * LINK_ROW_BYTES))
     rx = read_rx(path)
     if max_rows is not None:
         rx = rx[:max_rows]

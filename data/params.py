@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from econ_emd.base.schema import Strict
+from econ_emd.base.schema import PathName, Strict
 from econ_emd.base.units import ADC_PER_MIP_T
 
 from econ_emd.econt.links import N_ETX
@@ -14,6 +14,13 @@ from econ_emd.econt.links import N_ETX
 from .allocation import N_LAYERS
 from .loaders import BUILTIN_SOURCES, FILE_SOURCES
 from .ntuples import CHARGE_BRANCHES
+
+#: the largest charge, noise or threshold a setting may give in ADC counts: far above the
+#: 22-bit ECON-T charge, and small enough that every module sum stays a finite float
+ADC_LIMIT = 2**31 - 1
+#: the largest count of pairs (and modules read from files) a setting may ask for; the
+#: size check (econ_emd.sizes) refuses what this machine cannot hold long before that
+MAX_COUNT = 1_000_000_000
 
 
 class SyntheticParams(Strict):
@@ -26,26 +33,26 @@ class SyntheticParams(Strict):
     shower_probability: float = Field(0.55, ge=0, le=1, description="P(module holds >= 1 shower)")
     extra_showers_mean: float = Field(0.35, ge=0, le=10, description="Poisson mean of further showers")
     em_fraction: float = Field(0.5, ge=0, le=1, description="fraction of showers that are EM-like")
-    energy_min_mip: float = Field(3.0, gt=0, description="lower edge of the shower energy spectrum")
-    energy_max_mip: float = Field(3000.0, gt=0, description="upper cut of the spectrum")
+    energy_min_mip: float = Field(3.0, gt=0, le=1e6, description="lower edge of the shower energy spectrum")
+    energy_max_mip: float = Field(3000.0, gt=0, le=1e7, description="upper cut of the spectrum")
     spectrum_index: float = Field(2.0, gt=1, le=6, description="dN/dE ~ E^-index")
-    em_core_radius: float = Field(0.7, gt=0, description="EM core exponential radius")
-    em_halo_radius: float = Field(2.5, gt=0, description="EM halo exponential radius")
+    em_core_radius: float = Field(0.7, gt=0, le=100, description="EM core exponential radius")
+    em_halo_radius: float = Field(2.5, gt=0, le=100, description="EM halo exponential radius")
     em_core_fraction: float = Field(0.8, ge=0, le=1, description="energy share of the EM core")
-    had_radius: float = Field(2.0, gt=0, description="hadronic sub-cluster exponential radius")
+    had_radius: float = Field(2.0, gt=0, le=100, description="hadronic sub-cluster exponential radius")
     had_subclusters_max: int = Field(4, ge=1, le=16, description="hadronic sub-clusters: 1..max")
-    had_subcluster_spread: float = Field(3.0, ge=0, description="sub-cluster offset scale")
-    centre_spread: float = Field(2.5, ge=0, description="shower centre: random TC + disc of this radius")
-    hits_per_mip: float = Field(3.0, gt=0, description="sampled energy hits per MIP_T (fluctuations)")
-    hits_min: int = Field(12, ge=1)
-    hits_max: int = Field(400, ge=1)
-    pileup_mu_min: float = Field(0.002, ge=0, description="pile-up hits per TC: log-uniform lower edge")
-    pileup_mu_max: float = Field(1.5, ge=0, description="pile-up hits per TC: log-uniform upper edge")
-    pileup_hit_mip: float = Field(0.8, gt=0, description="mean energy of one pile-up hit (exponential)")
-    noise_sigma_adc: float = Field(3.0, ge=0, description="Gaussian electronics noise per TC")
-    zero_suppression_adc: float = Field(18.0, ge=0, description="charges below this are zeroed (~0.5 MIP_T)")
-    adc_per_mip: float = Field(ADC_PER_MIP_T, gt=0, description="ADC counts per MIP_T")
-    adc_max: int = Field(2**22 - 1, gt=0, description="charge saturation (22-bit)")
+    had_subcluster_spread: float = Field(3.0, ge=0, le=100, description="sub-cluster offset scale")
+    centre_spread: float = Field(2.5, ge=0, le=100, description="shower centre: random TC + disc of this radius")
+    hits_per_mip: float = Field(3.0, gt=0, le=1000, description="sampled energy hits per MIP_T (fluctuations)")
+    hits_min: int = Field(12, ge=1, le=100_000)
+    hits_max: int = Field(400, ge=1, le=100_000)
+    pileup_mu_min: float = Field(0.002, ge=0, le=100, description="pile-up hits per TC: log-uniform lower edge")
+    pileup_mu_max: float = Field(1.5, ge=0, le=100, description="pile-up hits per TC: log-uniform upper edge")
+    pileup_hit_mip: float = Field(0.8, gt=0, le=1e4, description="mean energy of one pile-up hit (exponential)")
+    noise_sigma_adc: float = Field(3.0, ge=0, le=ADC_LIMIT, description="Gaussian electronics noise per TC")
+    zero_suppression_adc: float = Field(18.0, ge=0, le=ADC_LIMIT, description="charges below this are zeroed (~0.5 MIP_T)")
+    adc_per_mip: float = Field(ADC_PER_MIP_T, gt=0, le=ADC_LIMIT, description="ADC counts per MIP_T")
+    adc_max: int = Field(2**22 - 1, gt=0, le=ADC_LIMIT, description="charge saturation (22-bit)")
 
     @model_validator(mode="after")
     def _ranges(self) -> "SyntheticParams":
@@ -82,7 +89,7 @@ class DetectorParams(Strict):
     placement: Literal[PLACEMENTS] = Field(
         "reference", description="reference: every module at the calibrated module's place; allocation: places "
                                  "drawn from the detector's modules (each module equally likely)")
-    allocation_path: Optional[str] = Field(
+    allocation_path: Optional[PathName] = Field(
         None, description="per-module allocation CSV (Layer, ModU, ModV, ECONT_eTX, HD_LD, as the CMS "
                           "ModuleLinkSummary.csv); default: the embedded per-ring summary")
     links: Optional[list[int]] = Field(None, description="allocation: only modules with these ECON-T link counts")
@@ -119,11 +126,11 @@ class NtupleParams(Strict):
 
 class DataParams(Strict):
     source: Literal[(*BUILTIN_SOURCES, *FILE_SOURCES)] = "synthetic"
-    path: Optional[str] = Field(None, description="csv/hdf5 file or directory of files")
-    hdf5_key: Optional[str] = Field(None, description="dataset inside the HDF5 file")
-    econt_config: Optional[str] = Field(None, description="ASIC init.yaml decoding econt_links words")
+    path: Optional[PathName] = Field(None, description="csv/hdf5 file or directory of files")
+    hdf5_key: Optional[PathName] = Field(None, description="dataset inside the HDF5 file")
+    econt_config: Optional[PathName] = Field(None, description="ASIC init.yaml decoding econt_links words")
     n_modules: int = Field(100_000, ge=10, le=50_000_000, description="synthetic or detector modules")
-    max_modules: Optional[int] = Field(None, ge=10, description="cap on modules read from files")
+    max_modules: Optional[int] = Field(None, ge=10, le=MAX_COUNT, description="cap on modules read from files")
     split: SplitParams = SplitParams()
     synthetic: SyntheticParams = SyntheticParams()
     detector: DetectorParams = DetectorParams()
@@ -149,8 +156,8 @@ class PerturbParams(Strict):
 
 
 class LabelParams(Strict):
-    random_pairs: int = Field(60_000, ge=0, description="random module pairs, split like the data")
-    perturbed_pairs: int = Field(60_000, ge=0, description="(module, perturbed module) pairs")
+    random_pairs: int = Field(60_000, ge=0, le=MAX_COUNT, description="random module pairs, split like the data")
+    perturbed_pairs: int = Field(60_000, ge=0, le=MAX_COUNT, description="(module, perturbed module) pairs")
     perturb: PerturbParams = PerturbParams()
 
     @model_validator(mode="after")

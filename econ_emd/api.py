@@ -34,7 +34,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _load_config(path, overrides)
 
 
-def run_stage(name: str, config: RunConfig, run_dir: str | Path | None = None, progress: bool = False):
+def run_stage(name: str, config: RunConfig, run_dir: str | Path | None = None, progress: bool = False,
+              adopt_run_dir: bool = False):
     """Run one pipeline stage into the run directory, as ``econ-emd <command>`` does.
 
     Parameters
@@ -49,6 +50,9 @@ def run_stage(name: str, config: RunConfig, run_dir: str | Path | None = None, p
         Where the run lives; None for the configuration's `run_dir`.
     progress
         Show progress bars.
+    adopt_run_dir
+        Use a non-empty folder the product did not make as the run directory (as
+        ``--adopt-run-dir``); without it such a folder raises `UserError`.
 
     Returns
     -------
@@ -57,20 +61,21 @@ def run_stage(name: str, config: RunConfig, run_dir: str | Path | None = None, p
         stages it reads must be current, else `StageOrderError`; another process holding
         the run directory raises `RunDirBusy`.
     """
-    from econ_emd.base.rundir import run_dir_lock
+    from econ_emd.base.rundir import holding_run_dir
 
-    from .registry import STAGES
+    from .registry import RUN_FILES, STAGES, product_folders, unit_folders
     from .registry import run_stage as _run_stage
 
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
     folder = Path(run_dir if run_dir is not None else config.run_dir)
-    with run_dir_lock(folder, f"econ_emd.run_stage({name!r})"):
+    with holding_run_dir(folder, f"econ_emd.run_stage({name!r})", product_folders(), unit_folders(), RUN_FILES,
+                         adopt_run_dir):
         return _run_stage(config, folder, name, progress)
 
 
 def run_pipeline(config: RunConfig, run_dir: str | Path | None = None, force: bool = False,
-                 progress: bool = False) -> Path:
+                 progress: bool = False, adopt_run_dir: bool = False) -> Path:
     """Run every enabled stage in order, skipping the current ones, and write the run report.
 
     Parameters
@@ -83,19 +88,24 @@ def run_pipeline(config: RunConfig, run_dir: str | Path | None = None, force: bo
         Rerun every stage even when current.
     progress
         Show progress bars.
+    adopt_run_dir
+        Use a non-empty folder the product did not make as the run directory (as
+        ``--adopt-run-dir``).
 
     Returns
     -------
     Path
         The run report, ``<run_dir>/report.md`` (``report.json`` beside it).
     """
-    from econ_emd.base.rundir import run_dir_lock
+    from econ_emd.base.rundir import holding_run_dir
 
     from . import report
+    from .registry import RUN_FILES, product_folders, unit_folders
     from .registry import run_pipeline as _run_pipeline
 
     folder = Path(run_dir if run_dir is not None else config.run_dir)
-    with run_dir_lock(folder, "econ_emd.run_pipeline"):
+    with holding_run_dir(folder, "econ_emd.run_pipeline", product_folders(), unit_folders(), RUN_FILES,
+                         adopt_run_dir):
         _run_pipeline(config, folder, force, progress)
         return report.write(folder)
 

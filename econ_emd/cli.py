@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from econ_emd.base.rundir import ADOPT_FLAG
+
 from . import __version__
 
 log = logging.getLogger("econ_emd")
@@ -56,6 +58,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override the config's run_dir")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override one config value, e.g. --set data.n_modules=5000 (repeatable)")
+    p.add_argument(ADOPT_FLAG, action="store_true",
+                   help="use a non-empty folder the product did not make as the run directory (marks it as one); "
+                        "its stage folders (data/, label/, ...) are then the product's to replace")
     _verbosity(p)
 
 
@@ -213,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
     from .registry import command_stage, run_pipeline, run_stage
 
     from econ_emd.base.errors import ConfigError
-    from econ_emd.base.rundir import run_dir_lock, sweep_debris
+    from econ_emd.base.rundir import holding_run_dir
 
     if args.command == "econt" and args.econt_command in ("run", "verify", "export"):
         from .econt_cmd import run_emulator, run_verify
@@ -245,9 +250,9 @@ def _run(args: argparse.Namespace) -> int:
 
         run_ae_firmware(args.folder, cfg, args.output, rtl=not args.no_rtl)
         return EXIT_OK
-    with run_dir_lock(run_dir, what):
-        for p in sweep_debris(run_dir):
-            log.debug("removed %s (left by a killed run)", p)
+    from .registry import RUN_FILES, product_folders, unit_folders
+
+    with holding_run_dir(run_dir, what, product_folders(), unit_folders(), RUN_FILES, adopt=args.adopt_run_dir):
         if args.command == "neemo":
             from .neemo_cmd import run_estimate, run_fit
 

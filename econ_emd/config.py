@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from econ_emd.base.errors import ConfigError
 from econ_emd.base.schema import Strict
+from econ_emd.base.seeds import MAX_RUN_SEED
+from econ_emd.base.yamlload import YamlTooLarge, safe_load
 from econ_emd.data.params import DataParams, LabelParams
 from econ_emd.emd.params import EmdParams
 from econ_emd.firmware.params import FirmwareParams, RtlParams
@@ -34,7 +36,8 @@ class RunConfig(Strict):
     validated once when it is loaded; every stage reads its declared keys from it."""
 
     run_dir: str = Field("runs/default", min_length=1, description="where every stage writes")
-    seed: int = Field(1234, ge=0, description="seed of data generation, splits and pairs")
+    seed: int = Field(1234, ge=0, le=MAX_RUN_SEED, description="seed of data generation, splits and pairs "
+                                                              "(every stream's seed stays below 2^32)")
     data: DataParams = DataParams()
     label: LabelParams = LabelParams()
     emd: EmdParams = EmdParams()
@@ -46,6 +49,13 @@ class RunConfig(Strict):
     rtl: RtlParams = RtlParams()
     neemo: NeemoConfig = NeemoConfig()
     scan: ScanParams = ScanParams()
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name a folder (it is blank)")
+        return v
 
 
 #: keys of earlier versions -> their name now (a config that still uses one gets a one-line
@@ -78,7 +88,8 @@ def _describe(err: dict) -> str:
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
     if "input" in err and not isinstance(err["input"], dict) and kind != "value_error":
-        msg += f" (got {err['input']!r})"
+        got = repr(err["input"])
+        msg += f" (got {got if len(got) <= 80 else got[:77] + '...'})"
     return f"{key}: {msg}"
 
 
@@ -86,12 +97,14 @@ def _apply_override(data: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. data.n_modules=1000")
     key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(p.strip() for p in parts):
+        raise ConfigError(f"--set {assignment!r}: KEY must name a config key, e.g. data.n_modules=1000")
     try:
-        value = yaml.safe_load(raw)
+        value = safe_load(raw)
     except yaml.YAMLError:
         value = raw
     node = data
-    parts = key.strip().split(".")
     for p in parts[:-1]:
         child = node.setdefault(p, {})
         if not isinstance(child, dict):
@@ -124,7 +137,9 @@ def _read(path: Path) -> str:
 
 def _validate(path: Path, text: str, overrides: list[str] | None) -> RunConfig:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
+    except YamlTooLarge as exc:
+        raise ConfigError(f"{path}: the YAML {exc}; a run configuration holds a few hundred") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

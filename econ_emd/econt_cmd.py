@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from econ_emd.base.artifacts import atomic_write_text
+from econ_emd.base.artifacts import atomic_write_text, claim_output_file
 from econ_emd.base.errors import CheckFailed, UserError
+from econ_emd.base.limits import Need, require
+from econ_emd.data.loaders import LINK_ROW, LINK_ROW_BYTES, scan_csv_lines
 from econ_emd.econt.emulator import emulate
 from econ_emd.econt.links import format_tx, read_rx
 from econ_emd.econt.registers import load_config
@@ -16,7 +18,15 @@ log = logging.getLogger("econ_emd")
 
 
 def run_emulator(input_csv: str, config: str, output: str | None) -> None:
+    """Emulate; the words go to standard output, or to `output`: a new or regular file only
+    (never a link, folder, device or FIFO, nor one of the inputs), checked before any work."""
+    to_file = output is not None and output != "-"
+    if to_file:
+        claim_output_file(output, "--output", inputs=(input_csv, config))
     cfg = load_config(config)
+    if Path(input_csv).is_file():       # an overlong line refused unread; the read's size checked first
+        rows = scan_csv_lines(Path(input_csv), row=LINK_ROW)
+        require(Need(f"--input {input_csv} ({rows:,} rows of link words)", memory=rows * LINK_ROW_BYTES))
     rx = read_rx(input_csv)
     try:
         out = emulate(cfg, rx)
@@ -24,12 +34,10 @@ def run_emulator(input_csv: str, config: str, output: str | None) -> None:
         raise UserError(f"econt run: the emulator failed on {config} ({type(exc).__name__}: "
                         f"{' '.join(str(exc).split())}); please report it") from None
     text = format_tx(out.tx)
-    if output is None or output == "-":
+    if not to_file:
         print(text, end="")
         return
     path = Path(output)
-    if path.is_dir():
-        raise UserError(f"--output {output}: is a directory")
     atomic_write_text(path, text)
     log.info("%s: %d crossings, %s on %d links -> %s", input_csv, len(rx), cfg.algorithm_name,
              cfg.n_etx, path)
@@ -53,6 +61,10 @@ def _describe(r: VectorResult) -> list[str]:
 
 
 def run_verify(folder: str) -> None:
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{folder}: a file; econt verify takes a folder of test vectors (folders holding "
+                        "init.yaml and testOutput.csv[.gz])")
     report = verify_tree(folder, progress=lambda r: print("\n".join(_describe(r)), flush=True))
     counts = {s: sum(r.status == s for r in report.results)
               for s in ("match", "mismatch", "error", "skipped")}

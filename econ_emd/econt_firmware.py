@@ -34,10 +34,9 @@ from econ_emd.econt.links import read_rx, read_tx
 from econ_emd.econt.registers import ae_register_values, load_config
 from econ_emd.econt.verify import CONFIG_NAME, OUTPUT_NAMES, aligned_start, find_input
 
-log = logging.getLogger("econ_emd")
+from .stages.result import ECONT_FIRMWARE_DIR     # the reports' folder under the run directory, one per vector
 
-#: where the reports go under the run directory, one folder per vector
-OUTPUT_DIR = "econt_firmware"
+log = logging.getLogger("econ_emd")
 
 LATENT_LSB = 2.0 ** -ae.DENSE_FRACTION
 
@@ -127,11 +126,15 @@ def run_ae_firmware(folder: str, run_cfg, output: str | None = None, rtl: bool =
     from econ_emd.base.digests import tree_digest
 
     folder = Path(folder)
+    out_dir = Path(output) if output else Path(run_cfg.run_dir) / ECONT_FIRMWARE_DIR / folder.name
+    claim_output_folder(out_dir, "--output")          # before any work: nothing of the user's is replaced
+    real_out = out_dir.resolve()
+    if folder.resolve() == real_out or folder.resolve().is_relative_to(real_out):
+        raise UserError(f"--output {out_dir}: holds the vector folder {folder}, which the report would replace; "
+                        "name another folder")
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
     cfg, rx, tx = _vector(folder)
-    out_dir = Path(output) if output else Path(run_cfg.run_dir) / OUTPUT_DIR / folder.name
-    claim_output_folder(out_dir, "--output")
     key = tree_digest(folder) + repr((rtl, run_cfg.firmware.model_dump_json(), run_cfg.rtl.model_dump_json()))
     with building(out_dir, hashlib.sha256(key.encode()).hexdigest()[:16]) as work:
         summary = _run(cfg, rx, tx, folder, work, run_cfg, rtl)

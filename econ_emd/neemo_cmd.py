@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from econ_emd.base.errors import ConfigError, DataError
-from econ_emd.base.seeds import derive_seed, seed_int
+from econ_emd.base.limits import require
+from econ_emd.base.seeds import MAX_RUN_SEED, derive_seed, seed_int
 
 from .config import RunConfig
+from .sizes import neemo_needs
+from .stages.result import NEEMO_DIR
 
 log = logging.getLogger("econ_emd")
 
@@ -48,12 +51,15 @@ def _pairs(cfg: RunConfig, args: argparse.Namespace) -> tuple[np.ndarray, np.nda
             rows = np.flatnonzero(empty)
             log.warning("neemo: %d pair(s) with a zero-sum module skipped (data rows %s%s)", len(rows),
                         ", ".join(map(str, rows[:5])), " ..." if len(rows) > 5 else "")
+        require(neemo_needs(cfg, int((~empty).sum()), f"{args.modules_a} vs {args.modules_b} "
+                                                      f"({int((~empty).sum()):,} pairs)"))
         return a[~empty], b[~empty], f"{args.modules_a} vs {args.modules_b}"
     from econ_emd.neemo.events import random_module_pairs
 
     n = args.pairs if args.pairs is not None else cfg.neemo.random_pairs
     if n < 1:
         raise ConfigError(f"--pairs {n}: must be >= 1")
+    require(neemo_needs(cfg, n, f"--pairs {n}" if args.pairs is not None else f"neemo.random_pairs={n}"))
     seed = derive_seed(cfg.seed, "neemo_random_pairs")
     a, b = random_module_pairs(n, seed)
     return a, b, f"{n} random synthetic module pairs (seed {seed.entropy})"
@@ -69,7 +75,7 @@ def run_estimate(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> di
     from econ_emd.neemo.plots import plot_estimates
 
     a, b, source = _pairs(cfg, args)
-    out = Path(cfg.run_dir) / "neemo" / "estimate"
+    out = Path(cfg.run_dir) / NEEMO_DIR / "estimate"
     out.mkdir(parents=True, exist_ok=True)
     weights = module_pair_weights(a, b)
     log.info("neemo: %d pairs (%s), %d potential steps each, batched", len(a), source, cfg.neemo.steps)
@@ -79,16 +85,23 @@ def run_estimate(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> di
     exact = exact_emd(a / a.sum(1, keepdims=True), b / b.sum(1, keepdims=True))
     t_exact = time.perf_counter() - t0
     stats = estimate_statistics(res.estimate, exact)
+    identical = int((exact <= 0).sum())
     table = pd.DataFrame({"neemo": res.estimate, "exact": exact, "relative_error": stats.pop("relative_error")})
     with atomic_path(out / "estimates.csv") as tmp:
         table.to_csv(tmp, index_label="pair")
-    summary = {"source": source, "n_pairs": int(len(a)), "steps": cfg.neemo.steps, **stats,
+    summary = {"source": source, "n_pairs": int(len(a)), "identical_pairs": identical, "steps": cfg.neemo.steps,
+               **stats,
                "seconds": res.seconds, "seconds_per_estimate": res.seconds / len(a), "exact_seconds": t_exact}
     plot_estimates(out / "neemo_vs_exact.png", exact, res.estimate, res, tc_centres(), weights)
     atomic_write_json(out / "summary.json", summary)
-    log.info("neemo: median |NEEMo - exact| / exact = %.2f%% (p90 %.2f%%), max (NEEMo - exact) / exact = %+.2f%%; "
+    if identical == len(a):
+        log.info("neemo: every pair holds two identical modules (exact EMD 0): no relative error; largest "
+                 "NEEMo estimate %.3g; written to %s", float(np.max(res.estimate)), out)
+        return summary
+    log.info("neemo: median |NEEMo - exact| / exact = %.2f%% (p90 %.2f%%), max (NEEMo - exact) / exact = %+.2f%%%s; "
              "%.2f s per estimate (batched, all cores); written to %s", 100 * summary["median_abs_relative_error"],
              100 * summary["p90_abs_relative_error"], 100 * summary["max_relative_error"],
+             f" ({identical} identical pair(s), exact EMD 0, left out)" if identical else "",
              summary["seconds_per_estimate"], out)
     return summary
 
@@ -117,10 +130,17 @@ def run_fit(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> dict:
     from econ_emd.neemo.plots import plot_fit
 
     fit = _fit_params(cfg, args)
+    if not 0 <= args.event_seed <= MAX_RUN_SEED:
+        raise ConfigError(f"--event-seed {args.event_seed}: must be in 0..{MAX_RUN_SEED}")
     if args.modules:
-        mods = _read_modules(args.modules)
+        # --index counts the file's modules as they stand, zero-sum rows included (dropping
+        # them first would shift every later index onto another module)
+        mods = _read_modules(args.modules, drop_zero_sum=False)
         if not 0 <= args.index < len(mods):
-            raise DataError(f"--index {args.index}: {args.modules} has {len(mods)} modules")
+            raise DataError(f"--index {args.index}: {args.modules} has {len(mods)} modules (0..{len(mods) - 1})")
+        if mods[args.index].sum() <= 0:
+            raise DataError(f"--index {args.index}: module {args.index} of {args.modules} has no charge "
+                            "(every TC is zero): nothing to fit")
         points, energies = tc_centres(), mods[args.index] / mods[args.index].sum()
         name, truth = f"module{args.index}", None
         what = f"module {args.index} of {args.modules}"
@@ -133,7 +153,7 @@ def run_fit(cfg: RunConfig, args: argparse.Namespace, progress: bool) -> dict:
         what = f"synthetic event with {args.clusters} clusters (seed {args.event_seed})"
     if (energies > 0).sum() < fit.k:
         raise DataError(f"{what}: fewer deposits than k={fit.k}")
-    out = Path(cfg.run_dir) / "neemo" / "fit" / f"{name}_{fit.shape}{fit.k}"
+    out = Path(cfg.run_dir) / NEEMO_DIR / "fit" / f"{name}_{fit.shape}{fit.k}"
     out.mkdir(parents=True, exist_ok=True)
     log.info("neemo fit: %d %ss to %s", fit.k, fit.shape, what)
     res = fit_shapes([(points, energies)], fit, cfg.neemo.potential(), seed_int(cfg.seed, "neemo_potential"),

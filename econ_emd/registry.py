@@ -24,20 +24,23 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from econ_emd.base.artifacts import atomic_write_json, building, read_json
+from econ_emd.base.artifacts import atomic_write_json, building, json_text, work_folder
 from econ_emd.base.digests import file_digest, tree_digest
-from econ_emd.base.errors import CheckFailed, StageOrderError
+from econ_emd.base.errors import CheckFailed, ConfigError, StageOrderError
+from econ_emd.base.integrity import sign_document
 from econ_emd.base.testhooks import pause_for_test
 from econ_emd.firmware.reports import VENDOR_OUTPUTS
 from econ_emd.training.losses import LOSS_SETTINGS, LOSSES, NEEDS_EMD_CNN, loss_settings
 
 from .config import RunConfig
 from .stages import asic, compare_econt, compare_losses, data, firmware, training
-from .stages.result import StageContext, StageResult
+from .stages.result import (CACHE_DIR, ECONT_FIRMWARE_DIR, NEEMO_DIR, SCAN_DIR, SUMMARY_FILE, StageContext,
+                            StageResult, read_summary)
 
 log = logging.getLogger("econ_emd")
 
@@ -296,9 +299,8 @@ def input_digests(cfg: RunConfig, run_dir: Path, stage: Stage | str) -> dict[str
     s = _stage(stage)
     out = {}
     for up in s.inputs(cfg):
-        try:
-            recorded = read_json(run_dir / up / "summary.json").get("output_digests", {})
-        except (OSError, ValueError, AttributeError):
+        recorded = (read_summary(run_dir / up) or {}).get("output_digests")
+        if not isinstance(recorded, dict):
             recorded = {}
         for f in STAGES[up].outputs:
             out[f"{up}/{f}"] = recorded.get(f, "missing")
@@ -329,14 +331,18 @@ def unit_current(cfg: RunConfig, run_dir: Path, stage: Stage | str, folder: Path
     s = _stage(stage)
     if any(not is_current(cfg, run_dir, up) for up in s.inputs(cfg)):
         return False
+    summary = read_summary(folder)           # signed by the product, or not trusted at all
+    if summary is None:
+        return False
     try:
-        summary = read_json(folder / "summary.json")
         result = s.result.from_json(summary)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return False
     if summary.get("stage_hash") != stage_hash(cfg, run_dir, s) or result.check_passed is False:
         return False
-    recorded = summary.get("output_digests", {})
+    recorded = summary.get("output_digests")
+    if not isinstance(recorded, dict):
+        return False
     for f in s.outputs:
         path = folder / f
         if not path.exists():
@@ -364,22 +370,32 @@ def build_unit(cfg: RunConfig, run_dir: Path, stage: Stage | str, folder: Path,
     if missing:
         raise StageOrderError(f"stage '{s.name}' needs up-to-date outputs of: {', '.join(missing)} "
                               f"(run `econ-emd {STAGES[missing[0]].command}` or `econ-emd pipeline`)")
+    refuse_inputs_inside(cfg, {s.name: folder})
     h = stage_hash(cfg, run_dir, s)
     inputs = input_digests(cfg, run_dir, s)
     with building(folder, h, pause=f"before-swap:{s.name}") as work:
-        result = body(work)
+        try:
+            result = body(work)
+        except OSError as exc:    # a write refused where no file was named (a library's write): name the unit
+            if exc.filename is None and exc.errno is not None:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(folder)) from None
+            raise
         summary = result.to_json()
         summary["stage_hash"] = h
         summary["input_digests"] = inputs
         summary["output_digests"] = {f: output_digest(work, f) for f in s.outputs if (work / f).exists()}
-        atomic_write_json(work / "summary.json", summary)
+        # signed in the form a reader gets back (plain JSON values: numpy numbers converted)
+        atomic_write_json(work / SUMMARY_FILE, sign_document(json.loads(json_text(summary))))
     return result
 
 
 def run_stage(cfg: RunConfig, run_dir: Path, name: str, progress: bool = True) -> StageResult:
     """Run one stage (its input stages must be current) and record its result and digests."""
+    from . import sizes
+
     stage = STAGES[name]
     final = run_dir / name
+    sizes.check(cfg, run_dir, [name])
     result = build_unit(cfg, run_dir, stage, final,
                         lambda work: stage.run(StageContext(cfg, run_dir, work, progress)))
     if result.check_passed is False:
@@ -395,8 +411,14 @@ def stages_to_run(cfg: RunConfig, run_dir: Path, force: bool = False) -> list[st
 
 def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: bool = True) -> None:
     """Every enabled stage in order, skipping up-to-date ones unless `force`; the stages
-    that will run are prepared first (`Stage.prepare`), beside the earlier stages."""
-    todo = set(stages_to_run(cfg, run_dir, force))
+    that will run are prepared first (`Stage.prepare`), beside the earlier stages. Before
+    the first, no input the user named may lie in a folder one of them replaces."""
+    from . import sizes
+
+    order = stages_to_run(cfg, run_dir, force)
+    todo = set(order)
+    refuse_inputs_inside(cfg, {name: run_dir / name for name in todo})
+    sizes.check(cfg, run_dir, order)
     with contextlib.ExitStack() as preparations:
         for name in STAGES:
             if name in todo and STAGES[name].prepare is not None:
@@ -409,6 +431,49 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
                 log.info("%s: up to date, skipped", name)
                 continue
             run_stage(cfg, run_dir, name, progress)
+
+
+#: the run directory's top-level files (the run report)
+RUN_FILES = ("report.md", "report.json")
+
+
+def unit_folders() -> tuple[str, ...]:
+    """The folders of a run directory whose entries are units built with `building` (the
+    scan's points, `econt firmware`'s reports): the only places, beside the top level, where
+    a swap's `.<unit>.old` folder can be the product's."""
+    return (SCAN_DIR, ECONT_FIRMWARE_DIR)
+
+
+def product_folders() -> tuple[str, ...]:
+    """Every folder of a run directory the product owns (`base.rundir.sweep_debris` looks
+    nowhere else): the stages', the unit folders, NEEMo's results and the caches."""
+    return (*STAGES, *unit_folders(), NEEMO_DIR, CACHE_DIR)
+
+
+def user_paths(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(key, path) of every file or folder the config names that the product reads (or,
+    for the cache, keeps) and never replaces."""
+    out = [(k, v) for k, v in (("data.path", cfg.data.path), ("data.econt_config", cfg.data.econt_config),
+                               ("data.detector.allocation_path", cfg.data.detector.allocation_path),
+                               ("firmware.encoder_path", cfg.firmware.encoder_path),
+                               ("encoder.emd_cnn_path", cfg.encoder.emd_cnn_path),
+                               ("emd.cache_dir", cfg.emd.cache_dir)) if v]
+    out += [(f"compare_losses.emd_cnn_files[{i}]", f) for i, f in enumerate(cfg.compare_losses.emd_cnn_files)]
+    return out
+
+
+def refuse_inputs_inside(cfg: RunConfig, folders: dict[str, Path]) -> None:
+    """Refuse, before anything is replaced, a path the user named (`user_paths`) inside a
+    folder the command is about to rebuild (`folders`: unit name -> folder; its work folder
+    and swap folder count too): the rebuild would delete it."""
+    for name, folder in folders.items():
+        roots = [Path(os.path.realpath(p)) for p in (folder, work_folder(folder),
+                                                     folder.with_name(f".{folder.name}.old"))]
+        for key, value in user_paths(cfg):
+            real = Path(os.path.realpath(value))
+            if any(real == r or real.is_relative_to(r) for r in roots):
+                raise ConfigError(f"{key} {value}: inside the folder of '{name}' ({folder}), which this command "
+                                  "rebuilds and replaces; move it out of the run folder")
 
 
 def load_results(run_dir: Path) -> dict[str, StageResult]:

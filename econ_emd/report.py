@@ -4,7 +4,8 @@ Composes the results of every stage present in the run directory, in the registr
 (each stage's result renders its own section), the bit-exactness table across the checks,
 and links to every PNG of the run. Rebuilt at the end of every `econ-emd pipeline` and by
 `econ-emd report`: it only reads the stage summaries, so it always reflects the stages on
-disk.
+disk, and only summaries the product signed (`stages.result.read_summary`): a figure edited
+into a summary by hand is never printed.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from econ_emd.base.artifacts import atomic_write_text, json_text
 
 from .registry import STAGES, load_results
 from .stages.firmware import bit_exactness_markdown
+from .stages.result import SUMMARY_FILE
 
 #: the bit-exactness table goes before the stage whose section follows the checks
 BIT_EXACTNESS_BEFORE = "resources"
@@ -37,7 +39,12 @@ def build(run_dir: str | Path) -> tuple[str, dict]:
     out["plots"] = [str(p) for p in pngs]
     if pngs:
         md += ["## Plots", ""] + [f"- [{p}]({p})" for p in pngs] + [""]
-    missing = [k for k in STAGES if k not in results]
+    untrusted = [k for k in STAGES if k not in results and (run_dir / k / SUMMARY_FILE).exists()]
+    missing = [k for k in STAGES if k not in results and k not in untrusted]
+    if untrusted:
+        md += [f"Not shown, their summaries are not signed by this product (edited, or written by another user or "
+               f"machine; rerun them): {', '.join(untrusted)}.", ""]
+        out["stages_not_trusted"] = untrusted
     if missing:
         md += [f"Stages not run yet: {', '.join(missing)}.", ""]
     return "\n".join(md), out

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from econ_emd.base.artifacts import atomic_write_json, atomic_write_text, save_figure
+from econ_emd.base.limits import require
 from econ_emd.base.tables import markdown_table
 
 from .config import RunConfig
-from .stages.result import BOOKKEEPING, StageResult
+from .stages.result import BOOKKEEPING, SCAN_DIR, StageResult
 
 log = logging.getLogger("econ_emd")
 
-SCAN_DIR = "scan"
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,11 @@ def run_scan(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict:
     from .registry import SCAN_POINT, build_unit, unit_current
     from .stages.result import emd_runner
 
+    from . import sizes
+    from .registry import is_current
+
+    require([*[n for name in ("data", "label", "emd_cnn") if not is_current(cfg, run_dir, name)
+               for n in sizes.stage_needs(cfg, run_dir, name)], *sizes.scan_needs(cfg, run_dir)])
     _prepare(cfg, run_dir, progress)
     root = run_dir / SCAN_DIR
     root.mkdir(parents=True, exist_ok=True)

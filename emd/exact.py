@@ -40,12 +40,14 @@ for _backend in ("TENSORFLOW", "TORCH", "JAX", "CUPY"):
     os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
 
 from econ_emd.base.artifacts import atomic_path  # noqa: E402
+from econ_emd.base.errors import ToolError  # noqa: E402
+from econ_emd.base.integrity import bytes_verify, sign_bytes  # noqa: E402
 from econ_emd.geometry import N_TC, distance_matrix, tc_centres  # noqa: E402
 
 log = logging.getLogger("econ_emd")
 
 SOLVERS = ("simplex", "wasserstein", "pot")
-CACHE_VERSION = "emd-v2"
+CACHE_VERSION = "emd-v3"      # v3: entries signed with the product's key (base.integrity)
 DASK_CONNECT_TIMEOUT = "20s"
 
 
@@ -225,35 +227,40 @@ def _cache_path(cache_dir: str, key: str) -> Path:
     return Path(cache_dir) / key[:2] / f"{key}.npz"
 
 
-def _entry_checksum(key: str, values: np.ndarray) -> str:
-    return hashlib.sha256(key.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+def _entry_bytes(key: str, values: np.ndarray) -> bytes:
+    return key.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes()
 
 
 def _cache_save(path: Path, key: str, values: np.ndarray) -> None:
-    """An entry carries its key (the digest of its inputs) and a checksum of key + values."""
+    """An entry carries its key (the digest of its inputs) and the product's signature of
+    key + values (`base.integrity`: a forger without the key cannot make one that verifies).
+    A folder squatting on an entry's name is left alone: the chunk is just not cached."""
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        log.warning("exact-EMD cache: %s is not a file; this chunk is not cached", path)
+        return
     with atomic_path(path, ".npz") as tmp:
         np.savez(tmp, emd=np.asarray(values, dtype=np.float64), key=np.array(key),
-                 checksum=np.array(_entry_checksum(key, values)))
+                 signature=np.array(sign_bytes(_entry_bytes(key, values))))
 
 
 def _cache_load(path: Path, key: str, a: np.ndarray, b: np.ndarray, solver: str) -> np.ndarray | None:
     """The cached values of this chunk, or None (absent, damaged, or wrong: recompute).
 
-    Never trusted on its word: the entry must name this key, match its own checksum, and
-    agree with a fresh solution of a few of its pairs (a rewritten but self-consistent
-    entry is caught there)."""
+    Never trusted on its word: the entry must name this key, carry the product's signature
+    of key + values (an entry rewritten by anyone without the key, even self-consistently,
+    fails here), and agree with a fresh solution of a few of its pairs."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            values, stored_key, checksum = z["emd"], str(z["key"]), str(z["checksum"])
+            values, stored_key, signature = z["emd"], str(z["key"]), str(z["signature"])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         log.warning("exact-EMD cache: %s is unreadable; recomputing it", path)
         return None
     n = a.shape[0]
-    if (stored_key != key or values.shape != (n,) or checksum != _entry_checksum(key, values)
-            or not np.isfinite(values).all()):
-        log.warning("exact-EMD cache: %s does not match its key or checksum; recomputing it", path)
+    if (stored_key != key or values.shape != (n,) or values.dtype != np.float64
+            or not bytes_verify(_entry_bytes(key, values), signature) or not np.isfinite(values).all()):
+        log.warning("exact-EMD cache: %s does not match its key or the product's signature; recomputing it", path)
         return None
     probe = np.unique(np.linspace(0, n - 1, min(CACHE_SPOT_CHECKS, n)).astype(int))
     if not np.allclose(emd_chunk(a[probe], b[probe], solver), values[probe], rtol=1e-9, atol=1e-12):
@@ -410,12 +417,16 @@ def _indexed(idx: int, a: np.ndarray, b: np.ndarray, start: int, stop: int,
 
 def _run_dask(a: np.ndarray, b: np.ndarray, todo: list[tuple[int, int, int]], solver: str,
               address: str) -> Iterator[tuple[int, np.ndarray]]:
-    from distributed import Client, as_completed
-
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ToolError(f"emd.dask_scheduler {address}: the Dask client is not installed "
+                        "(pip install distributed)") from None
     try:
         client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
-    except OSError as exc:
-        raise RuntimeError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ToolError(f"emd.dask_scheduler {address}: cannot reach the Dask scheduler ({why})") from None
     with client:
         fa, fb = client.scatter([a, b], broadcast=False)
         futures = [client.submit(_indexed, idx, fa, fb, s, e, solver, pure=False) for idx, s, e in todo]

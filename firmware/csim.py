@@ -48,7 +48,7 @@ def build_testbench(project_dir: str | Path, compiler: str = "g++") -> Path:
     cmd = [cxx, "-O2", "-std=c++14", "-w", f"-I{project_dir / 'firmware' / 'ap_types'}",
            f"-I{project_dir / 'firmware'}", f"-I{project_dir}", f'-DWEIGHTS_DIR="{weights}"',
            str(test), str(project_dir / "firmware" / "myproject.cpp"), "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise_if_refused_write(proc.stderr + proc.stdout, out)
         raise CsimError(f"testbench compilation failed:\n{proc.stderr[-3000:]}")
@@ -61,7 +61,8 @@ def run_testbench(project_dir: str | Path, binary: Path) -> np.ndarray:
     log = project_dir / "tb_data" / "csim_results.log"
     if log.exists():
         log.unlink()
-    proc = subprocess.run([str(binary)], cwd=project_dir, capture_output=True, text=True)
+    proc = subprocess.run([str(binary)], cwd=project_dir, capture_output=True, text=True, encoding="utf-8",
+                          errors="replace")
     if proc.returncode != 0 or not log.exists():
         raise_if_refused_write(proc.stderr + proc.stdout, log)
         raise CsimError(f"testbench run failed (exit {proc.returncode}): {proc.stderr[-2000:]}")

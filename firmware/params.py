@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from econ_emd.base.schema import Strict
+from econ_emd.base.schema import PathName, Strict
 
-from .parts import YOSYS_FAMILIES
+from .parts import PART_NAME, YOSYS_FAMILIES
 
 
 class BudgetParams(Strict):
@@ -22,17 +22,26 @@ class BudgetParams(Strict):
 
 
 class FirmwareParams(Strict):
-    encoder_path: Optional[str] = Field(None, description="a QKeras encoder .h5 to convert instead of the run's")
+    encoder_path: Optional[PathName] = Field(None, description="a QKeras encoder .h5 to convert instead of the run's")
     backend: Literal["Vitis", "Vivado"] = "Vitis"
     io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
     strategy: Literal["Latency", "Resource", "distributed_arithmetic"] = "Latency"
     reuse_factor: int = Field(1, ge=1, le=4096)
-    part: str = Field("xcvu13p-flga2577-2-e", min_length=3)
+    part: str = Field("xcvu13p-flga2577-2-e", min_length=3, max_length=64,
+                      description="a Xilinx part name (xc<device>-<package>-<speed>[-<grade>])")
     clock_period_ns: float = Field(4.167, gt=0, le=100, description="4.167 ns = 240 MHz")
-    n_check: int = Field(10_000, ge=1, description="held-out modules in the bit-accuracy check")
-    tolerance_lsb: int = Field(0, ge=0, description="largest mismatch (in output LSB) still accepted")
+    n_check: int = Field(10_000, ge=1, le=10_000_000, description="held-out modules in the bit-accuracy check")
+    tolerance_lsb: int = Field(0, ge=0, le=2**16, description="largest mismatch (in output LSB) still accepted")
     cosim: bool = Field(False, description="vendor co-simulation when the vendor tool is present")
     budget: BudgetParams = BudgetParams()
+
+    @field_validator("part")
+    @classmethod
+    def _part_name(cls, v: str) -> str:
+        if not PART_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a Xilinx part name (xc<device>-<package>-<speed>[-<grade>], "
+                             "e.g. xcvu13p-flga2577-2-e or xc7z020clg400-1)")
+        return v
 
 
 class RtlParams(Strict):
@@ -46,4 +55,4 @@ class RtlParams(Strict):
     synthesize: Literal["auto", "always", "never"] = Field(
         "auto", description="Yosys synthesis: auto = when Yosys is installed")
     yosys_family: Literal[("auto", *YOSYS_FAMILIES)] = Field("auto", description="auto = from firmware.part")
-    yosys_timeout_s: float = Field(1800.0, gt=0)
+    yosys_timeout_s: float = Field(1800.0, gt=0, le=7 * 86400)

@@ -6,6 +6,13 @@ listed here still synthesize (family from the part-name prefix); their percentag
 """
 from __future__ import annotations
 
+import re
+
+#: the shape of a Xilinx part name, as hls4ml and the reports take it: xc<device> and one
+#: to three dash-separated fields (package, speed grade, temperature grade), or the device
+#: and package run together (xc7z020clg400-1)
+PART_NAME = re.compile(r"xc[a-z0-9]+(?:-[a-z0-9]+){1,3}", re.IGNORECASE)
+
 #: part-name prefix -> (LUT, FF, DSP, BRAM_18K)
 CAPACITY: dict[str, tuple[int, int, int, int]] = {
     "xcvu13p": (1_728_000, 3_456_000, 12_288, 5_376),

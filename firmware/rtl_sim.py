@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -113,16 +114,49 @@ def verilator_command() -> tuple[list[str], dict]:
 MAKE_VARIABLES = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0 CFG_CXXFLAGS_PCH_I=-include"
 
 
+#: characters GNU make handles in a folder's path; Verilator's generated makefiles refuse a
+#: build folder with spaces outright, and others (quotes, `$`, non-ASCII) break its rules
+MAKE_SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@%=,:-]+")
+
+
 def build_simulator(project_dir: str | Path, layout: PortLayout, jobs: int = 2) -> Path:
-    """Verilate the wrapper with the streaming testbench; returns the simulator binary.
+    """Verilate the wrapper with the streaming testbench; returns the simulator binary
+    (`sim/verilator/stream_tb` in the project).
 
     C++ is compiled at -O0: for a wide, flat netlist the compilation, not the simulation of
-    a few thousand modules, dominates the stage's time, and -Os multiplies it."""
+    a few thousand modules, dominates the stage's time, and -Os multiplies it.
+
+    Verilator's makefiles cannot build in a folder whose path holds spaces (verilated.mk
+    stops) or other characters make splits or expands: a project in such a place (a run
+    folder named `my runs/été`) is built in a temporary folder of a safe name, from a copy
+    of its sources, and the build is copied back."""
     project_dir = Path(project_dir).resolve()
-    cmd, env_extra = verilator_command()
     obj = project_dir / "sim" / "verilator"
     if obj.exists():
         shutil.rmtree(obj)
+    if MAKE_SAFE_PATH.fullmatch(str(project_dir)):
+        _verilate(project_dir, layout, jobs)
+        return obj / "stream_tb"
+    scratch = Path(tempfile.mkdtemp(prefix="econ-emd-verilator-"))
+    try:
+        if not MAKE_SAFE_PATH.fullmatch(str(scratch)):
+            raise RtlToolError(f"{project_dir}: Verilator cannot build under this path (spaces or special "
+                               f"characters), nor in the temporary folder {scratch}; set TMPDIR to a folder "
+                               "named with plain characters")
+        shutil.copytree(project_dir / "src", scratch / "src")
+        _verilate(scratch, layout, jobs)
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(scratch / "sim" / "verilator", obj, symlinks=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return obj / "stream_tb"
+
+
+def _verilate(project_dir: Path, layout: PortLayout, jobs: int) -> None:
+    """Verilator's build in `project_dir` (a make-safe path), into `sim/verilator/`."""
+    cmd, env_extra = verilator_command()
+    obj = project_dir / "sim" / "verilator"
+    obj.parent.mkdir(parents=True, exist_ok=True)
     defines = (f"-DN_IN={layout.n_in} -DN_OUT={layout.n_out} -DBW_IN={layout.bits_in} "
                f"-DBW_OUT={layout.bits_out} -DSIGNED_OUT={int(layout.signed_out)}")
     args = cmd + ["--cc", "--exe", "--build", "-j", str(jobs), "-Wno-fatal", "-Wno-lint", "-Wno-style",
@@ -131,13 +165,12 @@ def build_simulator(project_dir: str | Path, layout: PortLayout, jobs: int = 2) 
                   "-MAKEFLAGS", MAKE_VARIABLES,
                   "-o", "stream_tb", *map(str, verilog_sources(project_dir)), str(TESTBENCH)]
     proc = subprocess.run(args, cwd=project_dir / "src", env={**os.environ, **env_extra},
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace")
     binary = obj / "stream_tb"
     if proc.returncode != 0 or not binary.exists():
         raise_if_refused_write(proc.stderr + proc.stdout, obj)
         raise RtlToolError(f"Verilator build failed (exit {proc.returncode}): "
                            f"{(proc.stderr or proc.stdout)[-3000:]}")
-    return binary
 
 
 def simulate(binary: Path, inputs: np.ndarray, layout: PortLayout, extra_cycles: int) -> np.ndarray:
@@ -146,7 +179,7 @@ def simulate(binary: Path, inputs: np.ndarray, layout: PortLayout, extra_cycles:
         fin, fout = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
         np.ascontiguousarray(inputs, dtype=np.int32).tofile(fin)
         proc = subprocess.run([str(binary), str(fin), str(fout), str(extra_cycles)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, encoding="utf-8", errors="replace")
         if proc.returncode != 0:
             raise_if_refused_write(proc.stderr + proc.stdout, fout)
             raise RtlToolError(f"RTL simulation failed (exit {proc.returncode}): {proc.stderr[-2000:]}")

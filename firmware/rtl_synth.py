@@ -79,7 +79,7 @@ def run_yosys(project_dir: str | Path, family: str, timeout_s: float | None = No
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(yosys_command() + ["-q", "-l", "yosys.log", script.name], cwd=project_dir,
-                              capture_output=True, text=True, timeout=timeout_s)
+                              capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise RtlToolError(f"Yosys did not finish within {timeout_s:.0f} s") from None
     seconds = time.perf_counter() - t0

@@ -67,7 +67,10 @@ def plot_estimates(path: str | Path, exact: np.ndarray, estimate: np.ndarray, re
     a1.plot([0, top], [0, top], "k--", lw=1)
     a1.set_xlabel("exact EMD (POT)")
     a1.set_ylabel("NEEMo estimate")
-    a1.set_title(f"{len(exact)} pairs: median |rel. error| {np.median(np.abs(estimate - exact) / exact):.2%}")
+    defined = exact > 0          # identical modules (exact EMD 0) have no relative error
+    a1.set_title(f"{len(exact)} pairs: median |rel. error| "
+                 f"{np.median(np.abs(estimate - exact)[defined] / exact[defined]):.2%}" if defined.any()
+                 else f"{len(exact)} pairs of identical modules (exact EMD 0)")
     lo, hi = _bounds(tc_points)
     im = _heatmap(a2, result, 0, lo, hi)
     fig.colorbar(im, ax=a2, label="potential f")

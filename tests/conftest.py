@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# the product's signing key (base.integrity) of this test session, never the user's own;
+# the subprocesses the tests start inherit it
+os.environ.setdefault("ECON_EMD_KEY_FILE", str(Path(tempfile.mkdtemp(prefix="econ-emd-tests-")) / "key"))
 
 import numpy as np
 import pytest

@@ -242,12 +242,16 @@ def test_declared_reads_match_what_stages_use():
 def test_stage_hash_follows_input_digests(tmp_path):
     """Same config, different upstream outputs (or a different external encoder): new hash."""
     from econ_emd.base.artifacts import atomic_write_json
+    from econ_emd.base.integrity import sign_document
 
     cfg = load_config(CONFIG_DIR / "smoke.yaml")
-    atomic_write_json(tmp_path / "data" / "summary.json", {"output_digests": {"modules.h5": "aaa"}})
+    atomic_write_json(tmp_path / "data" / "summary.json", sign_document({"output_digests": {"modules.h5": "aaa"}}))
     h1 = stage_hash(cfg, tmp_path, "label")
-    atomic_write_json(tmp_path / "data" / "summary.json", {"output_digests": {"modules.h5": "bbb"}})
+    atomic_write_json(tmp_path / "data" / "summary.json", sign_document({"output_digests": {"modules.h5": "bbb"}}))
     assert stage_hash(cfg, tmp_path, "label") != h1
+    # the same figures unsigned (edited by hand) are not read at all: as if there were none
+    atomic_write_json(tmp_path / "data" / "summary.json", {"output_digests": {"modules.h5": "aaa"}})
+    assert stage_hash(cfg, tmp_path, "label") == stage_hash(cfg, tmp_path / "none", "label") != h1
     enc = tmp_path / "enc.h5"
     enc.write_bytes(b"one")
     ext = cfg.model_copy(update={"firmware": cfg.firmware.model_copy(update={"encoder_path": str(enc)})})

@@ -197,11 +197,14 @@ def test_help_and_show_config(capsys):
 
 
 def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
+    """Through firmware, csim, rtl and resources in a run folder whose path holds a space
+    and a non-ASCII character (g++, hls4ml, Verilator's makefiles must all cope)."""
     from econ_emd.models.econt import build_decoder, build_encoder
     from econ_emd.training.encoder_train import save_encoder
 
     save_encoder(build_encoder(), build_decoder(), tmp_path / "enc")
-    run = str(tmp_path / "run")
+    run_dir = tmp_path / "my runs" / "été 1"
+    run = str(run_dir)
     args = ["-c", SMOKE, "--run-dir", run, "-q", "--encoder", str(tmp_path / "enc" / "encoder.h5"),
             "--set", "firmware.n_check=40"]
     assert main(["firmware", *args]) == 0
@@ -210,17 +213,17 @@ def test_firmware_from_a_given_encoder_file_and_bad_file(tmp_path, capsys):
     assert "needs up-to-date outputs of: rtl" in capsys.readouterr().err
     assert main(["rtl", *args]) == 0
     assert main(["resources", *args]) == 0
-    report = json.loads((tmp_path / "run" / "resources" / "summary.json").read_text())
+    report = json.loads((run_dir / "resources" / "summary.json").read_text())
     assert report["exact_counts"]["weight_storage_bits"] == 2144 * 5
     # no vendor tool here: II and latency are judged on the RTL simulation's figures
     assert [(b["item"], b["source"].split(", Verilator ")[0], b["verdict"]) for b in report["budget"]] == [
         ("max_ii", "RTL simulation (Verilator)", "pass"), ("max_latency_ns", "RTL simulation (Verilator)", "pass")]
     assert all(b["source"].startswith("RTL simulation (Verilator), Verilator ") for b in report["budget"])
-    assert "rtl_latency_ns" in (tmp_path / "run" / "resources" / "resources.md").read_text()
+    assert "rtl_latency_ns" in (run_dir / "resources" / "resources.md").read_text()
     # `econ-emd report` rebuilds the run's report from the stages present
-    assert not (tmp_path / "run" / "report.md").exists()
+    assert not (run_dir / "report.md").exists()
     assert main(["report", "-c", SMOKE, "--run-dir", run, "-q"]) == 0
-    md = (tmp_path / "run" / "report.md").read_text()
+    md = (run_dir / "report.md").read_text()
     assert "## Resources and latency" in md and "Stages not run yet: data, label" in md
     bad = tmp_path / "bad.h5"
     bad.write_text("not a model")

@@ -182,28 +182,41 @@ def test_damaged_cache_entry_is_recomputed(modules, tmp_path):
     np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
 
 
-def _poison(entry, values, checksum=None):
+def _poison(entry, values, signature):
     with np.load(entry) as z:
         key = str(z["key"])
-    np.savez(entry, emd=values, key=np.array(key), checksum=np.array(checksum or emd_mod._entry_checksum(key, values)))
+    np.savez(entry, emd=values, key=np.array(key), signature=np.array(signature(key, values)))
 
 
 def test_poisoned_cache_entry_is_recomputed_not_trusted(modules, tmp_path):
-    """A valid file with wrong values: its checksum fails; with a forged checksum the spot
-    check fails; either way the chunk is solved again and the right values come back."""
+    """A valid file with wrong values: its signature fails; a self-consistent forgery (a
+    digest of key + values recomputed, as anyone can) fails too, even where the spot check
+    would pass (only unprobed pairs changed); an entry moved under another key fails. Each
+    time the chunk is solved again and the right values come back. Negative control: the
+    same change signed with the product's key is taken as it is (the signature is what
+    catches it)."""
+    import hashlib
+
+    from econ_emd.base.integrity import sign_bytes
+
     a, b = modules[:64], modules[64:128]
     first = exact_emd(a, b, chunk_size=64, cache_dir=tmp_path)
     (entry,) = tmp_path.rglob("*.npz")
+    with np.load(entry) as z:
+        stale = str(z["signature"])
     wrong = first.copy()
     wrong[:60] = 1.0
-    with np.load(entry) as z:
-        stale = str(z["checksum"])
-    _poison(entry, wrong, checksum=stale)                     # values changed, checksum kept
+    _poison(entry, wrong, lambda k, v: stale)                 # values changed, signature kept
     np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
-    _poison(entry, wrong)                                     # a self-consistent forgery
+    unprobed = first.copy()
+    unprobed[[1, 2, 30]] += 0.5                               # the spot check probes rows 0, 21, 42, 63
+    digest = lambda k, v: hashlib.sha256(emd_mod._entry_bytes(k, v)).hexdigest()  # noqa: E731
+    _poison(entry, unprobed, digest)                          # a self-consistent forgery
     np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), first)
     with np.load(entry) as z:                                 # and the entry was rewritten right
         np.testing.assert_array_equal(z["emd"], first)
+    _poison(entry, unprobed, lambda k, v: sign_bytes(emd_mod._entry_bytes(k, v)))
+    np.testing.assert_array_equal(exact_emd(a, b, chunk_size=64, cache_dir=tmp_path), unprobed)
     other = tmp_path / "other"                                # an entry moved under another key
     exact_emd(a, b[::-1].copy(), chunk_size=64, cache_dir=other)
     (moved,) = other.rglob("*.npz")

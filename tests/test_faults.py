@@ -114,7 +114,7 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path, refe
         assert f"{stage}: up to date, skipped" in rerun.stderr
     assert "encoder[emd_cnn]: resuming after epoch 2" in rerun.stderr
     _same_outputs(reference, run)
-    leftovers = [p for p in run.rglob(".*") if p.name != ".lock"]
+    leftovers = [p for p in run.rglob(".*") if p.name not in (".lock", ".econ-emd-run")]
     assert not leftovers, leftovers
 
 
@@ -146,7 +146,7 @@ def test_interrupt_at_every_stage_before_its_outputs_get_their_name(tmp_path, re
     assert f"{stage}: up to date, skipped" not in rerun.stderr
     assert all(_current(run).values())
     _same_outputs(reference, run)
-    leftovers = [p for p in run.rglob(".*") if p.name != ".lock"]
+    leftovers = [p for p in run.rglob(".*") if p.name not in (".lock", ".econ-emd-run")]
     assert not leftovers, leftovers
 
 
@@ -277,8 +277,6 @@ def test_refused_write_is_one_line_and_exit_3(tmp_path, capsys, monkeypatch):
 def test_work_folder_of_another_configuration_is_not_resumed(tmp_path):
     """A killed run's work folder is kept only for the configuration it was built for; a
     finished one takes its final name with no marker left."""
-    import pytest
-
     from econ_emd.base.artifacts import WORK_MARKER, building
 
     final = tmp_path / "encoder"
@@ -299,13 +297,19 @@ def test_work_folder_of_another_configuration_is_not_resumed(tmp_path):
 
 def test_stale_temporaries_are_swept(tmp_path):
     from econ_emd.base.rundir import sweep_debris
+    from econ_emd.registry import RUN_FILES, product_folders, unit_folders
 
     (tmp_path / "encoder").mkdir()
-    junk = [tmp_path / "encoder" / ".checkpoint.npz.abc123.tmp.npz", tmp_path / ".report.md.x1.tmp"]
+    junk = [tmp_path / "encoder" / ".checkpoint.npz.abc12_x9.tmp.npz", tmp_path / ".report.md.x1yz0000.tmp"]
     for j in junk:
         j.write_text("half")
     (tmp_path / ".data.old").mkdir()
-    keep = tmp_path / "encoder" / "encoder.h5"
-    keep.write_text("model")
-    sweep_debris(tmp_path)
-    assert not any(j.exists() for j in junk) and not (tmp_path / ".data.old").exists() and keep.exists()
+    (tmp_path / "scan" / ".5links_qkeras.old").mkdir(parents=True)
+    keep = [tmp_path / "encoder" / "encoder.h5", tmp_path / "encoder" / ".notes.tmp", tmp_path / ".mine.old" / "f",
+            tmp_path / "data" / ".backup.old" / "f", tmp_path / "mine" / ".x.abcdefgh.tmp"]
+    for k in keep:
+        k.parent.mkdir(parents=True, exist_ok=True)
+        k.write_text("the user's")
+    sweep_debris(tmp_path, product_folders(), unit_folders(), RUN_FILES)
+    assert not any(j.exists() for j in junk) and not (tmp_path / ".data.old").exists()
+    assert not (tmp_path / "scan" / ".5links_qkeras.old").exists() and all(k.exists() for k in keep)

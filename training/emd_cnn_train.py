@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from econ_emd.base.errors import ModelFileError
-from econ_emd.base.artifacts import atomic_path, atomic_write_json, save_figure
+from econ_emd.base.artifacts import atomic_save_model, atomic_write_json, save_figure
 from econ_emd.geometry import geometry_hash
 from econ_emd.data.labels import PairSet
 from .params import EmdCnnParams
@@ -137,8 +137,7 @@ def freeze(model):
 
 def save_emd_cnn(model, out_dir: str | Path, sidecar: dict) -> None:
     out_dir = Path(out_dir)
-    with atomic_path(out_dir / MODEL_FILE, ".h5") as tmp:
-        model.save(tmp, save_format="h5")
+    atomic_save_model(model, out_dir / MODEL_FILE)
     atomic_write_json(out_dir / SIDECAR_FILE, {**sidecar, "geometry_hash": geometry_hash()})
 
 

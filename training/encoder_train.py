@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from econ_emd.base.errors import ModelFileError
-from econ_emd.base.artifacts import atomic_path
+from econ_emd.base.artifacts import atomic_path, atomic_save_model
 from econ_emd.geometry import calq_to_8x8, image8x8_to_calq
 from econ_emd.econt.normalization import sumlog2_normalize
 from econ_emd.base.seeds import as_int, derive_seed
@@ -331,10 +331,8 @@ def decoder_inputs_of(latents: np.ndarray, charges: np.ndarray) -> np.ndarray:
 
 def save_encoder(encoder, decoder, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
-    with atomic_path(out_dir / ENCODER_FILE, ".h5") as tmp:
-        encoder.save(tmp, save_format="h5")
-    with atomic_path(out_dir / DECODER_FILE, ".h5") as tmp:
-        decoder.save(tmp, save_format="h5")
+    atomic_save_model(encoder, out_dir / ENCODER_FILE)
+    atomic_save_model(decoder, out_dir / DECODER_FILE)
 
 
 def load_encoder(path: str | Path):

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from econ_emd.base.schema import Strict
+from econ_emd.base.schema import PathName, Strict
 
 from econ_emd.models.arch import (ARRANGEMENTS, ASIC_DECODER, ENCODER_KINDS, INPUTS, OUTPUTS, SYMMETRIZE, AsicArch,
                                    DenseDecoderArch, EmdCnnArch, EncoderArch, HgqArch)
@@ -49,7 +49,7 @@ class EmdCnnParams(Strict):
     learning_rate: float = Field(2e-3, gt=0, le=1)
     lr_schedule: Literal[LR_SCHEDULES] = Field(
         "cosine", description="plateau: halve on a validation plateau; cosine: decay to 1% over the epochs")
-    patience: int = Field(20, ge=1, description="early stopping on validation loss (the best epoch is restored)")
+    patience: int = Field(20, ge=1, le=1000, description="early stopping on validation loss (the best epoch is restored)")
     one_way_training: bool = Field(
         True, description="train f(a, b) on randomly swapped pairs (half the compute); the symmetrized model is saved")
     augment_rotations: bool = Field(True, description="also train on the pairs rotated by 120 and 240 degrees")
@@ -100,16 +100,16 @@ class EncoderParams(Strict):
         ASIC_DECODER_EPOCHS, ge=0, le=1000, description="asic: quantization-aware epochs of the quantized decoder "
         "on the trained encoder's latents, from the float decoder trained with it (0: quantize it as it is)")
     loss: LossName = "emd_cnn"
-    emd_cnn_path: Optional[str] = Field(
+    emd_cnn_path: Optional[PathName] = Field(
         None, description="a frozen EMD-CNN file as the emd_cnn loss instead of the run's (ours, or the "
         "published two-input format)")
     epochs: int = Field(15, ge=1, le=1000)
     batch_size: int = Field(256, ge=8, le=65536)
     learning_rate: float = Field(2e-2, gt=0, le=1, description="the loss search's choice for emd_cnn")
-    patience: int = Field(4, ge=1)
-    max_train_modules: Optional[int] = Field(20_000, ge=10, description="cap on training modules (null: all)")
-    max_eval_modules: Optional[int] = Field(10_000, ge=10, description="cap on test modules evaluated (null: all)")
-    sinkhorn_epsilon: float = Field(0.3, gt=0, description="entropic regularization (distance units)")
+    patience: int = Field(4, ge=1, le=1000)
+    max_train_modules: Optional[int] = Field(20_000, ge=10, le=1_000_000_000, description="cap on training modules (null: all)")
+    max_eval_modules: Optional[int] = Field(10_000, ge=10, le=1_000_000_000, description="cap on test modules evaluated (null: all)")
+    sinkhorn_epsilon: float = Field(0.3, gt=0, le=100, description="entropic regularization (distance units)")
     sinkhorn_iter: int = Field(30, ge=1, le=1000)
 
     @model_validator(mode="after")
@@ -191,13 +191,13 @@ class CompareLossesParams(Strict):
     seeds: int = Field(2, ge=1, le=20, description="training seeds per loss (seed 0 is the encoder stage's)")
     search: bool = Field(False, description="choose each loss's learning rate by the validation split's "
                                             "exact EMD (configs/paper.yaml); false: `tuned`")
-    learning_rates: list[float] = Field(default_factory=lambda: [2e-3, 5e-3, 1e-2, 2e-2],
+    learning_rates: list[float] = Field(default_factory=lambda: [2e-3, 5e-3, 1e-2, 2e-2], max_length=20,
                                         description="the search's candidates")
     search_epochs: int = Field(30, ge=1, le=1000, description="the search's epoch cap (early stopping decides)")
     tuned: dict[LossName, LossSettings] = Field(default_factory=lambda: dict(TUNED),
                                                 description="per-loss settings used without the search")
     bootstrap: int = Field(2000, ge=100, le=1_000_000, description="resamples of the median-ratio intervals")
-    emd_cnn_files: list[str] = Field(default_factory=list,
+    emd_cnn_files: list[PathName] = Field(default_factory=list, max_length=20,
                                      description="more frozen EMD-CNNs, each trained against as its own row")
 
     @model_validator(mode="after")
@@ -208,8 +208,12 @@ class CompareLossesParams(Strict):
             raise ValueError("losses: at least one")
         if self.search and not self.learning_rates:
             raise ValueError("learning_rates: the search needs at least one candidate")
-        if any(lr <= 0 or lr > 1 for lr in self.learning_rates):
+        if any(not 0 < lr <= 1 for lr in self.learning_rates):
             raise ValueError("learning_rates: each in (0, 1]")
+        if len(set(self.learning_rates)) != len(self.learning_rates):
+            raise ValueError(f"learning_rates: repeated ({self.learning_rates})")
+        if len(set(self.emd_cnn_files)) != len(self.emd_cnn_files):
+            raise ValueError(f"emd_cnn_files: a file is named twice ({self.emd_cnn_files})")
         return self
 
     def settings(self, loss: str, encoder: "EncoderParams") -> LossSettings:
@@ -222,16 +226,17 @@ class ScanParams(Strict):
     choices (the QKeras encoder, the encoder in the ASIC's arithmetic, the resource-aware
     HGQ encoder, QKeras weight widths)."""
 
-    link_counts: list[int] = Field(default_factory=lambda: list(AE_LINK_COUNTS))
+    link_counts: list[int] = Field(default_factory=lambda: list(AE_LINK_COUNTS), max_length=len(AE_LINK_COUNTS))
     kinds: list[Literal[ENCODER_KINDS]] = Field(default_factory=lambda: ["qkeras", "asic", "hgq"])
     learning_rates: dict[Literal[ENCODER_KINDS], float] = Field(
         default_factory=lambda: {"qkeras": 0.02, "asic": 0.005, "hgq": 0.02},
         description="each kind's learning rate (measured per kind: docs/reference.md)")
-    weight_bits: list[int] = Field(default_factory=list,
+    weight_bits: list[int] = Field(default_factory=list, max_length=15,
                                    description="more QKeras points at these weight widths (e.g. [4, 6, 8])")
-    hgq_betas: list[float] = Field(default_factory=lambda: [1e-5], description="EBOPs penalties of the hgq points")
+    hgq_betas: list[float] = Field(default_factory=lambda: [1e-5], max_length=50,
+                                   description="EBOPs penalties of the hgq points (each in [0, 1], as encoder.hgq_beta)")
     hgq_epochs: int = Field(30, ge=1, le=1000, description="epoch cap of the hgq points (early stopping)")
-    n_check: int = Field(10_000, ge=1, description="held-out modules of each point's C and RTL simulation")
+    n_check: int = Field(10_000, ge=1, le=10_000_000, description="held-out modules of each point's C and RTL simulation")
     synthesize: bool = Field(True, description="Yosys synthesis of every point")
 
     @model_validator(mode="after")
@@ -248,6 +253,12 @@ class ScanParams(Strict):
             raise ValueError("learning_rates: each in (0, 1]")
         if any(not 2 <= b <= 16 for b in self.weight_bits):
             raise ValueError("weight_bits: each in 2..16")
+        if any(not 0 <= b <= 1 for b in self.hgq_betas):
+            raise ValueError(f"hgq_betas: each in [0, 1] (a negative penalty would reward resources; got {self.hgq_betas})")
+        for name in ("link_counts", "weight_bits", "hgq_betas"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: repeated ({values})")
         return self
 
 
@@ -263,12 +274,12 @@ class CompareEcontParams(Strict):
     seeds: int = Field(1, ge=1, le=20, description="training seeds of the encoder at each link count (pooled)")
     threshold_adc: int = Field(47, ge=0, lt=2**22, description="threshold sum: CALQ threshold (47 = 1.35 MIP_T)")
     drop_lsb: int = Field(3, ge=0, le=4, description="DropLSB of the algorithms (3: high-density modules)")
-    max_modules: Optional[int] = Field(10_000, ge=10, description="cap on the run's test (and training) modules "
-                                                                  "judged (null: all)")
+    max_modules: Optional[int] = Field(10_000, ge=10, le=1_000_000_000,
+                                       description="cap on the run's test (and training) modules judged (null: all)")
     heldout_crossings: bool = Field(True, description="also judge the held-out simulated ttbar crossings")
     signals: bool = Field(True, description="the low-energy signal study on the held-out crossings")
     signal_energies_mip: list[float] = Field(default_factory=lambda: list(SIGNAL_ENERGIES_MIP), min_length=1,
-                                             description="injected shower energies (MIP_T)")
+                                             max_length=50, description="injected shower energies (MIP_T)")
     cms_autoencoder: bool = Field(True, description="also judge the CMS test-vector autoencoder at 5 links")
 
     @model_validator(mode="after")

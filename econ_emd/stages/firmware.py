@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from econ_emd.base.artifacts import atomic_write_text, read_json
+from econ_emd.base.artifacts import atomic_write_text
 from econ_emd.base.seeds import derive_seed
 from econ_emd.base.tables import markdown_table
 from econ_emd.config import RunConfig
@@ -158,7 +158,11 @@ def run_csim(ctx: StageContext) -> CsimResult:
     from econ_emd.firmware import csim
 
     fw_dir = ctx.folder("firmware")
-    fw = FirmwareResult.from_json(read_json(fw_dir / "summary.json"))
+    fw = FirmwareResult.load(fw_dir)
+    if fw is None:          # checked current before the stage began: only a change since then
+        from econ_emd.base.errors import StageOrderError
+
+        raise StageOrderError(f"{fw_dir}: the firmware stage's summary changed while csim ran; rerun")
     x, y = np.load(fw_dir / "tb_inputs.npy"), np.load(fw_dir / "tb_expected.npy")
     rep = csim.c_simulation(fw_dir / "hls_project", x, y, fw.latent_lsb).accuracy
     pred = fw.predict_check

@@ -9,15 +9,49 @@ part of the run report, so the run report only composes them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from econ_emd.base.artifacts import read_json
+from econ_emd.base.integrity import SIGNATURE_FIELD, document_verifies
 from econ_emd.config import RunConfig
 
+log = logging.getLogger("econ_emd")
+
 #: keys the registry adds to every summary.json (not part of any result)
-BOOKKEEPING = ("stage_hash", "output_digests", "input_digests")
+BOOKKEEPING = ("stage_hash", "output_digests", "input_digests", SIGNATURE_FIELD)
+SUMMARY_FILE = "summary.json"
+#: the run directory's folders that are not stages: the exact-EMD cache (its `emd/`, by
+#: default), the scan's points, NEEMo's results, `econt firmware`'s reports
+CACHE_DIR = "cache"
+SCAN_DIR = "scan"
+NEEMO_DIR = "neemo"
+ECONT_FIRMWARE_DIR = "econt_firmware"
+_WARNED: set[Path] = set()      # summaries already reported as untrusted (once per process)
+
+
+def read_summary(folder: Path) -> dict | None:
+    """The summary of a unit built in `folder`, if the product signed it
+    (`base.integrity`); None if there is none, it is unreadable, or its signature does not
+    verify (edited by hand, or written under another user's or machine's key): such a
+    summary is never trusted, so its unit is not current and the report leaves it out."""
+    path = Path(folder) / SUMMARY_FILE
+    try:
+        summary = read_json(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s): not trusted", path, exc)
+        return None
+    if not document_verifies(summary):
+        if path not in _WARNED:
+            _WARNED.add(path)
+            log.warning("%s: not signed by this product (edited, or written by another user or machine): "
+                        "not trusted, the stage is rebuilt when it runs", path)
+        return None
+    return summary
 
 
 def _encode(v: Any) -> Any:
@@ -52,10 +86,14 @@ class StageResult:
 
     @classmethod
     def load(cls, folder: Path) -> "StageResult | None":
-        """The result stored in a stage folder, or None if there is none (or it is unreadable)."""
+        """The result stored in a stage folder, or None if there is none (or it is unreadable,
+        or not signed by the product: `read_summary`)."""
+        summary = read_summary(folder)
+        if summary is None:
+            return None
         try:
-            return cls.from_json(read_json(folder / "summary.json"))
-        except (OSError, ValueError, KeyError, TypeError):
+            return cls.from_json(summary)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
     @property
@@ -130,9 +168,17 @@ def emd_runner(cfg: RunConfig, run_dir: Path, progress: bool):
 
     from econ_emd.emd.exact import EmdRunner
 
+    from econ_emd.base.errors import ConfigError
+
     e = cfg.emd
     n_jobs = len(os.sched_getaffinity(0)) if e.n_jobs == -1 else e.n_jobs
-    cache = (e.cache_dir or str(run_dir / "cache" / "emd")) if e.cache else None
+    cache = (e.cache_dir or str(run_dir / CACHE_DIR / "emd")) if e.cache else None
+    if cache is not None:
+        existing = next(p for p in (Path(cache), *Path(cache).absolute().parents) if p.exists())
+        if not existing.is_dir():
+            where = "" if existing == Path(cache) else f" ({existing} is a file)"
+            raise ConfigError(f"emd.cache_dir {cache}: not a folder{where}; name a folder for the exact-EMD "
+                              "cache, or set emd.cache: false")
     return EmdRunner(solver=e.solver, n_jobs=n_jobs, chunk_size=e.chunk_size,
                      dask_scheduler=e.dask_scheduler, cache_dir=cache, progress=progress)
 
