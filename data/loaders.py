@@ -48,11 +48,6 @@ MAX_CSV_COLUMNS = 10_000
 #: bytes of memory per value of a file read into modules: the parsed frame or dataset, its
 #: float64 copy, and the charges split and stored by the data stage (measured peak, rounded up)
 BYTES_PER_READ_VALUE = 24
-#: bytes of memory per row of link words read (the text, its lines and the words: 870
-#: measured with tracemalloc on 12,000 rows)
-LINK_ROW_BYTES = 1_000
-#: what a row of a link-word file holds (for the message refusing an overlong one)
-LINK_ROW = "the 12 input link words RX_DATA_0..11 and a few other columns"
 
 
 @dataclass(frozen=True)
@@ -401,8 +396,6 @@ def read_econt_links(path: str | Path, econt_config: str | Path,
     from econ_emd.econt.registers import load_config
 
     cfg = load_config(econt_config)
-    rows = scan_csv_lines(Path(path), row=LINK_ROW)   # an overlong line refused unread; the size checked first
-    require(Need(f"{path} ({rows:,} rows of link words)", memory=rows * LINK_ROW_BYTES))
     rx = read_rx(path)
     if max_rows is not None:
         rx = rx[:max_rows]

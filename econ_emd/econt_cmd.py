@@ -7,8 +7,6 @@ from pathlib import Path
 
 from econ_emd.base.artifacts import atomic_write_text, claim_output_file
 from econ_emd.base.errors import CheckFailed, UserError
-from econ_emd.base.limits import Need, require
-from econ_emd.data.loaders import LINK_ROW, LINK_ROW_BYTES, scan_csv_lines
 from econ_emd.econt.emulator import emulate
 from econ_emd.econt.links import format_tx, read_rx
 from econ_emd.econt.registers import load_config
@@ -24,9 +22,6 @@ def run_emulator(input_csv: str, config: str, output: str | None) -> None:
     if to_file:
         claim_output_file(output, "--output", inputs=(input_csv, config))
     cfg = load_config(config)
-    if Path(input_csv).is_file():       # an overlong line refused unread; the read's size checked first
-        rows = scan_csv_lines(Path(input_csv), row=LINK_ROW)
-        require(Need(f"--input {input_csv} ({rows:,} rows of link words)", memory=rows * LINK_ROW_BYTES))
     rx = read_rx(input_csv)
     try:
         out = emulate(cfg, rx)

@@ -16,6 +16,7 @@ rows from 0 when the input carries no headers at all (all zero), as the ASIC's f
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,27 +31,54 @@ RX_COLUMNS = [f"RX_DATA_{i}" for i in range(N_ERX)]
 TX_COLUMNS = [f"TX_DATA_{i}" for i in range(N_ETX)]
 
 
+#: the longest line a link-word file may hold: 13 words and a few metadata columns take a
+#: few hundred bytes; a longer line is refused as soon as it is seen, never held
+MAX_LINE_BYTES = 1 << 20
+#: what a row holds (for the message refusing an overlong one)
+ROW = "the 12 input link words RX_DATA_0..11 and a few other columns"
+#: bytes of memory per row read: the text, its lines and the words (870 measured with
+#: tracemalloc on 12,000 rows; rounded up)
+ROW_BYTES = 1_000
+#: rows between checks of the memory the rows read so far take
+_CHECK_EVERY = 1 << 16
+
+
 def _read_lines(path: Path) -> list[str]:
+    """The file's lines (gzip or plain), read line by line: a line longer than
+    `MAX_LINE_BYTES` is refused without being held, and the rows read are checked against
+    the memory left as they come (`base.limits`), so no file can exhaust memory."""
+    from econ_emd.base.limits import Need, require
+
     if path.exists() and not (path.is_file() or path.is_dir()):
         raise DataError(f"{path}: not a regular file (a pipe or device cannot be read as link words)")
+    lines: list[str] = []
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            fh = gzip.GzipFile(fileobj=raw) if gz else raw
+            while True:
+                line = fh.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    break
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    raise DataError(f"{path}: row {len(lines) + 1} is longer than {MAX_LINE_BYTES:,} bytes "
+                                    f"(a row holds {ROW})")
+                lines.append(line.decode("utf-8-sig" if not lines else "utf-8").rstrip("\r\n"))
+                if len(lines) % _CHECK_EVERY == 0:
+                    require(Need(f"{path} (more than {len(lines):,} rows of link words)",
+                                 memory=len(lines) * ROW_BYTES))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a link-word CSV") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError):
-            raise DataError(f"{path}: gzip data is truncated or corrupt") from None
-    try:
-        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text (UTF-8) CSV file") from None
-    return text.splitlines()
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise DataError(f"{path}: gzip data is truncated or corrupt") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return lines
 
 
 #: the widest output word the CMS emulator can write: two 16-bit cells, the second up to

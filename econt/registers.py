@@ -28,6 +28,7 @@ runs at the default two links).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,7 +36,10 @@ import numpy as np
 import yaml
 
 from econ_emd.base.errors import ConfigError
+from econ_emd.base.yamlload import BoundedSafeLoader, YamlTooLarge
 from econ_emd.geometry import N_TC
+
+log = logging.getLogger(__name__)
 
 MAX_ETX = 13
 #: bits of every register the data path reads, from the ECON-T register map the CMS tools
@@ -287,11 +291,28 @@ def parse_config(doc, source: str = "init.yaml") -> AsicConfig:
                           "emulator cannot run it)")
     if cfg.algorithm == 4 and cfg.ae_weight_words is None:
         raise ConfigError("Encoder: missing (the autoencoder needs its 12 weight blocks)")
+    _warn_repeated_mux(cfg.mux, source)
     return cfg
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader; a duplicated key keeps its last value, as the CMS tools read it."""
+def _warn_repeated_mux(mux: tuple[int, ...], source: str) -> None:
+    """A MUX that routes one input to two slots is legal register content (the ASIC and
+    the CMS emulator copy the input, and the unselected inputs are never read), so it is
+    emulated as written; it is almost always a mistake, so it is said once."""
+    seen: dict[int, int] = {}
+    for slot, chosen in enumerate(mux):
+        if chosen in seen:
+            unread = sorted(set(range(N_TC)) - set(mux))
+            log.warning("%s: Mux.%d and Mux.%d both select input %d; input%s %s never read",
+                        source, seen[chosen], slot, chosen, "s" if len(unread) > 1 else "",
+                        ", ".join(map(str, unread)))
+            return
+        seen[chosen] = slot
+
+
+class _Loader(BoundedSafeLoader):
+    """SafeLoader with the product's bounds on what aliases expand to
+    (`base.yamlload`); a duplicated key keeps its last value, as the CMS tools read it."""
 
 
 def load_config(path: str | Path) -> AsicConfig:
@@ -308,6 +329,8 @@ def load_config(path: str | Path) -> AsicConfig:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         doc = yaml.load(text, Loader=_Loader)
+    except YamlTooLarge as exc:
+        raise ConfigError(f"{path}: {exc}; a configuration holds a few hundred values") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

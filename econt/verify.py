@@ -96,7 +96,9 @@ def find_vectors(root: Path) -> list[Path]:
 
 
 def _first_file(folder: Path, names: tuple[str, ...]) -> Path | None:
-    return next((folder / n for n in names if (folder / n).is_file()), None)
+    """The first of `names` present in `folder`, whatever it is: a folder or a pipe of that
+    name is then reported as what it is by the reader, not as a missing file."""
+    return next((folder / n for n in names if (folder / n).exists() or (folder / n).is_symlink()), None)
 
 
 def find_input(folder: Path, root: Path) -> Path | None:

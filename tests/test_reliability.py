@@ -259,12 +259,25 @@ def _wide_link_row(path: Path) -> None:
 ASIC = str(Path(__file__).parent / "fixtures" / "econt_vectors" / "BC_2eTx" / "init.yaml")
 
 
+def _wide_vector(folder: Path) -> None:
+    """A vector folder whose input has a row of 5M fields (`econt verify` reads it)."""
+    folder.mkdir()
+    (folder / "init.yaml").write_text(Path(ASIC).read_text())
+    _wide_link_row(folder / "testInput.csv")
+    (folder / "testOutput.csv").write_text(",".join(f"TX_DATA_{i}" for i in range(13)) + "\n")
+
+
 HANG = [
     ("csv-row-of-5M-fields", _wide_row, "wide.csv",
      lambda f: ["data", "--set", "data.source=csv", "--set", f"data.path={f}"],
      r"wide\.csv: row 2 is longer than 1,048,576 bytes"),
     ("link-words-row-of-5M-fields", _wide_link_row, "rx.csv", lambda f: ["econt", "run", "-i", f, "--asic", ASIC],
      r"rx\.csv: row 2 is longer than 1,048,576 bytes \(a row holds the 12 input link words"),
+    ("vector-input-row-of-5M-fields", _wide_vector, "vec", lambda f: ["econt", "verify", f],
+     r"econt verify: 0 of 1 configurations identical; 0 mismatched, 1 with unusable configuration or input"),
+    ("asic-config-billion-laughs", _billion_laughs, "lol.yaml",
+     lambda f: ["econt", "run", "-i", str(Path(ASIC).parent.parent / "testInput.csv.gz"), "--asic", f],
+     r"lol\.yaml: expands to more than 100,000 values"),
     ("n-modules-at-the-schema-maximum", None, None, lambda f: ["data", "--set", "data.n_modules=50000000"],
      r"data\.n_modules=50000000: needs about \d+ GB of memory, .* available"),
     ("thirty-million-label-pairs", None, None, lambda f: ["pipeline", "--set", "label.random_pairs=30000000"],
@@ -288,7 +301,7 @@ def test_hang_refused_within_seconds_and_little_memory(tmp_path, name, make, fil
     if make is not None:
         make(Path(f))
     args = argv(f)
-    if args[:2] == ["econt", "run"]:            # the emulator reads no run configuration
+    if args[0] == "econt":                      # the emulator reads no run configuration
         _refused_quickly(args, pattern, tmp_path)
         return
     if "-c" not in args:
@@ -416,6 +429,20 @@ def test_misleading_messages_name_what_the_user_wrote(tmp_path, capsys):
     _fails(capsys, ["econt", "verify", str(afile)], r"vectors\.csv: a file; econt verify takes a folder")
 
 
+def test_misleading_a_vector_file_that_is_a_folder_is_named_as_one(tmp_path, capsys):
+    """A folder named testOutput.csv (or testInput.csv.gz) is said to be a folder, not missing."""
+    for name, other in (("testOutput.csv", "testInput.csv.gz"), ("testInput.csv.gz", "testOutput.csv.gz")):
+        vec = tmp_path / name.split(".")[0]
+        vec.mkdir()
+        (vec / "init.yaml").write_text(Path(ASIC).read_text())
+        (vec / name).mkdir()
+        (vec / other).write_bytes((Path(ASIC).parent / other).read_bytes() if other.startswith("testOutput")
+                                  else (Path(ASIC).parent.parent / other).read_bytes())
+        assert main(["econt", "verify", str(vec)]) != 0
+        out = capsys.readouterr().out
+        assert f"{name}: is a directory" in out, out
+
+
 def test_misleading_a_refused_write_names_the_file_not_its_temporary(tmp_path):
     from econ_emd.base.artifacts import atomic_path
 
@@ -467,6 +494,27 @@ SILENT_CONFIG = [
 @pytest.mark.parametrize("name,argv,pattern", SILENT_CONFIG, ids=[c[0] for c in SILENT_CONFIG])
 def test_silent_values_that_would_give_a_wrong_result_are_refused(capsys, name, argv, pattern):
     _fails(capsys, argv, pattern)
+
+
+def test_silent_a_mux_reading_one_input_twice_is_emulated_as_written_and_said(tmp_path, caplog):
+    """The ASIC and the CMS emulator copy the input to both slots: the run follows them
+    and warns once, naming both slots and the inputs never read."""
+    import yaml
+
+    from econ_emd.econt.emulator import emulate
+    from econ_emd.econt.links import read_rx
+    from econ_emd.econt.registers import load_config
+
+    doc = yaml.safe_load(Path(ASIC).read_text())
+    doc["Mux"][7] = doc["Mux"][0]
+    path = tmp_path / "init.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with caplog.at_level("WARNING"):
+        cfg = load_config(path)
+    assert cfg.mux[7] == cfg.mux[0]
+    assert re.search(r"Mux\.0 and Mux\.7 both select input \d+; input \d+ never read", caplog.text), caplog.text
+    rx = read_rx(Path(ASIC).parent.parent / "testInput.csv.gz")[:20]
+    assert emulate(cfg, rx).tx.shape[0] == 20
 
 
 def test_silent_complex_charges_and_the_index_of_a_zero_sum_module(tmp_path, capsys):
