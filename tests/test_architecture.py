@@ -208,6 +208,7 @@ def _read_keys(cfg: RunConfig, name: str) -> set[str]:
     return set(_leaves(config_values(cfg, name)))
 
 
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")   # `_with` puts unvalidated values in
 @pytest.mark.parametrize("encoder_path", [None, "some/encoder.h5"])
 @pytest.mark.parametrize("name", [*STAGES, SCAN_POINT])
 def test_stage_hash_changes_when_and_only_when_a_value_it_reads_changes(name, encoder_path):
