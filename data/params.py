@@ -125,7 +125,7 @@ class NtupleParams(Strict):
 
 
 class DataParams(Strict):
-    source: Literal[(*BUILTIN_SOURCES, *FILE_SOURCES)] = "synthetic"
+    source: Literal[(*BUILTIN_SOURCES, *FILE_SOURCES)] = "detector"
     path: Optional[PathName] = Field(None, description="csv/hdf5 file or directory of files")
     hdf5_key: Optional[PathName] = Field(None, description="dataset inside the HDF5 file")
     econt_config: Optional[PathName] = Field(None, description="ASIC init.yaml decoding econt_links words")

@@ -7,6 +7,10 @@ TensorFlow until a network is loaded).
 """
 from __future__ import annotations
 
+from econ_emd.base.numerics import pin_numerics
+
+pin_numerics()  # before anything imports TensorFlow (base/numerics.py says why)
+
 __version__ = "0.1.0"
 
 __all__ = ["RunConfig", "load_config", "run_stage", "run_pipeline", "exact_emd", "load_emd_cnn", "predict_emd",

@@ -9,10 +9,11 @@ def write(tmp_path, text):
     return p
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml", "paper.yaml"])
-def test_shipped_configs_validate(name):
+@pytest.mark.parametrize("name, source", [("default.yaml", "detector"), ("smoke.yaml", "synthetic"),
+                                          ("paper.yaml", "detector")])
+def test_shipped_configs_validate(name, source):
     cfg = load_config(CONFIG_DIR / name)
-    assert cfg.data.source == "synthetic"
+    assert cfg.data.source == source
 
 
 @pytest.mark.parametrize("text, message", [

@@ -141,15 +141,16 @@ def decoder_inputs(ctx: StageContext):
     return decoder, x, decoder.predict(x, batch_size=4096, verbose=0)
 
 
-def fpga_capacity(counts: dict, part: str, clock_period_ns: float) -> dict:
+def fpga_capacity(counts: dict, part: str, clock_period_ns: float, initiation_interval: int = 1) -> dict:
     """How many decoders fit the part (the scarcest resource the decoder uses) and how many
-    modules they decode at 40 MHz each: with II 1, one decoder serves clock / 40 MHz modules."""
+    modules they decode at 40 MHz each: one decoder takes a new module every
+    `initiation_interval` clocks, so it serves floor(clock / (40 MHz x II)) modules."""
     from econ_emd.firmware import parts
 
     cap = parts.capacity(part) or {}
     used = {k: counts.get(k, 0) for k in ("lut", "ff", "dsp", "bram_18k") if counts.get(k) and cap.get(k)}
     instances = int(min(cap[k] // used[k] for k in used)) if used else None
-    per_instance = int(1000.0 / clock_period_ns // BX_RATE_MHZ)
+    per_instance = int(1000.0 / clock_period_ns // (BX_RATE_MHZ * max(1, initiation_interval)))
     limit = min(used, key=lambda k: cap[k] // used[k]) if used else None
     return {"part": part, "instances": instances, "modules_per_instance": per_instance,
             "modules": None if instances is None else instances * per_instance, "limited_by": limit,
@@ -167,7 +168,8 @@ def run_decoder(ctx: StageContext) -> DecoderResult:
                            tolerance_lsb=cfg.firmware.tolerance_lsb)
     r = build.rtl
     synthesis = r.synthesis.to_json() if r.synthesis else None
-    capacity = fpga_capacity(r.synthesis.counts if r.synthesis else {}, cfg.firmware.part, cfg.firmware.clock_period_ns)
+    capacity = fpga_capacity(r.synthesis.counts if r.synthesis else {}, cfg.firmware.part, cfg.firmware.clock_period_ns,
+                             r.simulation.initiation_interval or 1)
     run = EncoderRun.from_json(read_json(ctx.folder("encoder") / RUN_FILE))
     if run.float_decoder_evaluation is None:
         from econ_emd.base.errors import StageOrderError
