@@ -10,7 +10,7 @@ def write(tmp_path, text):
 
 
 @pytest.mark.parametrize("name, source", [("default.yaml", "detector"), ("smoke.yaml", "synthetic"),
-                                          ("paper.yaml", "detector")])
+                                          ("paper.yaml", "detector"), ("asic.yaml", "detector")])
 def test_shipped_configs_validate(name, source):
     cfg = load_config(CONFIG_DIR / name)
     assert cfg.data.source == source
