@@ -107,7 +107,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path | None = None, force: bo
     with holding_run_dir(folder, "econ_emd.run_pipeline", product_folders(), unit_folders(), RUN_FILES,
                          adopt_run_dir):
         _run_pipeline(config, folder, force, progress)
-        return report.write(folder)
+        return report.write(folder, config)
 
 
 def exact_emd(a: np.ndarray, b: np.ndarray, solver: str = "auto", n_jobs: int = 1) -> np.ndarray:

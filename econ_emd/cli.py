@@ -269,12 +269,12 @@ def _run(args: argparse.Namespace) -> int:
         elif args.command == "report":
             from . import report
 
-            log.info("report: %s", report.write(run_dir))
+            log.info("report: %s", report.write(run_dir, cfg))
         elif args.command == "pipeline":
             from . import report
 
             run_pipeline(cfg, run_dir, args.force, progress)
-            log.info("pipeline done: read %s", report.write(run_dir))
+            log.info("pipeline done: read %s", report.write(run_dir, cfg))
         else:
             run_stage(cfg, run_dir, command_stage(args.command), progress)
     return EXIT_OK

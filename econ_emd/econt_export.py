@@ -147,12 +147,13 @@ def run_export(encoder: str, output: str, links: int | None = None, module: str 
 
 
 def export_config(model, out: Path, calq: np.ndarray, links: int | None = None, module: str | None = None,
-                  source: str = "") -> ExportResult:
+                  source: str = "", final: Path | None = None) -> ExportResult:
     """Write the configuration that runs the asic encoder `model` to `out`, only after the
     round trips hold and the emulator's packets on the link words of `calq` (integer CALQ,
     CALQ order) equal the model's transmitted latents, every bit (`CheckFailed` otherwise;
     nothing written). The one export of the product: `econ-emd econt export` and the
-    pipeline's export stage call it."""
+    pipeline's export stage call it. `final`: where the file lives once the caller's work
+    folder is renamed into place (the log names it, not the work folder)."""
     from econ_emd.base.artifacts import atomic_write_text
     from econ_emd.econt.export import (autoencoder_config, calibration_of, config_yaml, mask_hex, placement_mux,
                                        round_trip_errors)
@@ -184,6 +185,6 @@ def export_config(model, out: Path, calq: np.ndarray, links: int | None = None, 
                           f"{len(calq) - identical:,} of {len(calq):,} crossings; nothing written")
     atomic_write_text(out, text)
     log.info("econt export: %s: %d links, %d-bit latents (mask %s); every latent bit of %s crossings "
-             "(%d bits each) equals the Keras model's", out, n_links, bits, mask_hex(cfg.ae_mask),
+             "(%d bits each) equals the Keras model's", final or out, n_links, bits, mask_hex(cfg.ae_mask),
              f"{len(calq):,}", n_bits)
     return ExportResult(out, n_links, bits, mask_hex(cfg.ae_mask), len(calq), n_bits)

@@ -21,7 +21,9 @@ from .stages.result import SUMMARY_FILE
 BIT_EXACTNESS_BEFORE = "resources"
 
 
-def build(run_dir: str | Path) -> tuple[str, dict]:
+def build(run_dir: str | Path, cfg=None) -> tuple[str, dict]:
+    """The run's report from the stages present; with the run's config (`cfg`), a stage the
+    config turns off (e.g. `export` for a QKeras encoder) is named as off, not as missing."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     md = [f"# econ-emd run summary: {run_dir}", ""]
@@ -40,21 +42,24 @@ def build(run_dir: str | Path) -> tuple[str, dict]:
     if pngs:
         md += ["## Plots", ""] + [f"- [{p}]({p})" for p in pngs] + [""]
     untrusted = [k for k in STAGES if k not in results and (run_dir / k / SUMMARY_FILE).exists()]
-    missing = [k for k in STAGES if k not in results and k not in untrusted]
+    off = [k for k in STAGES if cfg is not None and k not in results and not STAGES[k].enabled(cfg)]
+    missing = [k for k in STAGES if k not in results and k not in untrusted and k not in off]
     if untrusted:
         md += [f"Not shown, their summaries are not signed by this product (edited, or written by another user or "
                f"machine; rerun them): {', '.join(untrusted)}.", ""]
         out["stages_not_trusted"] = untrusted
     if missing:
         md += [f"Stages not run yet: {', '.join(missing)}.", ""]
+    if off:
+        md += [f"Stages off in this configuration: {', '.join(off)}.", ""]
     return "\n".join(md), out
 
 
-def write(run_dir: str | Path) -> Path:
+def write(run_dir: str | Path, cfg=None) -> Path:
     """Write report.md and report.json, unless they already say exactly this (so checking
     an up-to-date run, even in a read-only directory, writes nothing)."""
     run_dir = Path(run_dir)
-    text, data = build(run_dir)
+    text, data = build(run_dir, cfg)
     for path, content in ((run_dir / "report.md", text), (run_dir / "report.json", json_text(data))):
         try:
             if path.read_text() == content:

@@ -63,8 +63,9 @@ def run_export(ctx: StageContext) -> ExportStageResult:
     (ctx.out / CONFIG_DIR).mkdir(exist_ok=True)
     out = {}
     for n, folder in exported_encoders(ctx).items():
-        result = export_config(load_encoder(folder), ctx.out / CONFIG_DIR / f"init_{n}links.yaml", calq, links=n,
-                               source=folder)
+        name = f"init_{n}links.yaml"
+        result = export_config(load_encoder(folder), ctx.out / CONFIG_DIR / name, calq, links=n, source=folder,
+                               final=ctx.folder("export") / CONFIG_DIR / name)
         out[str(n)] = {"file": f"{CONFIG_DIR}/{result.path.name}", "crossings": result.crossings_checked,
                        "identical": result.crossings_checked, "latent_bits": result.latent_bits,
                        "bits_per_crossing": result.bits_checked, "mask": result.mask}
