@@ -46,20 +46,12 @@ def main() -> None:
     logging.getLogger("econ_emd").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
-    from econ_emd.config import load_config
-    from econ_emd.data.dataset import load_dataset
-    from econ_emd.emd.exact import EmdRunner
+    from _material import training_material
     from econ_emd.stages.result import training_seeds
-    from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
     from econ_emd.training.encoder_run import TrainRequest, train_and_evaluate
 
-    cfg = load_config(args.config)
+    cfg, ds, frozen, runner = training_material(args.config, args.run_dir)
     run = Path(args.run_dir)
-    if not (run / "data").is_dir() or not (run / "emd_cnn").is_dir():
-        raise SystemExit(f"{run}: needs data/ and emd_cnn/ from `econ-emd pipeline` first")
-    ds = load_dataset(run / "data")
-    frozen = load_frozen_emd_cnn(run / "emd_cnn")
-    runner = EmdRunner(solver=cfg.emd.solver, n_jobs=len(os.sched_getaffinity(0)), progress=False)
     seeds = training_seeds(cfg, args.seeds)
     links = args.links or [cfg.encoder.links]
     e = cfg.encoder

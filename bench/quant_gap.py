@@ -16,7 +16,6 @@ import argparse
 import logging
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -38,21 +37,12 @@ def main() -> None:
     logging.getLogger("econ_emd").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
-    from econ_emd.config import load_config
-    from econ_emd.data.dataset import load_dataset
-    from econ_emd.emd.exact import EmdRunner
+    from _material import training_material
     from econ_emd.stages.compare_losses import seeds as compare_seeds
     from econ_emd.training.encoder_run import TrainRequest, train_and_evaluate
-    from econ_emd.training.emd_cnn_train import load_frozen_emd_cnn
 
-    cfg = load_config(args.config)
-    run = Path(args.run_dir)
-    if not (run / "data").is_dir() or not (run / "emd_cnn").is_dir():
-        raise SystemExit(f"{run}: needs data/ and emd_cnn/ from `econ-emd pipeline` first")
+    cfg, ds, frozen, runner = training_material(args.config, args.run_dir)
     e = cfg.encoder
-    ds = load_dataset(run / "data")
-    frozen = load_frozen_emd_cnn(run / "emd_cnn")
-    runner = EmdRunner(solver=cfg.emd.solver, n_jobs=len(os.sched_getaffinity(0)), progress=False)
     every = {k: v for d in WIDENED.values() for k, v in d.items()}
     variants = [("published widths", e, True), *((n, e.model_copy(update=u), True) for n, u in WIDENED.items()),
                 ("all widened", e.model_copy(update=every), True), ("float", e, False)]

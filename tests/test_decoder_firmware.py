@@ -3,7 +3,6 @@ that put its sums on rounding ties, and the FPGA capacity by hand."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from econ_emd.firmware.flow import build_firmware
