@@ -10,7 +10,7 @@ decoder). Each training is kept under `<run-dir>/bench_encoder_kinds/` (a killed
 resumes where it stopped; a finished point is read back). Prints per point and the median
 over seeds with its range; `--json` writes the table.
 
-    .venv/bin/python bench/encoder_kinds.py --run-dir runs/default [--links 2 3 4 5] [--seeds 5]
+    .venv/bin/python bench/encoder_kinds.py --run-dir runs/default [--links 2 3 4 5] [--seeds 5] [--set KEY=VALUE]
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="training seeds per point (derived from the config's seed)")
     ap.add_argument("--points", nargs="+", default=[p[0] for p in POINTS], choices=[p[0] for p in POINTS])
     ap.add_argument("--json", default=None, help="write the table here")
+    ap.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                    help="override a config value, e.g. --set encoder.max_train_modules=20000 (repeatable)")
     args = ap.parse_args()
     logging.getLogger("econ_emd").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -50,7 +52,7 @@ def main() -> None:
     from econ_emd.stages.result import training_seeds
     from econ_emd.training.encoder_run import TrainRequest, train_and_evaluate
 
-    cfg, ds, frozen, runner = training_material(args.config, args.run_dir)
+    cfg, ds, frozen, runner = training_material(args.config, args.run_dir, args.overrides)
     run = Path(args.run_dir)
     seeds = training_seeds(cfg, args.seeds)
     links = args.links or [cfg.encoder.links]

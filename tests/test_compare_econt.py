@@ -126,3 +126,17 @@ def test_a_bad_weights_file_is_a_one_line_error(tmp_path):
     bad.write_text("not hdf5")
     with pytest.raises(ModelFileError, match="not a Keras weights file"):
         bw.cms_autoencoder_energies(np.ones((2, 48), dtype=np.int64), str(bad), str(bad))
+
+
+def test_a_pooled_row_keeps_each_seeds_median():
+    """Two trainings' rebuilds pooled in one row: a perfect one (EMD 0) and one with every
+    module's energy moved to one cell; each keeps its own median beside the pooled one."""
+    rng = np.random.default_rng(3)
+    calq = rng.integers(1, 200, size=(50, 48))
+    moved = np.zeros_like(calq)
+    moved[:, 0] = calq.sum(1)
+    row = bw.judge("autoencoder", 2, np.concatenate([calq, calq]), np.concatenate([calq, moved]).astype(float),
+                   kind="autoencoder", seeds=2)
+    assert row.seed_medians[0] == 0.0 and row.seed_medians[1] > 1.0
+    assert "seeds' medians 0.000-" in row.note
+    assert bw.judge("x", 2, calq, calq.astype(float)).seed_medians == []

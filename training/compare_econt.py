@@ -68,6 +68,9 @@ class Judged:
     centroid_shift_cm: dict = field(default_factory=dict)
     note: str = ""
     kind: str = "algorithm"                             # algorithm | reference | autoencoder
+    #: several trainings pooled in one row: each one's median, in seed order (the spread
+    #: between seeds that the pooled median and its interval fold together)
+    seed_medians: list = field(default_factory=list)
 
     @property
     def median_emd(self) -> float:
@@ -75,7 +78,9 @@ class Judged:
 
 
 def judge(name: str, n_links: int, calq: np.ndarray, energies: np.ndarray, runner=None, note: str = "",
-          kind: str = "algorithm", seed: int = 0) -> Judged:
+          kind: str = "algorithm", seed: int = 0, seeds: int = 1) -> Judged:
+    """One row judged by exact EMD; `seeds` > 1: the modules are that many trainings'
+    rebuilds of the same modules one after the other, and each one's median is kept too."""
     from econ_emd.data.synthetic import occupancy
 
     from .evaluation import OCC_BINS
@@ -87,8 +92,12 @@ def judge(name: str, n_links: int, calq: np.ndarray, energies: np.ndarray, runne
     occ_ci = [median_interval(emd[(occ >= lo) & (occ < hi)], rng) for lo, hi in zip(OCC_BINS[:-1], OCC_BINS[1:])]
     ratio = energies.sum(1) / charges.sum(1)
     shift = centroid_shift(charges, energies)
+    per_seed = [float(np.median(part)) for part in np.array_split(emd, seeds)] if seeds > 1 else []
+    if per_seed:
+        note = f"{note}; seeds' medians {min(per_seed):.3f}-{max(per_seed):.3f}"
     return Judged(name, n_links, evaluation.to_json(), median_interval(emd, rng), occ_ci,
-                  asdict(Distribution.of(ratio)), asdict(Distribution.of(shift[np.isfinite(shift)])), note, kind)
+                  asdict(Distribution.of(ratio)), asdict(Distribution.of(shift[np.isfinite(shift)])), note, kind,
+                  per_seed)
 
 
 def row_name(algorithm: str, rule: str) -> str:

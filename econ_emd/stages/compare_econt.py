@@ -109,7 +109,7 @@ def _pooled(name: str, n: int, calq: np.ndarray, energies: list[np.ndarray], run
     from econ_emd.training.compare_econt import judge
 
     return judge(name, n, np.concatenate([calq] * len(energies)), np.concatenate(energies), runner, note,
-                 "autoencoder")
+                 "autoencoder", seeds=len(energies))
 
 
 def _autoencoders(ctx: StageContext, ds) -> dict[int, list[tuple]]:
