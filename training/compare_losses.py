@@ -106,14 +106,15 @@ def comparison_markdown(rows: dict[str, LossRow], ratios: dict[str, float],
     by occupancy; the paired comparisons; the settings each loss trained with and, with a
     search, every candidate's validation score."""
     n_seeds = max(len(r.runs) for r in rows.values())
-    first = next(iter(rows.values())).runs[0].evaluation.by_occupancy
+    # occupancy bins without a test module (busy data has no module of 1-2 TCs) are left out
+    first = [b for b in next(iter(rows.values())).runs[0].evaluation.by_occupancy]
+    live = [i for i, b in enumerate(first) if b.n]
     head = ["loss", "quantized", *[f"seed {i}" for i in range(n_seeds)], "median over seeds", "min-max",
-            "mean EMD", *[f"occ {b.lo}-{b.hi}" for b in first]]
+            "mean EMD", *[f"occ {first[i].lo}-{first[i].hi}" for i in live]]
     body = []
     for name, r in rows.items():
         occ = [np.median([run.evaluation.by_occupancy[i].median for run in r.runs
-                          if run.evaluation.by_occupancy[i].n]) if first[i].n else float("nan")
-               for i in range(len(first))]
+                          if run.evaluation.by_occupancy[i].n]) for i in live]
         sp = spread(r.medians)
         body.append([name, "yes" if r.runs[0].quantized else "no", *[f"{m:.3f}" for m in r.medians],
                      f"{np.median(r.medians):.3f}", f"{sp['min']:.3f}-{sp['max']:.3f}",
