@@ -3,8 +3,8 @@ seed gives the same weights on any x86-64 machine.
 
 Why: TensorFlow on CPU repeats a seeded run on one machine, but its weights still
 depend on the oneDNN kernels the CPU selects (AVX2 against AVX-512 sums in another order)
-and on how many threads split each reduction. Measured on this project (docs/measured.md
-"Determinism"): capping oneDNN at AVX2 and fixing the intra-op threads at 2 gave identical
+and on how many threads split each reduction. Measured on this project (docs/measured.md,
+"Repeatability"): capping oneDNN at AVX2 and fixing the intra-op threads at 2 gave identical
 EMD-CNN and encoder weights on 1 and 2 cores, with 1 or 4 inter-op threads, and with or
 without TensorFlow's op-determinism flag; leaving either free changed the encoders' exact
 EMD by up to 6%. The flag itself is not set: on CPU it changed no weight, and it makes every
@@ -27,7 +27,7 @@ PINNED_ENVIRONMENT: dict[str, str] = {
 
 
 def pin_numerics() -> dict[str, str]:
-    """Set the defaults that are not set yet; return the values in force (for run records)."""
+    """Set the defaults that are not set yet; return the values in force."""
     for name, value in PINNED_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     return {name: os.environ[name] for name in PINNED_ENVIRONMENT}
