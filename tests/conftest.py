@@ -20,3 +20,11 @@ from econ_emd.data.synthetic import generate
 def modules() -> np.ndarray:
     """600 synthetic modules (raw ADC charges)."""
     return generate(600, seed=11)
+
+
+def error_line(err: str) -> str:
+    """The one error line of a failed command (and that there is exactly one, no traceback)."""
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("econ-emd: error:")]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import error_line
 from econ_emd.cli import main
 from econ_emd.config import CONFIG_DIR
 
@@ -178,10 +179,8 @@ def test_bad_input_fails_with_one_line(tmp_path, capsys, monkeypatch, name, file
     rc = main(args)
     err = capsys.readouterr().err
     assert rc == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("econ-emd: error:")]
-    assert len(lines) == 1, err
-    assert re.search(pattern, lines[0]), lines[0]
+    line = error_line(err)
+    assert re.search(pattern, line), line
 
 
 def test_catalogue_is_large_enough():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import error_line
 from econ_emd.base.errors import DataError
 from econ_emd.data import crossings
 from econ_emd.data.allocation import embedded_allocation, read_allocation, ring2
@@ -215,5 +216,5 @@ def test_data_stage_with_the_detector_source(tmp_path, capsys):
                "--run-dir", str(tmp_path / "run2")])
     err = capsys.readouterr().err
     assert rc == 2
-    lines = [line for line in err.splitlines() if line.startswith("econ-emd: error:")]
-    assert len(lines) == 1 and re.search(r"data\.detector: .*set placement: allocation", lines[0]), err
+    line = error_line(err)
+    assert re.search(r"data\.detector: .*set placement: allocation", line), line

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import uproot
 
+from conftest import error_line
 from econ_emd.base.errors import DataError
 from econ_emd.geometry import distance_matrix, remap_table
 from econ_emd.base.units import ADC_PER_MIP_T
@@ -185,10 +186,8 @@ def test_malformed_ntuple_is_one_line_exit_2(tmp_path, capsys, make, pattern):
                "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert rc == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("econ-emd: error:")]
-    assert len(lines) == 1, err
-    assert re.search(pattern, lines[0]), lines[0]
+    line = error_line(err)
+    assert re.search(pattern, line), line
 
 
 def test_directory_of_ntuples_and_max_modules(tmp_path):

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import error_line
 from econ_emd.cli import main
 from econ_emd.config import CONFIG_DIR
 
@@ -36,19 +37,11 @@ def _csv(rows: list[list[float]]) -> str:
     return HEADER + "\n" + "\n".join(",".join(str(v) for v in r) for r in rows) + "\n"
 
 
-def _error_line(err: str) -> str:
-    """The one error line of a failed command (and that there is exactly one, no traceback)."""
-    assert "Traceback" not in err, err[-3000:]
-    lines = [line for line in err.splitlines() if line.startswith("econ-emd: error:")]
-    assert len(lines) == 1, err[-3000:]
-    return lines[0]
-
-
 def _fails(capsys, argv: list[str], pattern: str, code: int = 2) -> str:
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == code, err[-3000:]
-    line = _error_line(err)
+    line = error_line(err)
     assert re.search(pattern, line), line
     return line
 
@@ -225,7 +218,7 @@ def _refused_quickly(argv: list[str], pattern: str, cwd: Path) -> None:
                           timeout=HANG_SECONDS * 4)
     seconds = time.monotonic() - t0
     assert done.returncode == 2, done.stderr[-3000:]
-    line = _error_line(done.stderr)
+    line = error_line(done.stderr)
     assert re.search(pattern, line), line
     maxrss_kb = int(re.search(r"maxrss (\d+)", done.stderr).group(1))
     assert seconds < HANG_SECONDS and maxrss_kb < 700 * 1024, (seconds, maxrss_kb)
