@@ -28,7 +28,9 @@ pytestmark = pytest.mark.faults
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
 FAST = ["--set", "encoder.epochs=3", "--set", "encoder.patience=3", "--set", "compare_losses.losses=[mse]",
         "--set", "compare_losses.float_twin=false", "--set", "compare_losses.seeds=1", "--set", "firmware.n_check=40",
-        "--set", "rtl.enabled=false"]
+        "--set", "rtl.enabled=false",
+        # the fault tests exercise the registry, not the comparison's content: one link count
+        "--set", "compare_econt.link_counts=[2]", "--set", "compare_econt.signals=false"]
 PAUSE_AT = "encoder[emd_cnn]:2"        # after the second of three encoder epochs
 
 
