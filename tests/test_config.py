@@ -10,10 +10,24 @@ def write(tmp_path, text):
 
 
 @pytest.mark.parametrize("name, source", [("default.yaml", "detector"), ("smoke.yaml", "synthetic"),
-                                          ("paper.yaml", "detector"), ("asic.yaml", "detector")])
+                                          ("paper.yaml", "detector"), ("asic.yaml", "detector"),
+                                          ("verdict.yaml", "detector")])
 def test_shipped_configs_validate(name, source):
     cfg = load_config(CONFIG_DIR / name)
     assert cfg.data.source == source
+
+
+def test_the_verdict_run_is_the_default_with_the_encoders_longer_budget():
+    """configs/verdict.yaml changes what the encoders train on and how long, and the seeds of
+    the comparison, nothing else: its data, labels and EMD-CNN are the default's."""
+    from econ_emd.registry import config_hash
+
+    default, verdict = load_config(CONFIG_DIR / "default.yaml"), load_config(CONFIG_DIR / "verdict.yaml")
+    for stage in ("data", "label", "emd_cnn"):
+        assert config_hash(default, stage) == config_hash(verdict, stage), stage
+    assert config_hash(default, "encoder") != config_hash(verdict, "encoder")
+    assert (verdict.encoder.max_train_modules, verdict.compare_econt.seeds) == (None, 5)
+    assert verdict.encoder.epochs > default.encoder.epochs
 
 
 @pytest.mark.parametrize("text, message", [
