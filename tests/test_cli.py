@@ -71,10 +71,10 @@ def test_smoke_pipeline_writes_every_artifact(tmp_path, capsys):
     algos = [f"{a}{s}" for a in ("best_choice", "super_trigger_cells", "threshold_sum") for s in ("", " (CMS rule)")]
     refs = ["sum only", "average module", "linear code"]
     autoencoders = {"autoencoder (this product)", "CMS test-vector autoencoder (electron-trained)"}
+    links = load_config(SMOKE).encoder.links              # the smoke run trains the encoder there only
     for dataset in ("generated", "crossings"):
         rows = {(r["algorithm"], r["n_links"]): r for r in bw["rows"][dataset]}
         assert {k for k in rows if k[0] not in autoencoders} == {(a, n) for a in algos + refs for n in (2, 3, 4, 5)}
-        links = load_config(SMOKE).encoder.links          # the smoke run trains the encoder there only
         assert {k for k in rows if k[0] in autoencoders} == {("autoencoder (this product)", links),
                                                            ("CMS test-vector autoencoder (electron-trained)", 5)}
         for (a, n), r in rows.items():

@@ -107,7 +107,7 @@ def comparison_markdown(rows: dict[str, LossRow], ratios: dict[str, float],
     search, every candidate's validation score."""
     n_seeds = max(len(r.runs) for r in rows.values())
     # occupancy bins without a test module (busy data has no module of 1-2 TCs) are left out
-    first = [b for b in next(iter(rows.values())).runs[0].evaluation.by_occupancy]
+    first = next(iter(rows.values())).runs[0].evaluation.by_occupancy
     live = [i for i, b in enumerate(first) if b.n]
     head = ["loss", "quantized", *[f"seed {i}" for i in range(n_seeds)], "median over seeds", "min-max",
             "mean EMD", *[f"occ {first[i].lo}-{first[i].hi}" for i in live]]
