@@ -27,6 +27,11 @@ the quantized weights (the per-product floors are skipped: identity gradient); t
 transmitted latents pass the floor likewise. ReLU and the saturation keep their own
 gradients (zero where they cut, as QKeras' quantized_relu does).
 
+Training starts from the float twin (`fold_into_registers`, encoder.asic_start float): the
+same network trained in float, its weights scaled into the registers' ranges without
+changing its function, then trained on in this arithmetic. From a random start the cuts
+erase most products before the weights have grown into the range that keeps them.
+
 Every product is a multiple of 2^-12 below 2^5 (at most 17 significant bits) and every sum
 a multiple of 2^-8 of magnitude about 2^12 at most (20 bits), so float32's 24-bit
 significand holds each exactly: `encoder.predict` equals `econt.autoencoder.encode` to the
@@ -42,6 +47,8 @@ with it, the 48 outputs of a module sum to 1-7). The back end gets the energies 
 pattern x decoded sum / sum(pattern), as `training.compare_econt.autoencoder_energies` does.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -284,6 +291,106 @@ def build_autoencoder_with_sum(encoder: tf.keras.Model, decoder: tf.keras.Model)
     z = encoder(image)
     pattern = decoder(tf.keras.layers.Concatenate(name="latents_and_sum")([z, total]))
     return tf.keras.Model([image, total], ArrangeTCs("8x8", name="pattern_image")(pattern), name="autoencoder")
+
+
+#: the register's largest value, where `fold_into_registers` puts each filter's and each
+#: latent's largest weight (the positive end: -1 would not hold the sign flip)
+REGISTER_MAX = ae.WEIGHT_MAX * 2.0 ** -ae.WEIGHT_FRACTION
+#: the share of training modules whose folded latent stays below the block's saturation
+LATENT_FILL_QUANTILE = 99.0
+
+
+@dataclass(frozen=True)
+class FoldedStart:
+    """A float twin's weights folded into the register ranges: the asic encoder's starting
+    conv and dense weights, its float decoder's (the first layer's latent rows rescaled),
+    and the scales that did it (per filter, per latent)."""
+
+    encoder_weights: list
+    decoder_weights: list
+    filter_scales: np.ndarray
+    latent_scales: np.ndarray
+
+
+def fold_into_registers(float_encoder, float_decoder, images: np.ndarray) -> FoldedStart:
+    """Why: trained from scratch in the block's arithmetic, the encoder starts where its cuts
+    erase most products (a converter image gives a cell a few LSBs, each product is cut to
+    2^-7) and does not recover; trained float first, its weights are anywhere, mostly far
+    below the register's 1/32 steps. ReLU is positively homogeneous, so the float function
+    is kept exactly while each filter is scaled to put its largest weight (bias included) at
+    `REGISTER_MAX`, the dense rows reading it divided by the same scale, and each latent
+    scaled up to the most that keeps its column in the register and its
+    `LATENT_FILL_QUANTILE` percentile on `images` below saturation; the decoder's row of
+    that latent divides by its scale. Products then keep the most bits the block allows.
+
+    `float_encoder`: the float twin (conv 3x3x1x8 'same' stride 2, ReLU, dense 128 -> 16,
+    ReLU; models.econt.build_encoder); `float_decoder`: the dense decoder trained with it;
+    `images`: (n, 8, 8, 1) converter images of training modules."""
+    k, b = (np.asarray(w, np.float64) for w in float_encoder.get_layer("conv2d").get_weights())
+    w, d = (np.asarray(v, np.float64) for v in float_encoder.get_layer("dense").get_weights())
+    largest = np.maximum(np.abs(k).reshape(-1, k.shape[-1]).max(0), np.abs(b))
+    s = np.where(largest > 0, REGISTER_MAX / np.where(largest > 0, largest, 1.0), 1.0)
+    k, b = k * s, b * s
+    w = w / np.tile(s, w.shape[0] // len(s))[:, None]              # flatten order (row, column, filter)
+    hidden = tf.nn.relu(tf.nn.conv2d(np.asarray(images, np.float64), k, 2, "SAME") + b).numpy()
+    z = np.maximum(hidden.reshape(len(images), -1) @ w + d, 0.0)
+    high = np.percentile(z, LATENT_FILL_QUANTILE, axis=0)
+    column = np.maximum(np.abs(w).max(0), np.abs(d))
+    t = np.minimum(REGISTER_MAX / np.where(column > 0, column, np.inf),
+                   LATENT_MAX / np.where(high > 0, high, np.inf))
+    t = np.where(np.isfinite(t) & (t > 0), t, 1.0)
+    dec = [np.array(v) for v in float_decoder.get_weights()]
+    dec[0][: ae.N_LATENT] /= t[:, None]
+    f32 = np.float32
+    return FoldedStart([k.astype(f32), b.astype(f32), (w * t).astype(f32), (d * t).astype(f32)], dec, s, t)
+
+
+#: the share of training modules whose folded decoder activations (each hidden unit, and
+#: each module's largest output) stay inside their quantizer's range
+DECODER_FILL_QUANTILE = 99.9
+
+
+def fold_decoder_into_ranges(float_decoder, inputs: np.ndarray, arch: DenseDecoderArch) -> list:
+    """The float decoder's weights scaled into the quantized decoder's ranges, its function
+    kept: the quantized decoder's starting weights.
+
+    Why: the quantized decoder starts from the float one, but a float decoder trained long
+    grows weights past the quantizer's [-2^i, 2^i) and hidden activations past
+    quantized_relu's [0, 2^i) (a 40-epoch training lost 0.59 -> 1.21 of validation loss to
+    the clipping, more than its quantization-aware epochs win back). ReLU is positively
+    homogeneous: each hidden unit is scaled by the most that keeps its weights in range and
+    its `DECODER_FILL_QUANTILE` percentile on `inputs` below the activation's top, the next
+    layer's row divided by it; the outputs are scaled by one factor for all (the pattern's
+    scale is free: the energies are pattern x decoded sum / sum(pattern)), the most that
+    keeps the output layer's weights in range and each module's largest output below 1.
+
+    `inputs`: (n, 17) the decoder's inputs on training modules (`decoder_inputs`)."""
+    weights = [np.asarray(w, np.float64) for w in float_decoder.get_weights()]
+    w_max = 2.0 ** arch.weight_integer - 2.0 ** (arch.weight_integer - arch.weight_bits + 1)
+    act_max = 2.0 ** arch.act_integer - 2.0 ** (arch.act_integer - arch.act_bits)
+    out_max = 1.0 - 2.0 ** -arch.output_bits
+    x = np.asarray(inputs, np.float64)
+    folded, row_scale = [], np.ones(x.shape[1])
+
+    def largest_scale(*limits_over_values) -> np.ndarray:
+        scale = np.full(np.shape(limits_over_values[0][1]), np.inf)
+        for limit, value in limits_over_values:
+            scale = np.minimum(scale, limit / np.where(value > 0, value, np.inf))
+        return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+    for i in range(len(arch.hidden)):
+        w, b = weights[2 * i] / row_scale[:, None], weights[2 * i + 1]
+        a = np.maximum(x @ w + b, 0.0)
+        c = largest_scale((w_max, np.maximum(np.abs(w).max(0), np.abs(b))),
+                          (act_max, np.percentile(a, DECODER_FILL_QUANTILE, axis=0)))
+        folded += [w * c, b * c]
+        x, row_scale = a * c, c
+    w, b = weights[-2] / row_scale[:, None], weights[-1]
+    out = np.maximum(x @ w + b, 0.0)
+    g = largest_scale((w_max, np.array(max(np.abs(w).max(), np.abs(b).max()))),
+                      (out_max, np.array(np.percentile(out.max(1), DECODER_FILL_QUANTILE))))
+    folded += [w * g, b * g]
+    return [v.astype(np.float32) for v in folded]
 
 
 #: the block's product cuts, as the firmware flow takes them (layer of the QKeras encoder of

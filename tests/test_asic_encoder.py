@@ -120,6 +120,7 @@ def test_training_ends_in_a_quantized_dense_decoder(modules, tmp_path):
     assert takes_module_sum(dec)
     assert not any(isinstance(layer, tf.keras.layers.Conv2DTranspose) for layer in dec.layers)
     assert {"float_val_loss", "quantized_val_loss_before", "quantized_val_loss"} <= set(hist["decoder"])
+    assert len(hist["float_start"]["val_loss"]) == 2                # the float twin trained first (asic_start float)
     z, recon = et.reconstruct(enc, dec, modules[400:])
     assert recon.shape == (200, 48)
     lsb = 2.0 ** -params.asic_decoder_output_bits
@@ -134,23 +135,75 @@ def test_training_ends_in_a_quantized_dense_decoder(modules, tmp_path):
         et.decoder_inputs_of(z, modules[400:]), verbose=0), recon)
 
 
-def test_a_run_resumed_after_the_encoder_makes_the_same_decoder(modules, tmp_path):
-    """Killed after the encoder's last epoch (its checkpoint kept), a rerun restores the
-    encoder and trains the quantized decoder again: the same decoder, to the bit."""
+@pytest.mark.parametrize("start", ["float", "scratch"])
+def test_a_run_resumed_after_the_encoder_makes_the_same_decoder(modules, tmp_path, start):
+    """Killed after the encoder's last epoch (its checkpoints kept), a rerun restores the
+    encoder (and its float start) and trains the quantized decoder again: the same encoder
+    and decoder, to the bit; clearing the checkpoints leaves no float start behind."""
     from econ_emd.training import encoder_train as et
     from econ_emd.training import losses as L
     from econ_emd.training.params import EncoderParams
 
     params = EncoderParams(kind="asic", links=2, epochs=1, batch_size=64, learning_rate=5e-3,
-                           asic_decoder_epochs=2, asic_decoder_hidden=[16])
+                           asic_decoder_epochs=2, asic_decoder_hidden=[16], asic_start=start)
     t = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
-    first, hist = t.decoder, t.history
+    first, hist = t, t.history
+    assert ("float_start" in hist) == (start == "float")
+    assert (tmp_path / et.FLOAT_START_DIR / et.CHECKPOINT_FILE).exists() == (start == "float")
     t = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
-    again, resumed = t.decoder, t.history
+    again, resumed = t, t.history
     assert len(hist["decoder"]["loss"]) == 2 and resumed["initial_epoch"] == 1 and resumed["loss"] == []
     assert resumed["decoder"] == hist["decoder"]
-    for a, b in zip(first.get_weights(), again.get_weights()):
+    for a, b in zip(first.encoder.get_weights() + first.decoder.get_weights(),
+                    again.encoder.get_weights() + again.decoder.get_weights()):
         np.testing.assert_array_equal(a, b)
+    et.clear_checkpoint(tmp_path)
+    assert not (tmp_path / et.CHECKPOINT_FILE).exists() and not (tmp_path / et.FLOAT_START_DIR).exists()
+
+
+def test_folding_keeps_the_float_function_and_fills_the_registers(calq):
+    """The float twin folded into the registers' ranges computes the same reconstruction
+    (ReLU's homogeneity: only scales moved between layers); each filter's largest weight
+    sits at the register's top, no dense weight leaves the register, and the latents fill
+    their range without saturating more than the quantile allows."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from econ_emd.models.arch import EncoderArch
+    from econ_emd.models.asic_encoder import (LATENT_MAX, LATENT_FILL_QUANTILE, REGISTER_MAX, build_dense_decoder,
+                                              decoder_inputs, encoder_image, fold_into_registers, sum_feature)
+    from econ_emd.models.econt import build_encoder
+
+    tf.keras.utils.set_random_seed(1)
+    enc = build_encoder(EncoderArch(quantized=False))
+    conv, dense = enc.get_layer("conv2d"), enc.get_layer("dense")
+    k, b = conv.get_weights()
+    conv.set_weights([k * np.linspace(0.05, 3, 8), np.full_like(b, 0.01)])   # filters far from the register's range
+    w, d = dense.get_weights()
+    dense.set_weights([w * 0.2, np.full_like(d, 0.02)])
+    float_decoder = dataclasses.replace(ASIC_DECODER, quantized=False)
+    dec = build_dense_decoder(float_decoder)
+    images, sums = encoder_image(calq), sum_feature(calq)
+    folded = fold_into_registers(enc, dec, images)
+
+    enc2, dec2 = build_encoder(EncoderArch(quantized=False)), build_dense_decoder(float_decoder)
+    enc2.set_weights(folded.encoder_weights)
+    dec2.set_weights(folded.decoder_weights)
+    z, z2 = enc.predict(images, verbose=0), enc2.predict(images, verbose=0)
+    np.testing.assert_allclose(z2, z * folded.latent_scales, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dec2.predict(decoder_inputs(z2, sums), verbose=0),
+                               dec.predict(decoder_inputs(z, sums), verbose=0), rtol=1e-4, atol=1e-6)
+    k2, b2, w2, d2 = folded.encoder_weights
+    largest = np.maximum(np.abs(k2).reshape(-1, 8).max(0), np.abs(b2))
+    np.testing.assert_allclose(largest, REGISTER_MAX, rtol=1e-6)
+    assert np.abs(w2).max() <= REGISTER_MAX * (1 + 1e-6) and np.abs(d2).max() <= REGISTER_MAX * (1 + 1e-6)
+    live = z.max(0) > 0
+    assert (np.percentile(z2, LATENT_FILL_QUANTILE, axis=0)[live] <= LATENT_MAX * (1 + 1e-5)).all()
+    # each latent is at one of its two limits: the register or the saturation
+    at_limit = np.isclose(np.maximum(np.abs(w2).max(0), np.abs(d2)), REGISTER_MAX, rtol=1e-5) | np.isclose(
+        np.percentile(z2, LATENT_FILL_QUANTILE, axis=0), LATENT_MAX, rtol=1e-5)
+    assert at_limit[live].all()
 
 
 def test_asic_settings_are_validated():
@@ -183,3 +236,45 @@ def test_the_quantizers_are_the_asic_encoders():
     assert q["input"].get_config() == _input_quantizer().get_config()
     grid = np.arange(-40, 40) / 32
     np.testing.assert_array_equal(np.asarray(_weight_quantizer()(grid)), np.clip(grid, -1, 31 / 32))
+
+
+def test_decoder_folding_keeps_the_pattern_and_fits_the_quantizers(calq):
+    """A float decoder grown past the quantizers' ranges (weights up to 5, activations far
+    above 2), folded: the same pattern up to one factor for all outputs, every weight
+    inside the weight quantizer's range, hidden activations and each module's largest
+    output inside theirs (but for the quantile's share), and the quantized decoder of the
+    folded weights far closer to the float one than that of the weights as they were."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from econ_emd.models.asic_encoder import (DECODER_FILL_QUANTILE, build_dense_decoder, decoder_inputs,
+                                              fold_decoder_into_ranges, sum_feature)
+
+    tf.keras.utils.set_random_seed(2)
+    arch = dataclasses.replace(ASIC_DECODER, hidden=(32, 16))
+    dec = build_dense_decoder(dataclasses.replace(arch, quantized=False))
+    dec.set_weights([w * 5.0 for w in dec.get_weights()])
+    rng = np.random.default_rng(0)
+    d_in = decoder_inputs(rng.integers(0, 8, (len(calq), 16)) / 4.0, sum_feature(calq))
+    folded = fold_decoder_into_ranges(dec, d_in, arch)
+    twin = build_dense_decoder(dataclasses.replace(arch, quantized=False))
+    twin.set_weights(folded)
+    ref, got = dec.predict(d_in, verbose=0), twin.predict(d_in, verbose=0)
+    g = got.sum() / ref.sum()
+    np.testing.assert_allclose(got, ref * g, rtol=1e-4, atol=1e-6)
+    w_max = 1.0 - 2.0 ** -(arch.weight_bits - 1)
+    assert all(np.abs(w).max() <= w_max * (1 + 1e-6) for w in folded)
+    h = d_in
+    for w, b in zip(folded[:-2:2], folded[1:-2:2]):
+        h = np.maximum(h @ w + b, 0)
+        assert (np.percentile(h, DECODER_FILL_QUANTILE, axis=0) <= 2.0 * (1 + 1e-6)).all()
+    assert np.percentile(got.max(1), DECODER_FILL_QUANTILE) <= 1.0
+
+    def quantized_error(weights) -> float:
+        q = build_dense_decoder(arch)
+        q.set_weights(weights)
+        out = q.predict(d_in, verbose=0).astype(np.float64)
+        return float(np.abs(out / out.sum(1, keepdims=True).clip(1e-9) - ref / ref.sum(1, keepdims=True)).mean())
+
+    assert quantized_error(folded) < 0.5 * quantized_error(dec.get_weights())

@@ -177,7 +177,7 @@ def test_next_candidate_steps_past_the_edge_the_best_lies_on():
 
 def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch):
     """Same settings: the finished run is returned without training. Other settings (a
-    changed learning rate): the old result and checkpoint are cleared and it trains anew."""
+    changed learning rate): the old result and checkpoints (an asic float start's too) are cleared and it trains anew."""
     from econ_emd.training import encoder_run as er
     from econ_emd.training import encoder_train as et
     from econ_emd.training.evaluation import Evaluation
@@ -188,6 +188,7 @@ def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch
     def fake_train(train, val, params, loss_fn, seed, out, label):
         trained.append(params.learning_rate)
         assert not (out / et.CHECKPOINT_FILE).exists(), "a checkpoint of other settings was left to resume from"
+        assert not (out / et.FLOAT_START_DIR).exists(), "a float start of other settings was left to resume from"
         return et.Trained(None, None, {"loss": [1.0], "val_loss": [1.0], "seconds": 0.0, "initial_epoch": 0})
 
     def fake_save(enc, dec, out):
@@ -211,5 +212,7 @@ def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch
     run(0.01)
     assert trained == [0.01]
     (out / et.CHECKPOINT_FILE).write_text("a checkpoint of the 0.01 run")
+    (out / et.FLOAT_START_DIR).mkdir()
+    (out / et.FLOAT_START_DIR / et.CHECKPOINT_FILE).write_text("the 0.01 run's float start")
     r = run(0.02)
     assert trained == [0.01, 0.02] and r.learning_rate == 0.02

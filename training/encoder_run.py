@@ -159,10 +159,12 @@ def train_and_evaluate(request: TrainRequest, *, data: Dataset, out: Path | None
             log.info("%s: finished earlier, reused", label)
             return done
         if _recorded_settings(out) != request.settings():
-            if any((out / f).exists() for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE)):
+            if any((out / f).exists() for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE, et.FLOAT_START_DIR)):
                 log.info("%s: the folder holds a run with other settings; starting over", label)
-            for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE):
+            for f in (RUN_FILE, EMD_FILE):
                 (out / f).unlink(missing_ok=True)
+            if out.is_dir():
+                et.clear_checkpoint(out)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / SETTINGS_FILE, request.settings())
     train = data["train"][: params.max_train_modules]

@@ -8,8 +8,9 @@ decoder ends in a sigmoid; the module sum travels beside the latents).
 The encoder in the ASIC's arithmetic (kind asic, models.asic_encoder) takes the converter's
 image of the integer CALQ, floor(CALQ 2^7 / 2^floor(log2 sum)) / 2^7, exactly as the ASIC
 computes it; its decoder is dense and reads the packet's module-sum code beside the
-latents. It trains with a float decoder, then the quantized decoder is trained on the
-encoder's transmitted latents (`quantized_decoder`).
+latents. It starts from its float twin folded into the registers' ranges (`_float_start`),
+trains with a float decoder, then the quantized decoder is trained on the encoder's
+transmitted latents (`quantized_decoder`).
 
 Every reconstruction is judged by the exact EMD between input and reconstruction (both
 unit-sum, hex metric), whatever loss trained it (training.evaluation).
@@ -28,7 +29,7 @@ from econ_emd.base.errors import ModelFileError
 from econ_emd.base.artifacts import atomic_path, atomic_save_model
 from econ_emd.geometry import calq_to_8x8, image8x8_to_calq
 from econ_emd.econt.normalization import sumlog2_normalize
-from econ_emd.base.seeds import as_int, derive_seed
+from econ_emd.base.seeds import derive_seed
 from econ_emd.base.testhooks import pause_for_test
 from .rebuild import integer_calq
 from .params import EncoderParams
@@ -149,8 +150,15 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
 
     from .emd_cnn_train import epoch_logger
 
+    start = None
+    if params.kind == "asic" and params.quantized and params.asic_start == "float":
+        start = _float_start(train, val, params, loss_fn, seed, out_dir, label)
     tf.keras.utils.set_random_seed(seed)
     enc, dec, ae = build_models(params)
+    if start is not None:
+        enc.get_layer("conv2d").set_weights(start.folded.encoder_weights[:2])
+        enc.get_layer("dense").set_weights(start.folded.encoder_weights[2:])
+        dec.set_weights(start.folded.decoder_weights)
     x, y = autoencoder_inputs(train, params), targets(train)
     vx, vy = autoencoder_inputs(val, params), targets(val)
 
@@ -201,12 +209,51 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
         ae.set_weights(best["weights"])
     history = {"loss": state["loss"][initial_epoch:], "val_loss": state["val_loss"][initial_epoch:],
                "seconds": time.perf_counter() - t0, "initial_epoch": initial_epoch}
+    if start is not None:
+        history["float_start"] = start.history
     float_decoder = None
     if params.kind == "asic" and params.quantized:
         float_decoder = dec
         dec, history["decoder"] = quantized_decoder(enc, dec, (x, y), (vx, vy), params, loss_fn, seed, label)
         history["seconds"] = time.perf_counter() - t0
+    if start is not None:
+        history["seconds"] += start.history["seconds"]
     return Trained(enc, dec, history, float_decoder)
+
+
+#: the folder (inside a training's) of the asic encoder's float start: its checkpoint
+FLOAT_START_DIR = "float_start"
+
+
+@dataclass
+class FloatStart:
+    """The asic encoder's starting point: its float twin's weights folded into the
+    registers' ranges, and the twin's training history."""
+
+    folded: object
+    history: dict
+
+
+def _float_start(train: np.ndarray, val: np.ndarray, params: EncoderParams, loss_fn, seed: int,
+                 out_dir: str | Path | None, label: str) -> FloatStart:
+    """Train the asic encoder's float twin (the same request, quantized off: the published
+    float encoder on float images, the same dense decoder) and fold it into the registers'
+    ranges on the converter images of the training modules (`fold_into_registers`). With
+    `out_dir` the twin checkpoints into its own folder, so a run killed in either phase
+    resumes in it and comes to the same start."""
+    from econ_emd.models.asic_encoder import encoder_image, fold_into_registers
+
+    twin_dir = None
+    if out_dir is not None:
+        twin_dir = Path(out_dir) / FLOAT_START_DIR
+        twin_dir.mkdir(parents=True, exist_ok=True)
+    twin = train_autoencoder(train, val, params.model_copy(update={"quantized": False}), loss_fn, seed, twin_dir,
+                             f"{label} (float start)")
+    folded = fold_into_registers(twin.encoder, twin.decoder, encoder_image(integer_calq(train)))
+    log.info("%s: float start folded into the registers: filter scales %s, latent scales %s", label,
+             np.round(folded.filter_scales, 2).tolist(), np.round(folded.latent_scales, 2).tolist())
+    return FloatStart(folded, {"loss": twin.history["loss"], "val_loss": twin.history["val_loss"],
+                               "seconds": twin.history["seconds"], "initial_epoch": twin.history["initial_epoch"]})
 
 
 def _batches(x, y: np.ndarray, orders: np.ndarray, batch_size: int):
@@ -228,16 +275,17 @@ DECODER_LR_FRACTION = 0.1
 def quantized_decoder(encoder, float_decoder, train: tuple, val: tuple, params: EncoderParams, loss_fn, seed: int,
                       label: str):
     """The asic encoder's quantized decoder: the float decoder trained with the encoder,
-    its weights through the decoder's quantizers, then `asic_decoder_epochs` epochs of
-    quantization-aware training on the encoder's transmitted latents (the encoder fixed),
-    the epoch with the lowest validation loss kept. Returns (decoder, history: the float
-    decoder's, the quantized decoder's before and after, validation losses).
+    its weights folded into the quantizers' ranges (`fold_decoder_into_ranges`), then
+    `asic_decoder_epochs` epochs of quantization-aware training on the encoder's
+    transmitted latents (the encoder fixed), the epoch with the lowest validation loss
+    kept. Returns (decoder, history: the float decoder's, the quantized decoder's before
+    and after, validation losses).
 
     Deterministic from `seed` and the encoder (its own epoch orders, no other randomness),
     so a run resumed after the encoder's last epoch makes the same decoder."""
     import tensorflow as tf
 
-    from econ_emd.models.asic_encoder import build_dense_decoder, decoder_inputs
+    from econ_emd.models.asic_encoder import build_dense_decoder, decoder_inputs, fold_decoder_into_ranges
     from econ_emd.models.layers import ArrangeTCs
 
     def as_images(decoder):
@@ -249,8 +297,9 @@ def quantized_decoder(encoder, float_decoder, train: tuple, val: tuple, params: 
     (x, y), (vx, vy) = train, val
     d_in = decoder_inputs(encoder.predict(x[0], batch_size=4096, verbose=0), x[1])
     vd_in = decoder_inputs(encoder.predict(vx[0], batch_size=4096, verbose=0), vx[1])
-    decoder = build_dense_decoder(params.asic_arch().decoder)
-    decoder.set_weights(float_decoder.get_weights())
+    arch = params.asic_arch().decoder
+    decoder = build_dense_decoder(arch)
+    decoder.set_weights(fold_decoder_into_ranges(float_decoder, d_in, arch))
     model = as_images(decoder)
 
     def val_loss(m) -> float:
@@ -303,9 +352,13 @@ def _restore(path: Path, ae, opt) -> tuple[dict, list | None]:
 
 
 def clear_checkpoint(out_dir: str | Path) -> None:
-    p = Path(out_dir) / CHECKPOINT_FILE
-    if p.exists():
-        p.unlink()
+    """Remove a finished training's checkpoints (its own and its float start's)."""
+    (Path(out_dir) / CHECKPOINT_FILE).unlink(missing_ok=True)
+    twin_dir = Path(out_dir) / FLOAT_START_DIR
+    if twin_dir.is_dir():
+        (twin_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        if not any(twin_dir.iterdir()):
+            twin_dir.rmdir()
 
 
 def reconstruct(encoder, decoder, charges: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -98,6 +98,10 @@ class EncoderParams(Strict):
     asic_decoder_act_integer: int = Field(ASIC_DECODER.act_integer, ge=0, le=12)
     asic_decoder_output_bits: int = Field(ASIC_DECODER.output_bits, ge=2, le=24,
                                           description="asic: the decoder's 48 outputs (in [0, 1)), bits")
+    asic_start: Literal["float", "scratch"] = Field(
+        "float", description="asic: float: train the float twin first, fold its weights into the register ranges "
+        "(models.asic_encoder.fold_into_registers), then train in the ASIC's arithmetic from there (both at "
+        "learning_rate, up to epochs each); scratch: train in the ASIC's arithmetic from a random start")
     asic_decoder_epochs: int = Field(
         ASIC_DECODER_EPOCHS, ge=0, le=1000, description="asic: quantization-aware epochs of the quantized decoder "
         "on the trained encoder's latents, from the float decoder trained with it (0: quantize it as it is)")
