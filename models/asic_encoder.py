@@ -312,6 +312,15 @@ class FoldedStart:
     latent_scales: np.ndarray
 
 
+def _largest_scale(*limits_and_values) -> np.ndarray:
+    """Per unit, the largest factor that keeps every (limit, value) pair's value at most its
+    limit; 1 where a value is zero (a unit dead on the sample: its scale does not matter)."""
+    scale = np.full(np.shape(limits_and_values[0][1]), np.inf)
+    for limit, value in limits_and_values:
+        scale = np.minimum(scale, limit / np.where(value > 0, value, np.inf))
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
 def fold_into_registers(float_encoder, float_decoder, images: np.ndarray) -> FoldedStart:
     """Why: trained from scratch in the block's arithmetic, the encoder starts where its cuts
     erase most products (a converter image gives a cell a few LSBs, each product is cut to
@@ -328,17 +337,13 @@ def fold_into_registers(float_encoder, float_decoder, images: np.ndarray) -> Fol
     `images`: (n, 8, 8, 1) converter images of training modules."""
     k, b = (np.asarray(w, np.float64) for w in float_encoder.get_layer("conv2d").get_weights())
     w, d = (np.asarray(v, np.float64) for v in float_encoder.get_layer("dense").get_weights())
-    largest = np.maximum(np.abs(k).reshape(-1, k.shape[-1]).max(0), np.abs(b))
-    s = np.where(largest > 0, REGISTER_MAX / np.where(largest > 0, largest, 1.0), 1.0)
+    s = _largest_scale((REGISTER_MAX, np.maximum(np.abs(k).reshape(-1, k.shape[-1]).max(0), np.abs(b))))
     k, b = k * s, b * s
     w = w / np.tile(s, w.shape[0] // len(s))[:, None]              # flatten order (row, column, filter)
     hidden = tf.nn.relu(tf.nn.conv2d(np.asarray(images, np.float64), k, 2, "SAME") + b).numpy()
     z = np.maximum(hidden.reshape(len(images), -1) @ w + d, 0.0)
-    high = np.percentile(z, LATENT_FILL_QUANTILE, axis=0)
-    column = np.maximum(np.abs(w).max(0), np.abs(d))
-    t = np.minimum(REGISTER_MAX / np.where(column > 0, column, np.inf),
-                   LATENT_MAX / np.where(high > 0, high, np.inf))
-    t = np.where(np.isfinite(t) & (t > 0), t, 1.0)
+    t = _largest_scale((REGISTER_MAX, np.maximum(np.abs(w).max(0), np.abs(d))),
+                       (LATENT_MAX, np.percentile(z, LATENT_FILL_QUANTILE, axis=0)))
     dec = [np.array(v) for v in float_decoder.get_weights()]
     dec[0][: ae.N_LATENT] /= t[:, None]
     f32 = np.float32
@@ -371,24 +376,17 @@ def fold_decoder_into_ranges(float_decoder, inputs: np.ndarray, arch: DenseDecod
     out_max = 1.0 - 2.0 ** -arch.output_bits
     x = np.asarray(inputs, np.float64)
     folded, row_scale = [], np.ones(x.shape[1])
-
-    def largest_scale(*limits_over_values) -> np.ndarray:
-        scale = np.full(np.shape(limits_over_values[0][1]), np.inf)
-        for limit, value in limits_over_values:
-            scale = np.minimum(scale, limit / np.where(value > 0, value, np.inf))
-        return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-
     for i in range(len(arch.hidden)):
         w, b = weights[2 * i] / row_scale[:, None], weights[2 * i + 1]
         a = np.maximum(x @ w + b, 0.0)
-        c = largest_scale((w_max, np.maximum(np.abs(w).max(0), np.abs(b))),
-                          (act_max, np.percentile(a, DECODER_FILL_QUANTILE, axis=0)))
+        c = _largest_scale((w_max, np.maximum(np.abs(w).max(0), np.abs(b))),
+                           (act_max, np.percentile(a, DECODER_FILL_QUANTILE, axis=0)))
         folded += [w * c, b * c]
         x, row_scale = a * c, c
     w, b = weights[-2] / row_scale[:, None], weights[-1]
     out = np.maximum(x @ w + b, 0.0)
-    g = largest_scale((w_max, np.array(max(np.abs(w).max(), np.abs(b).max()))),
-                      (out_max, np.array(np.percentile(out.max(1), DECODER_FILL_QUANTILE))))
+    g = _largest_scale((w_max, np.array(max(np.abs(w).max(), np.abs(b).max()))),
+                       (out_max, np.array(np.percentile(out.max(1), DECODER_FILL_QUANTILE))))
     folded += [w * g, b * g]
     return [v.astype(np.float32) for v in folded]
 
