@@ -104,7 +104,8 @@ class EncoderParams(Strict):
         "learning_rate, up to epochs each); scratch: train in the ASIC's arithmetic from a random start")
     asic_decoder_epochs: int = Field(
         ASIC_DECODER_EPOCHS, ge=0, le=1000, description="asic: quantization-aware epochs of the quantized decoder "
-        "on the trained encoder's latents, from the float decoder trained with it (0: quantize it as it is)")
+        "on the trained encoder's latents, from the float decoder trained with it folded into the quantizers' ranges "
+        "(0: that folded decoder as it is)")
     loss: LossName = "emd_cnn"
     emd_cnn_path: Optional[PathName] = Field(
         None, description="a frozen EMD-CNN file as the emd_cnn loss instead of the run's (ours, or the "
