@@ -18,6 +18,7 @@ PURPOSES: dict[str, tuple[str, int]] = {
     "encoder_training": ("offset", 0),
     "encoder_epoch": ("tag", 3),            # keys: epoch (of a training seeded by encoder_training)
     "encoder_seed": ("tag", 4),             # keys: k >= 1, the comparison's k-th training seed
+    "asic_revive": ("tag", 5),              # the asic float start's revived latents (of a training's seed)
     "firmware_extra_modules": ("offset", 1),  # synthetic modules topping up the bit-accuracy check
     "neemo_random_pairs": ("offset", 17),
     "neemo_potential": ("offset", 0),

@@ -304,12 +304,13 @@ LATENT_FILL_QUANTILE = 99.0
 class FoldedStart:
     """A float twin's weights folded into the register ranges: the asic encoder's starting
     conv and dense weights, its float decoder's (the first layer's latent rows rescaled),
-    and the scales that did it (per filter, per latent)."""
+    the scales that did it (per filter, per latent) and which latents were revived."""
 
     encoder_weights: list
     decoder_weights: list
     filter_scales: np.ndarray
     latent_scales: np.ndarray
+    revived: np.ndarray
 
 
 def _largest_scale(*limits_and_values) -> np.ndarray:
@@ -321,7 +322,7 @@ def _largest_scale(*limits_and_values) -> np.ndarray:
     return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
-def fold_into_registers(float_encoder, float_decoder, images: np.ndarray) -> FoldedStart:
+def fold_into_registers(float_encoder, float_decoder, images: np.ndarray, seed: int = 0) -> FoldedStart:
     """Why: trained from scratch in the block's arithmetic, the encoder starts where its cuts
     erase most products (a converter image gives a cell a few LSBs, each product is cut to
     2^-7) and does not recover; trained float first, its weights are anywhere, mostly far
@@ -331,6 +332,12 @@ def fold_into_registers(float_encoder, float_decoder, images: np.ndarray) -> Fol
     scaled up to the most that keeps its column in the register and its
     `LATENT_FILL_QUANTILE` percentile on `images` below saturation; the decoder's row of
     that latent divides by its scale. Products then keep the most bits the block allows.
+
+    A latent the float twin left dead (zero on every one of `images`: ReLU latents die in
+    some trainings, 7 of 16 in the worst of five seeds) passes no gradient and would stay
+    dead; it is revived with a random dense column (`seed`; the spread of the live columns,
+    inside the register) and a bias that makes it positive on about half of `images`, and
+    its decoder row is zeroed, so the start still computes the float twin's function.
 
     `float_encoder`: the float twin (conv 3x3x1x8 'same' stride 2, ReLU, dense 128 -> 16,
     ReLU; models.econt.build_encoder); `float_decoder`: the dense decoder trained with it;
@@ -346,8 +353,16 @@ def fold_into_registers(float_encoder, float_decoder, images: np.ndarray) -> Fol
                        (LATENT_MAX, np.percentile(z, LATENT_FILL_QUANTILE, axis=0)))
     dec = [np.array(v) for v in float_decoder.get_weights()]
     dec[0][: ae.N_LATENT] /= t[:, None]
+    w, d = w * t, d * t
+    dead = z.max(0) <= 0
+    if dead.any():
+        spread = w[:, ~dead].std() if (~dead).any() else REGISTER_MAX / 4
+        column = np.random.default_rng(seed).normal(0.0, spread, (w.shape[0], int(dead.sum())))
+        w[:, dead] = np.clip(column, -REGISTER_MAX, REGISTER_MAX)
+        d[dead] = np.clip(-np.median(hidden.reshape(len(images), -1) @ w[:, dead], axis=0), -REGISTER_MAX, REGISTER_MAX)
+        dec[0][np.flatnonzero(dead)] = 0.0
     f32 = np.float32
-    return FoldedStart([k.astype(f32), b.astype(f32), (w * t).astype(f32), (d * t).astype(f32)], dec, s, t)
+    return FoldedStart([k.astype(f32), b.astype(f32), w.astype(f32), d.astype(f32)], dec, s, t, dead)
 
 
 #: the share of training modules whose folded decoder activations (each hidden unit, and

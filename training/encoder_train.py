@@ -29,7 +29,7 @@ from econ_emd.base.errors import ModelFileError
 from econ_emd.base.artifacts import atomic_path, atomic_save_model
 from econ_emd.geometry import calq_to_8x8, image8x8_to_calq
 from econ_emd.econt.normalization import sumlog2_normalize
-from econ_emd.base.seeds import derive_seed
+from econ_emd.base.seeds import as_int, derive_seed
 from econ_emd.base.testhooks import pause_for_test
 from .rebuild import integer_calq
 from .params import EncoderParams
@@ -249,9 +249,11 @@ def _float_start(train: np.ndarray, val: np.ndarray, params: EncoderParams, loss
         twin_dir.mkdir(parents=True, exist_ok=True)
     twin = train_autoencoder(train, val, params.model_copy(update={"quantized": False}), loss_fn, seed, twin_dir,
                              f"{label} (float start)")
-    folded = fold_into_registers(twin.encoder, twin.decoder, encoder_image(integer_calq(train)))
-    log.info("%s: float start folded into the registers: filter scales %s, latent scales %s", label,
-             np.round(folded.filter_scales, 2).tolist(), np.round(folded.latent_scales, 2).tolist())
+    folded = fold_into_registers(twin.encoder, twin.decoder, encoder_image(integer_calq(train)),
+                                 seed=as_int(derive_seed(seed, "asic_revive")))
+    log.info("%s: float start folded into the registers: filter scales %s, latent scales %s, %d dead latents "
+             "revived", label, np.round(folded.filter_scales, 2).tolist(), np.round(folded.latent_scales, 2).tolist(),
+             int(folded.revived.sum()))
     return FloatStart(folded, {"loss": twin.history["loss"], "val_loss": twin.history["val_loss"],
                                "seconds": twin.history["seconds"], "initial_epoch": twin.history["initial_epoch"]})
 
