@@ -347,8 +347,8 @@ def fold_into_registers(float_encoder, float_decoder, images: np.ndarray, seed: 
     s = _largest_scale((REGISTER_MAX, np.maximum(np.abs(k).reshape(-1, k.shape[-1]).max(0), np.abs(b))))
     k, b = k * s, b * s
     w = w / np.tile(s, w.shape[0] // len(s))[:, None]              # flatten order (row, column, filter)
-    hidden = tf.nn.relu(tf.nn.conv2d(np.asarray(images, np.float64), k, 2, "SAME") + b).numpy()
-    z = np.maximum(hidden.reshape(len(images), -1) @ w + d, 0.0)
+    hidden = tf.nn.relu(tf.nn.conv2d(np.asarray(images, np.float64), k, 2, "SAME") + b).numpy().reshape(len(images), -1)
+    z = np.maximum(hidden @ w + d, 0.0)
     t = _largest_scale((REGISTER_MAX, np.maximum(np.abs(w).max(0), np.abs(d))),
                        (LATENT_MAX, np.percentile(z, LATENT_FILL_QUANTILE, axis=0)))
     dec = [np.array(v) for v in float_decoder.get_weights()]
@@ -359,7 +359,7 @@ def fold_into_registers(float_encoder, float_decoder, images: np.ndarray, seed: 
         spread = w[:, ~dead].std() if (~dead).any() else REGISTER_MAX / 4
         column = np.random.default_rng(seed).normal(0.0, spread, (w.shape[0], int(dead.sum())))
         w[:, dead] = np.clip(column, -REGISTER_MAX, REGISTER_MAX)
-        d[dead] = np.clip(-np.median(hidden.reshape(len(images), -1) @ w[:, dead], axis=0), -REGISTER_MAX, REGISTER_MAX)
+        d[dead] = np.clip(-np.median(hidden @ w[:, dead], axis=0), -REGISTER_MAX, REGISTER_MAX)
         dec[0][np.flatnonzero(dead)] = 0.0
     f32 = np.float32
     return FoldedStart([k.astype(f32), b.astype(f32), w.astype(f32), d.astype(f32)], dec, s, t, dead)
