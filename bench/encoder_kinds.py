@@ -60,6 +60,9 @@ def main() -> None:
     print(f"{len(ds['train'][: e.max_train_modules]):,} training and {len(ds['test'][: e.max_eval_modules]):,} "
           f"test modules of {run / 'data'}; {e.epochs} epochs; seeds {seeds}", flush=True)
     table: dict = {"run_dir": str(run), "seeds": seeds, "epochs": e.epochs, "points": {}}
+    # the asic points' folders by seed: their float starts are the float twin points (and the
+    # other link counts' float starts), reused rather than trained again
+    asic_folders: dict[int, list[Path]] = {}
     for n_links in links:
         means: dict[str, list[float]] = {}
         for name, kind, quantized in (p for p in POINTS if p[0] in args.points):
@@ -69,7 +72,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 out = run / "bench_encoder_kinds" / f"{kind}{'' if quantized else '_float'}_{n_links}links_seed{seed}"
                 r = train_and_evaluate(TrainRequest(params=params, loss=e.loss, seed=seed), data=ds, out=out,
-                                       frozen=frozen, runner=runner, label=name)
+                                       frozen=frozen, runner=runner, label=name,
+                                       reuse_from=list(asic_folders.get(seed, [])))
+                if kind == "asic" and quantized:
+                    asic_folders.setdefault(seed, []).append(out)
                 means.setdefault(name, []).append(r.evaluation.overall.mean)
                 print(f"  {n_links} links {name:18s} seed {seed}: mean {r.evaluation.overall.mean:.4f} median "
                       f"{r.evaluation.overall.median:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -33,7 +33,6 @@ from econ_emd.base.artifacts import atomic_write_json, building, json_text, work
 from econ_emd.base.digests import file_digest, tree_digest
 from econ_emd.base.errors import CheckFailed, ConfigError, StageOrderError
 from econ_emd.base.integrity import sign_document
-from econ_emd.base.testhooks import pause_for_test
 from econ_emd.firmware.reports import VENDOR_OUTPUTS
 from econ_emd.training.losses import LOSS_SETTINGS, LOSSES, NEEDS_EMD_CNN, loss_settings
 

@@ -109,27 +109,21 @@ def _prepare(cfg: RunConfig, run_dir: Path, progress: bool) -> None:
             run_stage(cfg, run_dir, name, progress)
 
 
-def _run_point(cfg: RunConfig, run_dir: Path, p: Point, work: Path, ds, frozen, runner) -> PointResult:
-    """Train (or reuse the encoder stage's identical training), judge, and build the
-    firmware of one point; the HLS project is removed after its C simulation (the figures
-    are kept, the project is large)."""
+def _run_point(cfg: RunConfig, run_dir: Path, p: Point, work: Path, ds, frozen, runner,
+               reuse_from: list[Path]) -> PointResult:
+    """Train (or reuse an identical training: the encoder stage's, or an earlier point's
+    float start), judge, and build the firmware of one point; the HLS project is removed
+    after its C simulation (the figures are kept, the project is large)."""
     from econ_emd.firmware.flow import HLS_DIR, build_firmware
-    from econ_emd.training.encoder_run import copy_run, finished_run, train_and_evaluate
+    from econ_emd.training.encoder_run import train_and_evaluate
     from econ_emd.training.encoder_train import firmware_form, load_encoder
 
-    from .registry import is_current
     from .stages.result import encoder_request
 
     t0 = time.perf_counter()
     request = encoder_request(cfg)
-    stage_run = finished_run(run_dir / "encoder", request) if is_current(cfg, run_dir, "encoder") else None
-    if stage_run is not None:
-        copy_run(run_dir / "encoder", work / "encoder")
-        run = stage_run
-        log.info("scan[%s]: the encoder stage's training, reused (same request)", p.name)
-    else:
-        run = train_and_evaluate(request, data=ds, out=work / "encoder", frozen=frozen, runner=runner,
-                                 label=f"scan[{p.name}]")
+    run = train_and_evaluate(request, data=ds, out=work / "encoder", frozen=frozen, runner=runner,
+                             label=f"scan[{p.name}]", reuse_from=reuse_from)
     encoder = load_encoder(work / "encoder")
     t1 = time.perf_counter()
     form = firmware_form(encoder, ds["test"][: cfg.scan.n_check])
@@ -174,16 +168,21 @@ def run_scan(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict:
     runner = emd_runner(cfg, run_dir, progress)
     results = []
     todo = points(cfg)
+    # finished trainings a point may reuse (equal requests): the encoder stage's when it is
+    # current, and the current points' (an asic point's float start serves every link count)
+    reuse_from = [run_dir / "encoder"] if is_current(cfg, run_dir, "encoder") else []
     for i, p in enumerate(todo, 1):
         pcfg = point_config(cfg, p)
         folder = root / p.name
         if unit_current(pcfg, run_dir, SCAN_POINT, folder):
             log.info("scan %d/%d %s: done earlier, kept", i, len(todo), p.name)
             results.append(PointResult.load(folder).figures)
+            reuse_from.append(folder / "encoder")
             continue
         log.info("scan %d/%d %s: %s at %d links", i, len(todo), p.name, p.label, p.n_links)
         point = build_unit(pcfg, run_dir, SCAN_POINT, folder,
-                           lambda work: _run_point(pcfg, run_dir, p, work, ds, frozen, runner))
+                           lambda work: _run_point(pcfg, run_dir, p, work, ds, frozen, runner, list(reuse_from)))
+        reuse_from.append(folder / "encoder")
         summary = point.figures
         results.append(summary)
         log.info("scan %s: median exact EMD %.3f, %s LUT, %s FF, latency %s cycles, csim %.2f%% / RTL %.2f%% bit-exact",

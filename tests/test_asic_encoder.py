@@ -101,64 +101,126 @@ def test_gradients_pass_the_cuts_straight_through(calq):
     assert np.isfinite(conv_grad).all() and np.abs(conv_grad).sum() > 0
 
 
+def _asic_run(modules, out, params, seed, label="t"):
+    """train_and_evaluate of an asic request on the synthetic modules (mse: no EMD-CNN)."""
+    from econ_emd.emd.exact import EmdRunner
+    from econ_emd.training import encoder_run as er
+
+    data = {"train": modules[:300], "val": modules[300:400], "test": modules[400:]}
+    request = er.TrainRequest(params=params, loss="mse", seed=seed)
+    return request, er.train_and_evaluate(request, data=data, out=out, frozen=None,
+                                          runner=EmdRunner(n_jobs=1, progress=False), label=label)
+
+
 def test_training_ends_in_a_quantized_dense_decoder(modules, tmp_path):
     """A short training: the encoder keeps the block's arithmetic (its registers, reloaded
     from the saved file, give the same latents as the model), the decoder is dense only with
     every output on its quantizer's grid, reconstructions come out in CALQ order, and the
-    history records the float and quantized decoders' validation losses."""
+    history records the float and quantized decoders' validation losses. The float twin it
+    started from is a finished training of its own (its float start folder)."""
     import tensorflow as tf
 
     from econ_emd.models.asic_encoder import asic_weights, encoder_image, takes_module_sum, transmitted_integers
+    from econ_emd.training import encoder_run as er
     from econ_emd.training import encoder_train as et
-    from econ_emd.training import losses as L
     from econ_emd.training.params import EncoderParams
 
     params = EncoderParams(kind="asic", links=3, epochs=2, batch_size=64, learning_rate=5e-3,
                            asic_decoder_epochs=1, asic_decoder_hidden=[32])
-    t = et.train_autoencoder(modules[:300], modules[300:400], params, L.mse, seed=0)
-    enc, dec, hist = t.encoder, t.decoder, t.history
+    request, run = _asic_run(modules, tmp_path, params, seed=0)
+    enc, dec, hist = et.load_encoder(tmp_path), et.load_decoder(tmp_path / et.DECODER_FILE), run.history
     assert takes_module_sum(dec)
     assert not any(isinstance(layer, tf.keras.layers.Conv2DTranspose) for layer in dec.layers)
     assert {"float_val_loss", "quantized_val_loss_before", "quantized_val_loss"} <= set(hist["decoder"])
     assert len(hist["float_start"]["val_loss"]) == 2                # the float twin trained first (asic_start float)
+    twin = er.finished_run(tmp_path / et.FLOAT_START_DIR, request.float_twin())
+    assert twin is not None and not twin.quantized and twin.history["val_loss"] == hist["float_start"]["val_loss"]
     z, recon = et.reconstruct(enc, dec, modules[400:])
     assert recon.shape == (200, 48)
     lsb = 2.0 ** -params.asic_decoder_output_bits
     np.testing.assert_array_equal(np.rint(recon / lsb) * lsb, recon)
-    et.save_encoder(enc, dec, tmp_path)
-    back = et.load_encoder(tmp_path)
     q = np.rint(modules[400:]).astype(np.int64)
-    block = ae.encode(ae_slots_from_calq(q), asic_weights(back)) >> (ae.LATENT_BITS - 5)
-    np.testing.assert_array_equal(transmitted_integers(back.predict(encoder_image(q), verbose=0), 5), block)
+    block = ae.encode(ae_slots_from_calq(q), asic_weights(enc)) >> (ae.LATENT_BITS - 5)
+    np.testing.assert_array_equal(transmitted_integers(enc.predict(encoder_image(q), verbose=0), 5), block)
     np.testing.assert_array_equal(transmitted_integers(z, 5), block)
-    np.testing.assert_array_equal(et.load_decoder(tmp_path / et.DECODER_FILE).predict(
-        et.decoder_inputs_of(z, modules[400:]), verbose=0), recon)
+
+
+class _Killed(Exception):
+    pass
 
 
 @pytest.mark.parametrize("start", ["float", "scratch"])
-def test_a_run_resumed_after_the_encoder_makes_the_same_decoder(modules, tmp_path, start):
-    """Killed after the encoder's last epoch (its checkpoints kept), a rerun restores the
-    encoder (and its float start) and trains the quantized decoder again: the same encoder
-    and decoder, to the bit; clearing the checkpoints leaves no float start behind."""
+def test_a_run_resumed_after_the_encoder_makes_the_same_decoder(modules, tmp_path, monkeypatch, start):
+    """Killed after the encoder's last epoch (its checkpoint written), a rerun reuses the
+    finished float start, restores the encoder and trains the quantized decoder again: the
+    same encoder and decoder as an uninterrupted run, to the bit, and the float start's
+    history kept. Finished, no checkpoint is left; the float start stays as a finished run."""
     from econ_emd.training import encoder_train as et
-    from econ_emd.training import losses as L
     from econ_emd.training.params import EncoderParams
 
     params = EncoderParams(kind="asic", links=2, epochs=1, batch_size=64, learning_rate=5e-3,
                            asic_decoder_epochs=2, asic_decoder_hidden=[16], asic_start=start)
-    t = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
-    first, hist = t, t.history
-    assert ("float_start" in hist) == (start == "float")
-    assert (tmp_path / et.FLOAT_START_DIR / et.CHECKPOINT_FILE).exists() == (start == "float")
-    t = et.train_autoencoder(modules[:200], modules[200:260], params, L.mse, seed=3, out_dir=tmp_path)
-    again, resumed = t, t.history
-    assert len(hist["decoder"]["loss"]) == 2 and resumed["initial_epoch"] == 1 and resumed["loss"] == []
-    assert resumed["decoder"] == hist["decoder"]
-    for a, b in zip(first.encoder.get_weights() + first.decoder.get_weights(),
-                    again.encoder.get_weights() + again.decoder.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    et.clear_checkpoint(tmp_path)
-    assert not (tmp_path / et.CHECKPOINT_FILE).exists() and not (tmp_path / et.FLOAT_START_DIR).exists()
+    _, whole = _asic_run(modules, tmp_path / "whole", params, seed=3)
+
+    def pause(label):
+        if label == "t:1":
+            raise _Killed
+    monkeypatch.setattr(et, "pause_for_test", pause)
+    with pytest.raises(_Killed):
+        _asic_run(modules, tmp_path / "killed", params, seed=3)
+    assert (tmp_path / "killed" / et.CHECKPOINT_FILE).exists()
+    _, resumed = _asic_run(modules, tmp_path / "killed", params, seed=3)
+    assert resumed.history["initial_epoch"] == 1 and resumed.history["loss"] == []
+    assert resumed.history["decoder"] == whole.history["decoder"]
+    assert ("float_start" in resumed.history) == (start == "float")
+    if start == "float":
+        assert resumed.history["float_start"]["val_loss"] == whole.history["float_start"]["val_loss"]
+    for load in (et.load_encoder, lambda d: et.load_decoder(d / et.DECODER_FILE)):
+        for a, b in zip(load(tmp_path / "whole").get_weights(), load(tmp_path / "killed").get_weights()):
+            np.testing.assert_array_equal(a, b)
+    for folder in (tmp_path / "whole", tmp_path / "killed"):
+        assert not (folder / et.CHECKPOINT_FILE).exists()
+        assert (folder / et.FLOAT_START_DIR / et.ENCODER_FILE).exists() == (start == "float")
+        assert not (folder / et.FLOAT_START_DIR / et.CHECKPOINT_FILE).exists()
+
+
+def test_one_float_twin_serves_every_link_count_and_the_float_row(modules, tmp_path, monkeypatch):
+    """The float twin does not read the link count: the asic encoder at 3 links, given the
+    2-link training's folder, copies its float start instead of training it again, and the
+    unquantized request (the loss comparison's float row) is that float start; a twin of
+    other settings (another learning rate) is trained anew."""
+    from econ_emd.training import encoder_run as er
+    from econ_emd.training import encoder_train as et
+    from econ_emd.training.params import EncoderParams
+
+    trained = []
+    real = et.train_autoencoder
+
+    def recording(train, val, params, *a, **kw):
+        trained.append((params.links, params.quantized))
+        return real(train, val, params, *a, **kw)
+    monkeypatch.setattr(et, "train_autoencoder", recording)
+    params = EncoderParams(kind="asic", links=2, epochs=1, batch_size=64, asic_decoder_epochs=0,
+                           asic_decoder_hidden=[16])
+    _asic_run(modules, tmp_path / "two", params, seed=5)
+    assert trained == [(2, False), (2, True)]
+    from econ_emd.emd.exact import EmdRunner
+
+    data = {"train": modules[:300], "val": modules[300:400], "test": modules[400:]}
+
+    def run(p, out):
+        request = er.TrainRequest(params=p, loss="mse", seed=5)
+        return er.train_and_evaluate(request, data=data, out=tmp_path / out, frozen=None, label=out,
+                                     runner=EmdRunner(n_jobs=1, progress=False), reuse_from=[tmp_path / "two"])
+    three = run(params.model_copy(update={"links": 3}), "three")
+    assert trained[2:] == [(3, True)]
+    assert three.history["float_start"]["val_loss"] == er.finished_run(
+        tmp_path / "two" / et.FLOAT_START_DIR, er.TrainRequest(params=params, loss="mse", seed=5).float_twin()
+    ).history["val_loss"]
+    float_row = run(params.model_copy(update={"quantized": False, "links": 4}), "float_row")
+    assert trained[3:] == [] and not float_row.quantized
+    run(params.model_copy(update={"links": 3, "learning_rate": 0.002}), "other_rate")
+    assert trained[3:] == [(2, False), (3, True)]              # the twin at its settings: links reset
 
 
 def test_folding_keeps_the_float_function_and_fills_the_registers(calq):

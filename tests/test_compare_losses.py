@@ -74,14 +74,14 @@ def test_every_row_trains_with_the_same_seeds_and_seed_0_is_the_encoder_stage(tm
         ev = SimpleNamespace(overall=SimpleNamespace(median=med, mean=med), by_occupancy=[])
         return SimpleNamespace(evaluation=ev, epochs_run=2, best_epoch=2, quantized=True, to_json=lambda: {})
 
-    def fake_train(request, *, data, out, frozen, runner, label):
+    def fake_train(request, *, data, out, frozen, runner, label, reuse_from=()):
         calls.append((label.split(",")[0][len("compare["):], request.seed, request.split))
         out.mkdir(parents=True, exist_ok=True)
         atomic_save_npy(out / er.EMD_FILE, rng.random(20))
         return fake_run(1.0)
 
-    def fake_finished(folder, request):
-        return fake_run(0.8) if request.settings() == encoder_stage else None
+    def fake_finished(folder, request):       # only the encoder stage's folder holds a finished run
+        return fake_run(0.8) if request.settings() == encoder_stage and folder.name == "encoder" else None
 
     def fake_copy(src, dst):
         calls.append(("emd_cnn", "encoder stage", "test"))
@@ -147,7 +147,7 @@ def test_the_search_judges_on_the_validation_split_only(tmp_path, monkeypatch):
     seen = []
     score = {0.001: 2.0, 0.01: 1.0, 0.1: 0.5, 1.0: 3.0}
 
-    def fake_train(request, *, data, out, frozen, runner, label):
+    def fake_train(request, *, data, out, frozen, runner, label, reuse_from=()):
         loss, lr, split = request.loss, request.params.learning_rate, request.split
         seen.append((loss, lr, split, request.seed))
         data["train"], data[split]
@@ -185,7 +185,7 @@ def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch
     cfg = load_config(CONFIG_DIR / "smoke.yaml")
     trained = []
 
-    def fake_train(train, val, params, loss_fn, seed, out, label):
+    def fake_train(train, val, params, loss_fn, seed, out, label, start=None):
         trained.append(params.learning_rate)
         assert not (out / et.CHECKPOINT_FILE).exists(), "a checkpoint of other settings was left to resume from"
         assert not (out / et.FLOAT_START_DIR).exists(), "a float start of other settings was left to resume from"

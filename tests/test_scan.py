@@ -34,7 +34,7 @@ def test_pareto_front_by_hand():
 
 
 def _fake_point(calls, stop_at):
-    def fake_point(cfg_, run_dir, p, work, ds, frozen, runner):
+    def fake_point(cfg_, run_dir, p, work, ds, frozen, runner, reuse_from):
         if len(calls) + 1 == stop_at["n"]:
             (work / "half-written").write_text("x")
             raise KeyboardInterrupt
@@ -117,24 +117,31 @@ def test_a_point_reuses_the_encoder_stage_only_for_the_same_request(tmp_path, mo
     for f in (er.RUN_FILE, er.EMD_FILE, et.ENCODER_FILE, et.DECODER_FILE):
         (stage / f).write_text("{}")
     trained, copied = [], []
+
+    class Stop(Exception):
+        pass
     ev = SimpleNamespace(overall=SimpleNamespace(median=1.0, mean=1.0))
     fake_run = SimpleNamespace(evaluation=ev, history={}, epochs_run=1)
     monkeypatch.setattr("econ_emd.registry.is_current", lambda cfg, run_dir, name: True)
     monkeypatch.setattr(er, "finished_run", lambda folder, request: fake_run
-                        if request.settings() == er._recorded_settings(folder) else None)
+                        if request.settings() == er._recorded_settings(folder) and (folder / er.RUN_FILE).exists()
+                        else None)
     monkeypatch.setattr(er, "copy_run", lambda src, dst: copied.append(src))
-    monkeypatch.setattr(er, "train_and_evaluate", lambda request, **kw: trained.append(request.loss) or fake_run)
+    monkeypatch.setattr(er, "get_loss", lambda *a: None)
+
+    def train(train, val, params, loss_fn, seed, out, label, start=None):
+        trained.append(params.loss)
+        raise Stop
+    monkeypatch.setattr(et, "train_autoencoder", train)
     monkeypatch.setattr(et, "load_encoder", lambda path: SimpleNamespace(predict=lambda x, **kw: x))
     monkeypatch.setattr(et, "firmware_form", lambda enc, m: et.FirmwareForm(enc, None, np.zeros((len(m), 4)),
                                                                             np.zeros((len(m), 4))))
-
-    class Stop(Exception):
-        pass
 
     def stop(*a, **kw):
         raise Stop
     monkeypatch.setattr("econ_emd.firmware.flow.build_firmware", stop)
     p = scan.points(cfg)[0]
     with pytest.raises(Stop):
-        scan._run_point(scan.point_config(cfg, p), run, p, tmp_path / "work", {"test": np.zeros((3, 48))}, None, None)
+        scan._run_point(scan.point_config(cfg, p), run, p, tmp_path / "work",
+                        {k: np.ones((3, 48)) for k in ("train", "val", "test")}, None, None, [stage])
     assert (copied, trained) == (([stage], []) if reused else ([], ["emd_cnn"]))

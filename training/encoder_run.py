@@ -5,6 +5,8 @@ none of them can drift apart (`train_and_evaluate`, asked by a typed `TrainReque
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,8 +100,16 @@ class TrainRequest:
     split: str = "test"
 
     def settings(self) -> dict:
-        return {"encoder": self.params.model_dump(mode="json"), "loss": self.loss, "seed": int(self.seed),
+        """An unquantized request's settings are its float twin's (the settings it does not
+        read at their defaults), so every equal float training is one request."""
+        params = self.params if self.params.quantized else self.params.float_twin()
+        return {"encoder": params.model_dump(mode="json"), "loss": self.loss, "seed": int(self.seed),
                 "split": self.split}
+
+    def float_twin(self) -> "TrainRequest":
+        """The training of the unquantized twin (the asic kind's float start; the loss
+        comparison's float row): one request for every link count and quantization."""
+        return TrainRequest(params=self.params.float_twin(), loss=self.loss, seed=self.seed, split=self.split)
 
 
 def _recorded_settings(folder: Path) -> dict | None:
@@ -139,7 +149,7 @@ def copy_run(src: str | Path, dst: str | Path) -> None:
 
 
 def train_and_evaluate(request: TrainRequest, *, data: Dataset, out: Path | None, frozen, runner,
-                       label: str) -> EncoderRun:
+                       label: str, reuse_from: Sequence[Path] = ()) -> EncoderRun:
     """Train one autoencoder as `request` says (resuming from a checkpoint in `out`), save
     it into `out`, evaluate it by exact EMD on the `request.split` modules (test; the
     learning-rate search judges on val).
@@ -147,30 +157,72 @@ def train_and_evaluate(request: TrainRequest, *, data: Dataset, out: Path | None
     With `out`, a finished run leaves its result (`run.json`) and the exact EMD of every
     judged module (`emd.npy`, for the paired statistics) beside its models, and a rerun
     that finds them complete for the same request returns them without training again
-    (`finished_run`). `settings.json` records the request; a folder holding another
-    request's work is cleared first, never resumed or reused."""
-    from econ_emd.base.artifacts import atomic_write_json
+    (`finished_run`); so does a finished run for the same request in one of the
+    `reuse_from` folders (another stage's) or in their float starts, copied into `out`.
+    `settings.json` records the request; a folder holding another request's work is
+    cleared first, never resumed or reused.
+
+    The asic kind with asic_start float first trains (or reuses) its float twin, a training
+    of its own in `out`/float_start (so the loss comparison's float row and the other link
+    counts' float starts, equal requests, reuse it), and starts from it folded into the
+    registers."""
+    return _train_and_evaluate(request, data=data, out=out, frozen=frozen, runner=runner, label=label,
+                               reuse_from=reuse_from)[0]
+
+
+def reused_run(request: TrainRequest, out: Path, reuse_from: Sequence[Path], label: str) -> EncoderRun | None:
+    """The finished run for `request` in `out`, or copied into `out` from a `reuse_from`
+    folder or its float start; else None (nothing changed)."""
+    out = Path(out)
+    done = finished_run(out, request)
+    if done is not None:
+        log.info("%s: finished earlier, reused", label)
+        return done
+    for folder in (f for r in reuse_from for f in (Path(r), Path(r) / et.FLOAT_START_DIR)):
+        done = finished_run(folder, request)
+        if done is not None:
+            copy_run(folder, out)
+            et.clear_checkpoint(out)
+            log.info("%s: the same training as %s, reused", label, folder)
+            return done
+    return None
+
+
+def _train_and_evaluate(request: TrainRequest, *, data: Dataset, out: Path | None, frozen, runner, label: str,
+                        reuse_from: Sequence[Path]) -> tuple[EncoderRun, tuple | None]:
+    """`train_and_evaluate`, and the trained (encoder, decoder) (None when a finished run
+    was reused: its models are in `out`)."""
+    from econ_emd.base.artifacts import atomic_save_npy, atomic_write_json
 
     params, loss_name, seed, split = request.params, request.loss, request.seed, request.split
     if out is not None:
         out = Path(out)
-        done = finished_run(out, request)
-        if done is not None:
-            log.info("%s: finished earlier, reused", label)
-            return done
         if _recorded_settings(out) != request.settings():
-            if any((out / f).exists() for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE, et.FLOAT_START_DIR)):
+            if any((out / f).exists() for f in (RUN_FILE, EMD_FILE, et.CHECKPOINT_FILE)):
                 log.info("%s: the folder holds a run with other settings; starting over", label)
             for f in (RUN_FILE, EMD_FILE):
                 (out / f).unlink(missing_ok=True)
             if out.is_dir():
                 et.clear_checkpoint(out)
+                if not params.starts_from_float_twin():
+                    shutil.rmtree(out / et.FLOAT_START_DIR, ignore_errors=True)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / SETTINGS_FILE, request.settings())
+        done = reused_run(request, out, reuse_from, label)
+        if done is not None:
+            return done, None
     train = data["train"][: params.max_train_modules]
     judged = data[split][: params.max_eval_modules]
+    start = None
+    if params.starts_from_float_twin():
+        twin_out = out / et.FLOAT_START_DIR if out is not None else None
+        twin, models = _train_and_evaluate(request.float_twin(), data=data, out=twin_out, frozen=frozen,
+                                           runner=runner, label=f"{label} (float start)", reuse_from=reuse_from)
+        if models is None:
+            models = et.load_encoder(twin_out), et.load_decoder(twin_out / et.DECODER_FILE)
+        start = et.fold_float_start(*models, train, seed, twin.history, label)
     loss_fn = get_loss(loss_name, frozen, params)
-    trained = et.train_autoencoder(train, data["val"], params, loss_fn, seed, out, label)
+    trained = et.train_autoencoder(train, data["val"], params, loss_fn, seed, out, label, start)
     enc, dec, history = trained.encoder, trained.decoder, trained.history
     if params.kind == "hgq" and params.quantized:
         from econ_emd.models.hgq_encoder import freeze
@@ -196,12 +248,10 @@ def train_and_evaluate(request: TrainRequest, *, data: Dataset, out: Path | None
     if NEEDS_EMD_CNN & {loss_name} and split == "test":
         run.emd_cnn_on_reconstructions = loss_network_accuracy(frozen, judged, recon, exact, label)
     if out is not None:
-        from econ_emd.base.artifacts import atomic_save_npy
-
         atomic_save_npy(out / EMD_FILE, exact)
         atomic_write_json(out / RUN_FILE, run.to_json())
         et.clear_checkpoint(out)
-    return run
+    return run, (enc, dec)
 
 
 def loss_network_accuracy(frozen, test: np.ndarray, recon: np.ndarray, exact: np.ndarray, label: str) -> RelativeError:

@@ -8,8 +8,8 @@ decoder ends in a sigmoid; the module sum travels beside the latents).
 The encoder in the ASIC's arithmetic (kind asic, models.asic_encoder) takes the converter's
 image of the integer CALQ, floor(CALQ 2^7 / 2^floor(log2 sum)) / 2^7, exactly as the ASIC
 computes it; its decoder is dense and reads the packet's module-sum code beside the
-latents. It starts from its float twin folded into the registers' ranges (`_float_start`),
-trains with a float decoder, then the quantized decoder is trained on the encoder's
+latents. It starts from its float twin folded into the registers' ranges (`fold_float_start`;
+the twin is a training of its own, encoder_run.train_and_evaluate), trains with a float decoder, then the quantized decoder is trained on the encoder's
 transmitted latents (`quantized_decoder`).
 
 Every reconstruction is judged by the exact EMD between input and reconstruction (both
@@ -136,7 +136,8 @@ class Trained:
 
 
 def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams, loss_fn,
-                      seed: int, out_dir: str | Path | None = None, label: str = "encoder") -> Trained:
+                      seed: int, out_dir: str | Path | None = None, label: str = "encoder",
+                      start: FloatStart | None = None) -> Trained:
     """Train encoder + decoder on raw charges with `loss_fn(target, recon)`, early-stopped
     on the validation loss (the best epoch's weights are kept).
 
@@ -145,14 +146,16 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     epoch (weights, the optimizer's slots and step count, the early-stopping state, the
     history), so a run killed after epoch k and resumed from its checkpoint trains epochs
     k+1... exactly as an uninterrupted run does. One Keras `fit` runs all epochs over one
-    stream of batches (a `fit` per epoch cost a second or more per epoch)."""
+    stream of batches (a `fit` per epoch cost a second or more per epoch).
+
+    An asic encoder with `asic_start` float starts from `start`, its float twin folded into
+    the registers (`fold_float_start`)."""
     import tensorflow as tf
 
     from .emd_cnn_train import epoch_logger
 
-    start = None
-    if params.kind == "asic" and params.quantized and params.asic_start == "float":
-        start = _float_start(train, val, params, loss_fn, seed, out_dir, label)
+    if (start is not None) != params.starts_from_float_twin():
+        raise ValueError("a folded float start is given exactly to the asic encoder with asic_start float")
     tf.keras.utils.set_random_seed(seed)
     enc, dec, ae = build_models(params)
     if start is not None:
@@ -221,7 +224,7 @@ def train_autoencoder(train: np.ndarray, val: np.ndarray, params: EncoderParams,
     return Trained(enc, dec, history, float_decoder)
 
 
-#: the folder (inside a training's) of the asic encoder's float start: its checkpoint
+#: the folder (inside an asic training's) of its float twin: a finished training of its own
 FLOAT_START_DIR = "float_start"
 
 
@@ -234,28 +237,20 @@ class FloatStart:
     history: dict
 
 
-def _float_start(train: np.ndarray, val: np.ndarray, params: EncoderParams, loss_fn, seed: int,
-                 out_dir: str | Path | None, label: str) -> FloatStart:
-    """Train the asic encoder's float twin (the same request, quantized off: the published
-    float encoder on float images, the same dense decoder) and fold it into the registers'
-    ranges on the converter images of the training modules (`fold_into_registers`). With
-    `out_dir` the twin checkpoints into its own folder, so a run killed in either phase
-    resumes in it and comes to the same start."""
+def fold_float_start(float_encoder, float_decoder, train: np.ndarray, seed: int, history: dict,
+                     label: str) -> FloatStart:
+    """The trained float twin (the same request, quantized off: the published float encoder
+    on float images, the same dense decoder) folded into the registers' ranges on the
+    converter images of the training modules (`fold_into_registers`; the dead latents'
+    revival drawn from `seed`)."""
     from econ_emd.models.asic_encoder import encoder_image, fold_into_registers
 
-    twin_dir = None
-    if out_dir is not None:
-        twin_dir = Path(out_dir) / FLOAT_START_DIR
-        twin_dir.mkdir(parents=True, exist_ok=True)
-    twin = train_autoencoder(train, val, params.model_copy(update={"quantized": False}), loss_fn, seed, twin_dir,
-                             f"{label} (float start)")
-    folded = fold_into_registers(twin.encoder, twin.decoder, encoder_image(integer_calq(train)),
+    folded = fold_into_registers(float_encoder, float_decoder, encoder_image(integer_calq(train)),
                                  seed=as_int(derive_seed(seed, "asic_revive")))
     log.info("%s: float start folded into the registers: filter scales %s, latent scales %s, %d dead latents "
              "revived", label, np.round(folded.filter_scales, 2).tolist(), np.round(folded.latent_scales, 2).tolist(),
              int(folded.revived.sum()))
-    return FloatStart(folded, {"loss": twin.history["loss"], "val_loss": twin.history["val_loss"],
-                               "seconds": twin.history["seconds"], "initial_epoch": twin.history["initial_epoch"]})
+    return FloatStart(folded, {k: history[k] for k in ("loss", "val_loss", "seconds", "initial_epoch")})
 
 
 def _batches(x, y: np.ndarray, orders: np.ndarray, batch_size: int):
@@ -354,13 +349,9 @@ def _restore(path: Path, ae, opt) -> tuple[dict, list | None]:
 
 
 def clear_checkpoint(out_dir: str | Path) -> None:
-    """Remove a finished training's checkpoints (its own and its float start's)."""
+    """Remove a finished training's checkpoint (a float start's folder is a training of its
+    own: its run clears its checkpoint when it finishes)."""
     (Path(out_dir) / CHECKPOINT_FILE).unlink(missing_ok=True)
-    twin_dir = Path(out_dir) / FLOAT_START_DIR
-    if twin_dir.is_dir():
-        (twin_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-        if not any(twin_dir.iterdir()):
-            twin_dir.rmdir()
 
 
 def reconstruct(encoder, decoder, charges: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,13 @@ _QKERAS_WIDTHS = ("input_bits", "input_integer", "weight_bits", "weight_integer"
                   "conv_act_integer", "latent_integer")
 #: quantization-aware epochs of the asic encoder's quantized decoder (training.encoder_train)
 ASIC_DECODER_EPOCHS = 10
+#: the encoder settings a float twin never reads (the link count and latent width, every
+#: quantization width, the asic kind's start and quantized decoder): `float_twin` resets
+#: them, so one float training stands for every request that differs only in them
+#: (the asic kind's float start at each link count, the loss comparison's float row)
+_QUANTIZATION_ONLY = ("links", "latent_bits", *_QKERAS_WIDTHS, "hgq_beta", "hgq_init_bits", "asic_start",
+                      "asic_decoder_weight_bits", "asic_decoder_weight_integer", "asic_decoder_act_bits",
+                      "asic_decoder_act_integer", "asic_decoder_output_bits", "asic_decoder_epochs")
 
 LossName = Literal[tuple(LOSSES)]
 
@@ -152,6 +159,18 @@ class EncoderParams(Strict):
 
     def bits(self) -> int:
         return self.latent_bits if self.latent_bits is not None else latent_bits_for_links(self.links)
+
+    def float_twin(self) -> "EncoderParams":
+        """The unquantized twin of these settings, with every setting it does not read at its
+        default (the asic kind's twin keeps its dense decoder's hidden widths)."""
+        unread = _QUANTIZATION_ONLY + (() if self.kind == "asic" else ("asic_decoder_hidden",))
+        fields = type(self).model_fields
+        return self.model_copy(update={"quantized": False,
+                                       **{k: fields[k].get_default(call_default_factory=True) for k in unread}})
+
+    def starts_from_float_twin(self) -> bool:
+        """The asic encoder trained from its float twin folded into the registers."""
+        return self.kind == "asic" and self.quantized and self.asic_start == "float"
 
     def asic_arch(self, quantized: Optional[bool] = None) -> AsicArch:
         """The asic encoder and its decoder (quantized: the decoder's quantizers on)."""

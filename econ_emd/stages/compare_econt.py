@@ -115,7 +115,7 @@ def _pooled(name: str, n: int, calq: np.ndarray, energies: list[np.ndarray], run
 def _autoencoders(ctx: StageContext, ds) -> dict[int, list[tuple]]:
     """link count -> [(encoder, decoder) per training seed]: the encoder stage's at its link
     count (seed 0), and with train_encoders the others, trained here (resumable)."""
-    from econ_emd.training.encoder_run import copy_run, finished_run, train_and_evaluate
+    from econ_emd.training.encoder_run import reused_run, train_and_evaluate
     from econ_emd.training.encoder_train import DECODER_FILE, load_decoder, load_encoder
 
     def load(folder):
@@ -130,14 +130,14 @@ def _autoencoders(ctx: StageContext, ds) -> dict[int, list[tuple]]:
         for k, seed in enumerate(seeds):
             out = ctx.out / f"encoder_{n}links" / f"seed_{k}"
             request = encoder_request(ctx.cfg, seed=seed, links=n, latent_bits=None)
-            stage = finished_run(ctx.folder("encoder"), request)
-            if stage is not None:
-                copy_run(ctx.folder("encoder"), out)
-            else:
+            # the encoder stage's training (and the asic kind's float start, the same at every
+            # link count) stands for an equal request
+            label, reuse_from = f"compare-econt[{n} links, seed {k}]", [ctx.folder("encoder")]
+            if reused_run(request, out, reuse_from, label) is None:
                 if frozen is None:
                     frozen, runner = ctx.frozen_emd_cnn([e.loss]), ctx.emd_runner()
-                train_and_evaluate(request, data=ds, out=out, frozen=frozen, runner=runner,
-                                   label=f"compare-econt[{n} links, seed {k}]")
+                train_and_evaluate(request, data=ds, out=out, frozen=frozen, runner=runner, label=label,
+                                   reuse_from=reuse_from)
             models.setdefault(n, []).append(load(out))
     return models
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from econ_emd.base.artifacts import atomic_write_text
-from econ_emd.base.seeds import seed_int
 from econ_emd.base.tables import markdown_table
 from econ_emd.training.compare_losses import LossRow, PairedComparison, spread
 from econ_emd.training.encoder_run import TrainRequest
@@ -109,19 +108,22 @@ def _tuned_settings(cfg, loss: str) -> dict:
 def request(cfg, row: Row, settings: dict, seed: int, split: str = "test") -> TrainRequest:
     """The training request of one row at one seed with the given learning rate and epochs."""
     params = cfg.encoder.model_copy(update={"learning_rate": settings["learning_rate"],
-                                            "epochs": settings["epochs"], "quantized": row.quantized})
-    return TrainRequest(params=params, loss=row.loss, seed=seed, split=split)
+                                            "epochs": settings["epochs"], "quantized": True})
+    req = TrainRequest(params=params, loss=row.loss, seed=seed, split=split)
+    return req if row.quantized else req.float_twin()
 
 
 def reuses_encoder_stage(cfg) -> bool:
-    """A row at seed 0 is asked exactly what the encoder stage was asked (the one rule of
-    reuse: equal requests); then the stage's result is copied, not trained again. Known from
+    """A row at seed 0 is asked exactly what the encoder stage was asked, or (the asic kind)
+    what its float start was (the one rule of reuse: equal requests); then the stage's
+    result is copied, not trained again. Known from
     the config alone only without the search (a search picks the settings as it runs)."""
     if cfg.compare_losses.search:
         return False
-    wanted = encoder_request(cfg).settings()
+    stage = encoder_request(cfg)
+    wanted = [stage.settings(), *([stage.float_twin().settings()] if stage.params.starts_from_float_twin() else [])]
     return any(r.emd_cnn_file is None and request(cfg, r, _tuned_settings(cfg, r.loss), seeds(cfg)[0]).settings()
-               == wanted for r in rows(cfg))
+               in wanted for r in rows(cfg))
 
 
 #: how many steps the search takes beyond an edge of `compare_losses.learning_rates` when
@@ -185,7 +187,7 @@ def run_compare_losses(ctx: StageContext) -> CompareLossesResult:
     from econ_emd.data.dataset import load_dataset
     from econ_emd.training.compare_losses import (comparison_markdown, comparison_ratios, paired_comparison,
                                                   plot_emd_vs_occupancy_seeds)
-    from econ_emd.training.encoder_run import EMD_FILE, copy_run, finished_run, train_and_evaluate
+    from econ_emd.training.encoder_run import EMD_FILE, reused_run, train_and_evaluate
 
     cfg, e, c = ctx.cfg, ctx.cfg.encoder, ctx.cfg.compare_losses
     ds = load_dataset(ctx.folder("data"))
@@ -214,14 +216,12 @@ def run_compare_losses(ctx: StageContext) -> CompareLossesResult:
             label = f"compare[{row.name}, seed {k}]"
             out = ctx.out / row.folder / f"seed_{k}"
             req = request(cfg, row, settings, seed)
-            stage_run = finished_run(ctx.folder("encoder"), req) if reuse and row.emd_cnn_file is None else None
-            if stage_run is not None:
-                copy_run(ctx.folder("encoder"), out)
-                run = stage_run
-                log.info("%s: same training as the encoder stage, reused", label)
-            else:
+            # the encoder stage's training, or its float start, stands for an equal request
+            reuse_from = [ctx.folder("encoder")] if reuse and row.emd_cnn_file is None else []
+            run = reused_run(req, out, reuse_from, label)
+            if run is None:
                 run = train_and_evaluate(req, data=ds, out=out, frozen=frozen_for(row.loss, row.emd_cnn_file),
-                                         runner=runner, label=label)
+                                         runner=runner, label=label, reuse_from=reuse_from)
             runs.append(run)
             arrays.append(np.load(out / EMD_FILE))
         done[row.name] = LossRow(row.name, runs, settings)

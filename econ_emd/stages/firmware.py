@@ -4,7 +4,7 @@ one step of the firmware flow (`econ_emd.firmware.flow`)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from econ_emd.base.seeds import seed_int
 from econ_emd.base.tables import markdown_table
