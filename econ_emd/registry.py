@@ -156,6 +156,8 @@ HLS_KEYS = ("firmware.backend", "firmware.io_type", "firmware.strategy", "firmwa
             "firmware.part", "firmware.clock_period_ns")
 #: the RTL keys that shape the Verilog, its simulation and synthesis
 RTL_KEYS = ("firmware.part", "firmware.clock_period_ns", "rtl", "-rtl.enabled")
+#: the key only the decoder stage reads (the encoder's RTL and the scan's points do not)
+DECODER_SYNTHESIS = "rtl.synthesize_decoder"
 ENCODER_OPTION = CliOption("--encoder", "firmware.encoder_path", "a QKeras encoder .h5 instead of the run's", "H5")
 EMD_CNN_OPTION = CliOption("--emd-cnn", "encoder.emd_cnn_path",
                            "a frozen EMD-CNN (.h5: ours, or the published two-input format) as the emd_cnn loss", "H5")
@@ -201,7 +203,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           _keys("firmware.tolerance_lsb"), _keys("firmware"), ("csim.md",),
           firmware.run_csim, firmware.CsimResult, options=(ENCODER_OPTION,)),
     Stage("rtl", "rtl", "vendor-free RTL: da4ml Verilog, Verilator bit-accuracy and latency, Yosys resources",
-          _keys(*RTL_KEYS, "firmware.tolerance_lsb"),
+          _keys(*RTL_KEYS, f"-{DECODER_SYNTHESIS}", "firmware.tolerance_lsb"),
           lambda cfg: ("firmware", *_run_encoder(cfg)), ("verilog/", "rtl.md"),
           firmware.run_rtl, firmware.RtlResult, external=_external_encoder,
           enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,), prepare=_rtl_warmup),
@@ -229,7 +231,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 def _scan_point_reads(cfg: RunConfig) -> tuple[str, ...]:
     """A scan point is the encoder stage's training at the point's settings, then the
     firmware flow: it reads what those read, and the scan's own check settings."""
-    return (*_encoder_reads(cfg), *HLS_KEYS, *RTL_KEYS, "scan.n_check", "scan.synthesize")
+    return (*_encoder_reads(cfg), *HLS_KEYS, *RTL_KEYS, f"-{DECODER_SYNTHESIS}", "scan.n_check", "scan.synthesize")
 
 
 #: a point of `econ-emd scan` (econ_emd/scan.py): not a pipeline stage, built and checked

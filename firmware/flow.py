@@ -91,7 +91,7 @@ def build_firmware(model, inputs: np.ndarray, expected: np.ndarray, out_dir: str
         log.info("firmware: C simulation vs the model on %s modules: %.4f%% bit-exact, max %d LSB",
                  f"{acc.n_modules:,}", 100 * acc.bit_exact_fraction, acc.max_abs_diff_lsb)
     if "rtl" in products:
-        params = rtl if "synthesis" in products else rtl.model_copy(update={"synthesize": "never"})
-        build.rtl = build_rtl(model, inputs, expected, out_dir, firmware=firmware, rtl=params,
-                              tolerance_lsb=tolerance_lsb, product_cuts=product_cuts)
+        build.rtl = build_rtl(model, inputs, expected, out_dir, firmware=firmware, rtl=rtl,
+                              tolerance_lsb=tolerance_lsb, product_cuts=product_cuts,
+                              synthesize="synthesis" in products)
     return build

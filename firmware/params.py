@@ -54,5 +54,8 @@ class RtlParams(Strict):
                                   description="adder levels per pipeline stage (da4ml); fewer = more stages")
     synthesize: Literal["auto", "always", "never"] = Field(
         "auto", description="Yosys synthesis: auto = when Yosys is installed")
+    synthesize_decoder: bool = Field(
+        False, description="also Yosys on the asic encoder's back-end decoder (the decoder stage; ~100 s on 2 "
+        "cores); false: its LUT and FF are da4ml's estimate (LUT cost, register bits)")
     yosys_family: Literal[("auto", *YOSYS_FAMILIES)] = Field("auto", description="auto = from firmware.part")
     yosys_timeout_s: float = Field(1800.0, gt=0, le=7 * 86400)

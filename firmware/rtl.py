@@ -58,9 +58,11 @@ def _should_synthesize(mode: str) -> tuple[bool, str]:
 
 
 def build_rtl(model, inputs: np.ndarray, expected: np.ndarray, out_dir: str | Path, *, firmware: FirmwareParams,
-              rtl: RtlParams, tolerance_lsb: int = 0, product_cuts: dict[str, int] | None = None) -> RtlBuild:
+              rtl: RtlParams, tolerance_lsb: int = 0, product_cuts: dict[str, int] | None = None,
+              synthesize: bool = True) -> RtlBuild:
     """Generate the Verilog into `out_dir`/verilog, simulate it against `expected` (the
-    model's outputs for `inputs`) and, as `rtl.synthesize` says, synthesize it.
+    model's outputs for `inputs`) and, as `rtl.synthesize` says, synthesize it (never when
+    the caller's `synthesize` is False: a build that does not ask for it).
     `product_cuts`: layers whose products are cut before the sum (convert.model_formats)."""
     from .convert import is_proxy
 
@@ -87,7 +89,7 @@ def build_rtl(model, inputs: np.ndarray, expected: np.ndarray, out_dir: str | Pa
     sim, outputs = rtl_check(project, layout, inputs, expected, design["pipeline_stages"], clock)
     log.info("rtl: Verilator vs the model on %s modules: %.4f%% bit-exact, max %d LSB; latency %s cycles at II=1",
              f"{sim.n_modules:,}", 100 * sim.bit_exact_fraction, sim.max_abs_diff_lsb, sim.latency_cycles)
-    do_synth, why_not = _should_synthesize(rtl.synthesize)
+    do_synth, why_not = _should_synthesize(rtl.synthesize) if synthesize else (False, "synthesis not asked for")
     synth = None
     if do_synth:
         family = parts.yosys_family(firmware.part) if rtl.yosys_family == "auto" else rtl.yosys_family
@@ -97,7 +99,7 @@ def build_rtl(model, inputs: np.ndarray, expected: np.ndarray, out_dir: str | Pa
         c = synth.counts
         log.info("rtl: Yosys %s: %d LUT, %d FF, %d CARRY, %d DSP, %d BRAM18 in %.0f s", family, c["lut"], c["ff"],
                  c["carry"], c["dsp"], c["bram_18k"], synth.seconds)
-    else:
+    elif synthesize:
         log.warning("rtl: %s", why_not)
     return RtlBuild(part=firmware.part, clock_period_ns=clock, design=design, simulation=sim, synthesis=synth,
                     synthesis_skipped=None if do_synth else why_not, figures=rtl_figures(sim, synth, firmware.part),

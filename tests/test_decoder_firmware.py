@@ -9,7 +9,7 @@ from econ_emd.firmware.flow import build_firmware
 from econ_emd.firmware.params import FirmwareParams, RtlParams
 from econ_emd.models.arch import DenseDecoderArch
 from econ_emd.models.asic_encoder import DECODER_INPUT_BITS, DECODER_INPUT_INTEGER, DECODER_INPUTS, build_dense_decoder
-from econ_emd.stages.asic import fpga_capacity
+from econ_emd.stages.asic import decoder_resources, fpga_capacity
 
 ARCH = DenseDecoderArch(hidden=(8,), weight_bits=8, weight_integer=0, act_bits=8, act_integer=1, output_bits=8)
 INPUT_LSB = 2.0 ** -(DECODER_INPUT_BITS - 1 - DECODER_INPUT_INTEGER)
@@ -60,20 +60,24 @@ def test_the_decoder_is_bit_exact_in_c_simulation_and_rtl_on_ties(tmp_path):
     assert build.csim.accuracy.bit_exact_fraction == 1.0
     assert build.rtl.simulation.bit_exact_fraction == 1.0
     assert build.rtl.simulation.initiation_interval == 1
+    counts, source = decoder_resources(build.rtl)                   # not synthesized: da4ml's figures
+    assert build.rtl.synthesis is None and source == "da4ml estimate"
+    assert counts == {"lut": round(build.rtl.design["estimated_luts"]), "ff": build.rtl.design["register_bits"]}
+    assert counts["lut"] > 0 and counts["ff"] > 0
 
 
 def test_fpga_capacity_by_hand():
     # xcvu13p: 1,728,000 LUT, 3,456,000 FF; 10,000 LUT -> 172 decoders, 5,000 FF -> 691
-    cap = fpga_capacity({"lut": 10_000, "ff": 5_000, "dsp": 0}, "xcvu13p-flga2577-2-e", 4.0)
+    cap = fpga_capacity({"lut": 10_000, "ff": 5_000, "dsp": 0}, "Yosys", "xcvu13p-flga2577-2-e", 4.0)
     assert cap["instances"] == 172 and cap["limited_by"] == "lut"
     assert cap["modules_per_instance"] == 6                          # 250 MHz / 40 MHz, II 1
     assert cap["modules"] == 172 * 6
     # 4.167 ns is 239.98 MHz: five modules per decoder, not six
-    assert fpga_capacity({"lut": 10_000}, "xcvu13p", 4.167)["modules_per_instance"] == 5
+    assert fpga_capacity({"lut": 10_000}, "Yosys", "xcvu13p", 4.167)["modules_per_instance"] == 5
     # II 2 halves what one decoder serves
-    assert fpga_capacity({"lut": 10_000}, "xcvu13p", 4.0, initiation_interval=2)["modules_per_instance"] == 3
+    assert fpga_capacity({"lut": 10_000}, "Yosys", "xcvu13p", 4.0, initiation_interval=2)["modules_per_instance"] == 3
     # FF the scarcer resource
-    assert fpga_capacity({"lut": 100, "ff": 2_000_000}, "xcvu13p", 4.0)["limited_by"] == "ff"
+    assert fpga_capacity({"lut": 100, "ff": 2_000_000}, "Yosys", "xcvu13p", 4.0)["limited_by"] == "ff"
     # an unknown part or no synthesis: no figure, never a guess
-    assert fpga_capacity({"lut": 10_000}, "xc9unknown", 4.0)["modules"] is None
-    assert fpga_capacity({}, "xcvu13p", 4.0)["instances"] is None
+    assert fpga_capacity({"lut": 10_000}, "Yosys", "xc9unknown", 4.0)["modules"] is None
+    assert fpga_capacity({}, "Yosys", "xcvu13p", 4.0)["instances"] is None

@@ -174,7 +174,7 @@ def test_training_learns_each_module_not_the_average(modules, name, monkeypatch)
     weights ends level with the control."""
     import tensorflow as tf
 
-    params = EncoderParams(epochs=8, batch_size=32, learning_rate=2e-2, patience=8, sinkhorn_iter=10)
+    params = EncoderParams(kind="qkeras", epochs=8, batch_size=32, learning_rate=2e-2, patience=8, sinkhorn_iter=10)
     fn = L.get_loss(name, params=params)
     held = modules[500:]
     truth = tf.constant(et.targets(held).astype(np.float32))
@@ -206,7 +206,7 @@ def test_saved_encoder_reloads_identically(modules, tmp_path):
 
 
 def test_checkpoint_resume(modules, tmp_path):
-    params = EncoderParams(epochs=2, batch_size=64)
+    params = EncoderParams(kind="qkeras", epochs=2, batch_size=64)
     et.train_autoencoder(modules[:200], modules[200:250], params, L.mse, seed=0, out_dir=tmp_path)
     assert (tmp_path / et.CHECKPOINT_FILE).exists()
     more = params.model_copy(update={"epochs": 3})

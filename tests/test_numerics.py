@@ -40,7 +40,7 @@ from econ_emd.training import encoder_train as et
 from econ_emd.training.losses import get_loss
 from econ_emd.training.params import EncoderParams
 modules = generate(3000, seed=4)
-params = EncoderParams(links=2, epochs=2, batch_size=128, patience=5)
+params = EncoderParams(kind="qkeras", links=2, epochs=2, batch_size=128, patience=5)
 t = et.train_autoencoder(modules[:2500], modules[2500:], params, get_loss("mse", None, params), 7, None, "probe")
 h = hashlib.sha256()
 for w in t.encoder.get_weights() + t.decoder.get_weights():

@@ -89,9 +89,10 @@ class EncoderParams(Strict):
     conv_act_integer: int = Field(_ENCODER.conv_act_integer, ge=0, le=12)
     quantized: bool = _ENCODER.quantized
     kind: Literal[ENCODER_KINDS] = Field(
-        "qkeras", description="qkeras: uniform bit widths (published); hgq: resource-aware, per-weight and "
-        "per-activation widths learned under an EBOPs penalty (HGQ); asic: the ECON-T ASIC's own arithmetic "
-        "(its registers can hold it: `econ-emd econt export`), with a quantized dense decoder")
+        "asic", description="asic: the ECON-T ASIC's own arithmetic (its registers can hold it: `econ-emd econt "
+        "export`), with a quantized dense decoder for the back end; at least as good as qkeras at 2-5 links "
+        "(README, 'Which encoder'); qkeras: the published uniform bit widths (the paper comparison); hgq: "
+        "resource-aware, per-weight and per-activation widths learned under an EBOPs penalty (HGQ)")
     hgq_beta: float = Field(1e-5, ge=0, le=1, description="hgq: strength of the EBOPs (resource) penalty")
     hgq_init_bits: int = Field(6, ge=0, le=16, description="hgq: starting fractional bits of weights and activations")
     asic_decoder_hidden: list[int] = Field(

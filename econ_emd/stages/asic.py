@@ -116,13 +116,12 @@ def chain_markdown(results: dict[str, StageResult], decoder: "DecoderResult") ->
                      f"latency {rt.simulation.latency_cycles} cycles, II {rt.simulation.initiation_interval}",
                      "rtl/rtl.md"])
     d = decoder
-    syn = d.synthesis or {}
-    counts = syn.get("counts", {})
+    c = d.capacity
     rows.append(["decoder (back-end FPGA)", f"C simulation {100 * d.csim.bit_exact_fraction:.4f}%, RTL "
                  f"{100 * d.rtl.bit_exact_fraction:.4f}% bit-exact on {d.csim.n_modules:,} modules; latency "
                  f"{d.rtl.latency_cycles} cycles, II {d.rtl.initiation_interval}; "
-                 + (f"{counts.get('lut', 0):,} LUT, {counts.get('ff', 0):,} FF ({syn.get('version', 'Yosys')}); "
-                    f"{d.capacity['modules']:,} modules per {d.capacity['part']}" if counts else "not synthesized")
+                 + (f"{c['lut']:,} LUT, {c['ff']:,} FF ({c['counts_from']}); {c['modules']:,} modules per {c['part']}"
+                    if c.get("modules") else "no resource figure")
                  + f"; mean exact EMD {d.emd['quantized_mean']:.3f} against {d.emd['float_mean']:.3f} with the float "
                  f"decoder ({100 * (d.emd['ratio_mean'] - 1):+.1f}%)", "decoder/decoder.md"])
     return ["## The encoder the ECON-T runs, from training to the back end", "",
@@ -142,7 +141,16 @@ def decoder_inputs(ctx: StageContext):
     return decoder, x, decoder.predict(x, batch_size=4096, verbose=0)
 
 
-def fpga_capacity(counts: dict, part: str, clock_period_ns: float, initiation_interval: int = 1) -> dict:
+def decoder_resources(r) -> tuple[dict, str]:
+    """The decoder's resource counts and where they come from: Yosys' when it synthesized
+    the Verilog, else da4ml's (its LUT cost estimate and the pipeline's register bits)."""
+    if r.synthesis is not None:
+        return r.synthesis.counts, f"Yosys {r.synthesis.version}".strip()
+    return {"lut": int(round(r.design["estimated_luts"])), "ff": int(r.design["register_bits"])}, "da4ml estimate"
+
+
+def fpga_capacity(counts: dict, counts_from: str, part: str, clock_period_ns: float,
+                  initiation_interval: int = 1) -> dict:
     """How many decoders fit the part (the scarcest resource the decoder uses) and how many
     modules they decode at 40 MHz each: one decoder takes a new module every
     `initiation_interval` clocks, so it serves floor(clock / (40 MHz x II)) modules."""
@@ -155,21 +163,23 @@ def fpga_capacity(counts: dict, part: str, clock_period_ns: float, initiation_in
     limit = min(used, key=lambda k: cap[k] // used[k]) if used else None
     return {"part": part, "instances": instances, "modules_per_instance": per_instance,
             "modules": None if instances is None else instances * per_instance, "limited_by": limit,
-            "clock_mhz": 1000.0 / clock_period_ns}
+            "clock_mhz": 1000.0 / clock_period_ns, "lut": counts.get("lut"), "ff": counts.get("ff"),
+            "counts_from": counts_from}
 
 
 def run_decoder(ctx: StageContext) -> DecoderResult:
     from econ_emd.base.artifacts import read_json
-    from econ_emd.firmware.flow import build_firmware
+    from econ_emd.firmware.flow import PRODUCTS, build_firmware
     from econ_emd.training.encoder_run import RUN_FILE, EncoderRun
 
     cfg = ctx.cfg
     decoder, x, y = decoder_inputs(ctx)
-    build = build_firmware(decoder, x, y, ctx.out, firmware=cfg.firmware, rtl=cfg.rtl,
+    products = tuple(p for p in PRODUCTS if p != "synthesis" or cfg.rtl.synthesize_decoder)
+    build = build_firmware(decoder, x, y, ctx.out, firmware=cfg.firmware, rtl=cfg.rtl, products=products,
                            tolerance_lsb=cfg.firmware.tolerance_lsb)
     r = build.rtl
     synthesis = r.synthesis.to_json() if r.synthesis else None
-    capacity = fpga_capacity(r.synthesis.counts if r.synthesis else {}, cfg.firmware.part, cfg.firmware.clock_period_ns,
+    capacity = fpga_capacity(*decoder_resources(r), cfg.firmware.part, cfg.firmware.clock_period_ns,
                              r.simulation.initiation_interval or 1)
     run = EncoderRun.from_json(read_json(ctx.folder("encoder") / RUN_FILE))
     if run.float_decoder_evaluation is None:
@@ -190,9 +200,14 @@ def run_decoder(ctx: StageContext) -> DecoderResult:
     if synthesis:
         c = synthesis["counts"]
         lines += [f"Yosys ({synthesis.get('version')}, {synthesis.get('script')}): {c['lut']:,} LUT, {c['ff']:,} FF, "
-                  f"{c['dsp']} DSP, {c['bram_18k']} BRAM18. One {capacity['part']} holds {capacity['instances']:,} "
-                  f"decoders ({capacity['limited_by']} the limit), each serving {capacity['modules_per_instance']} "
-                  f"modules at 40 MHz: {capacity['modules']:,} modules.", ""]
+                  f"{c['dsp']} DSP, {c['bram_18k']} BRAM18."]
+    else:
+        lines += [f"Not synthesized (rtl.synthesize_decoder: false): da4ml's estimate {capacity['lut']:,} LUT, its "
+                  f"pipeline {capacity['ff']:,} register bits (Yosys within 3% of both on the default's decoder, "
+                  "docs/measured.md)."]
+    lines += [f"One {capacity['part']} holds {capacity['instances']:,} decoders ({capacity['limited_by']} the limit, "
+              f"{capacity['counts_from']}), each serving {capacity['modules_per_instance']} modules at 40 MHz: "
+              f"{capacity['modules']:,} modules.", ""]
     lines += [f"Exact EMD of the {emd['n_modules']:,} test modules: mean {emd['quantized_mean']:.4f} (median "
               f"{emd['quantized_median']:.4f}) with the quantized decoder, {emd['float_mean']:.4f} "
               f"({emd['float_median']:.4f}) with the float decoder it started from: ratio {emd['ratio_mean']:.4f}.", ""]
