@@ -34,3 +34,37 @@ class StageOrderError(UserError, RuntimeError):
 
 class CheckFailed(RuntimeError):
     """A stage ran and wrote its outputs, but a check it performs failed (exit code 1)."""
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
+
+
+def error_record(exc: BaseException) -> dict:
+    """An error as plain JSON values, for a child process to hand its parent (`error_from_record`):
+    its class, message and, for an OSError, errno and file; a bug keeps its traceback text."""
+    import traceback
+
+    record = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, OSError):
+        record.update(errno=exc.errno, strerror=exc.strerror, filename=None if exc.filename is None else str(exc.filename))
+    if not isinstance(exc, (UserError, CheckFailed, OSError, KeyboardInterrupt)):
+        record["traceback"] = "".join(traceback.format_exception(exc))
+    return record
+
+
+def error_from_record(record: dict) -> BaseException:
+    """The error a child process recorded, as the same kind of exception in this process
+    (so the CLI gives it the same exit code and one-line message)."""
+    name, message = record.get("type", ""), record.get("message", "")
+    if name == "KeyboardInterrupt":
+        return KeyboardInterrupt()
+    if record.get("errno") is not None:
+        return OSError(record["errno"], record.get("strerror") or message, record.get("filename"))
+    for cls in (*_subclasses(UserError), *_subclasses(CheckFailed)):
+        if cls.__name__ == name:
+            try:
+                return cls(message)
+            except Exception:
+                return (CheckFailed if issubclass(cls, CheckFailed) else UserError)(message)
+    return RuntimeError(f"{name}: {message}\n{record.get('traceback', '')}".rstrip())

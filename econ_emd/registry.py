@@ -73,6 +73,11 @@ class Stage:
     #: started before the pipeline's first stage when this stage will run, ended after the
     #: last (e.g. a background compile the stage would otherwise wait for)
     prepare: Callable[[RunConfig], ContextManager] | None = None
+    #: keeps every core busy (training, exact-EMD workers): no stage runs beside it
+    busy: bool = True
+    #: `pipeline` may run it in a child process beside the stages after the last busy one
+    #: (single-threaded tools: da4ml, compilers, Yosys leave a core idle)
+    beside: bool = False
 
 
 def _keys(*keys: str) -> Keys:
@@ -198,33 +203,33 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           firmware.run_firmware, firmware.FirmwareResult,
           external=lambda cfg: (*_external_encoder(cfg),
                                 *((str(Path(cfg.run_dir) / "data" / "modules.h5"),) if cfg.firmware.encoder_path else ())),
-          options=(ENCODER_OPTION,)),
+          options=(ENCODER_OPTION,), busy=False),
     Stage("csim", "csim", "C simulation of the HLS project with g++: bit-accuracy against QKeras",
           _keys("firmware.tolerance_lsb"), _keys("firmware"), ("csim.md",),
-          firmware.run_csim, firmware.CsimResult, options=(ENCODER_OPTION,)),
+          firmware.run_csim, firmware.CsimResult, options=(ENCODER_OPTION,), busy=False),
     Stage("rtl", "rtl", "vendor-free RTL: da4ml Verilog, Verilator bit-accuracy and latency, Yosys resources",
           _keys(*RTL_KEYS, f"-{DECODER_SYNTHESIS}", "firmware.tolerance_lsb"),
           lambda cfg: ("firmware", *_run_encoder(cfg)), ("verilog/", "rtl.md"),
           firmware.run_rtl, firmware.RtlResult, external=_external_encoder,
-          enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,), prepare=_rtl_warmup),
+          enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,), prepare=_rtl_warmup, busy=False),
     Stage("export", "export",
           "the asic encoder's ECON-T configuration at every trained link count, proven on the emulator's packets",
           _keys("seed", "data.synthetic", "firmware.n_check"),
           lambda cfg: ("data", "encoder", *(("compare_econt",) if cfg.compare_econt.enabled
                                             and cfg.compare_econt.train_encoders else ())),
           (f"{asic.CONFIG_DIR}/",), asic.run_export, asic.ExportStageResult,
-          enabled=lambda cfg: cfg.encoder.kind == "asic"),
+          enabled=lambda cfg: cfg.encoder.kind == "asic", busy=False),
     Stage("decoder", "decoder",
           "the asic encoder's decoder on the back-end FPGA: hls4ml, C simulation, RTL, Yosys, FPGA capacity",
           _keys("firmware.n_check", "firmware.tolerance_lsb", *HLS_KEYS, *RTL_KEYS), _keys("data", "encoder"),
           ("hls_project/", "verilog/", "decoder.md"), asic.run_decoder, asic.DecoderResult,
-          enabled=lambda cfg: cfg.encoder.kind == "asic", prepare=_rtl_warmup),
+          enabled=lambda cfg: cfg.encoder.kind == "asic", prepare=_rtl_warmup, busy=False, beside=True),
     Stage("resources", "resources", "resource and latency figures (vendor, Yosys, exact counts) and budget checks",
           _keys("firmware.budget", "firmware.clock_period_ns", "rtl.enabled"),
           lambda cfg: ("firmware", *(("rtl",) if cfg.rtl.enabled else ()), *_run_encoder(cfg)), ("resources.md",),
           firmware.run_resources, firmware.ResourcesResult,
           external=lambda cfg: (*_external_encoder(cfg), *_vendor_reports(cfg)),
-          options=(ENCODER_OPTION,)),
+          options=(ENCODER_OPTION,), busy=False),
 )}
 
 
@@ -413,14 +418,21 @@ def stages_to_run(cfg: RunConfig, run_dir: Path, force: bool = False) -> list[st
 def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: bool = True) -> None:
     """Every enabled stage in order, skipping up-to-date ones unless `force`; the stages
     that will run are prepared first (`Stage.prepare`), beside the earlier stages. Before
-    the first, no input the user named may lie in a folder one of them replaces."""
+    the first, no input the user named may lie in a folder one of them replaces.
+
+    A `beside` stage starts in a child process once no busy stage is left to run and its
+    input stages are done, and runs beside the rest (on 2 cores the decoder's trace and
+    compiles fill the core the encoder's Yosys synthesis leaves idle); a stage that reads
+    it waits for it, and so does the end of the pipeline, which raises its error if it
+    failed. Each stage still builds in its own work folder and lands whole or not at all."""
     from . import sizes
 
     order = stages_to_run(cfg, run_dir, force)
     todo = set(order)
     refuse_inputs_inside(cfg, {name: run_dir / name for name in todo})
     sizes.check(cfg, run_dir, order)
-    with contextlib.ExitStack() as preparations:
+    pending = list(order)
+    with contextlib.ExitStack() as preparations, _BesideStages(cfg, run_dir) as beside:
         for name in STAGES:
             if name in todo and STAGES[name].prepare is not None:
                 preparations.enter_context(STAGES[name].prepare(cfg))
@@ -428,10 +440,86 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
             if not stage.enabled(cfg):
                 log.info("%s: disabled in the config, skipped", name)
                 continue
-            if not force and is_current(cfg, run_dir, name):
+            if name not in todo:
                 log.info("%s: up to date, skipped", name)
                 continue
-            run_stage(cfg, run_dir, name, progress)
+            for later in _ready_beside(cfg, pending, beside):
+                beside.start(later)
+            beside.wait_for(set(stage.inputs(cfg)))
+            if name not in beside:
+                run_stage(cfg, run_dir, name, progress)
+            pending.remove(name)
+        beside.wait_for(set(beside.running))
+
+
+def _ready_beside(cfg: RunConfig, pending: list[str], beside: "_BesideStages") -> list[str]:
+    """The `beside` stages of `pending` to start now: no busy stage is left and none of
+    their input stages is still to run."""
+    if any(STAGES[n].busy for n in pending):
+        return []
+    return [n for n in pending if STAGES[n].beside and n not in beside
+            and not set(STAGES[n].inputs(cfg)) & (set(pending) - {n})]
+
+
+class _BesideStages:
+    """The stages `run_pipeline` runs in child processes (`python -m econ_emd.beside`: a
+    fresh interpreter, no TensorFlow state shared, nothing of the caller's script run
+    again), each leaving its error in a file for the parent to raise; on leaving (an error
+    or Ctrl-C in the pipeline) the children still running are stopped: their work folders
+    are swept or resumed by the next run."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.running: dict[str, tuple] = {}
+        self.started: set[str] = set()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.started
+
+    def __enter__(self) -> "_BesideStages":
+        return self
+
+    def start(self, name: str) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        fd, error_file = tempfile.mkstemp(prefix=f"econ-emd-{name}-", suffix=".json")
+        os.close(fd)
+        request = {"config": self.cfg.model_dump(mode="json"), "run_dir": str(self.run_dir), "stage": name,
+                   "level": logging.getLogger("econ_emd").getEffectiveLevel(),
+                   "root_level": logging.getLogger().getEffectiveLevel(), "error_file": error_file}
+        proc = subprocess.Popen([sys.executable, "-m", "econ_emd.beside"], stdin=subprocess.PIPE, text=True)
+        proc.stdin.write(json.dumps(request))
+        proc.stdin.close()
+        log.info("%s: running in a child process (pid %d) beside the next stages", name, proc.pid)
+        self.running[name] = (proc, Path(error_file))
+        self.started.add(name)
+
+    def wait_for(self, names: set[str]) -> None:
+        """Wait for those of `names` running beside; raise the first one's error."""
+        from econ_emd.base.errors import error_from_record
+
+        for name in [n for n in self.running if n in names]:
+            proc, error_file = self.running.pop(name)
+            code = proc.wait()
+            try:
+                error = error_from_record(json.loads(error_file.read_text())) if error_file.stat().st_size else None
+            except (OSError, ValueError):
+                error = None
+            error_file.unlink(missing_ok=True)
+            if error is None and code != 0:
+                error = RuntimeError(f"stage '{name}': its process ended with exit code {code}")
+            if error is not None:
+                raise error
+
+    def __exit__(self, *exc) -> None:
+        for proc, error_file in self.running.values():
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+            error_file.unlink(missing_ok=True)
+        self.running.clear()
 
 
 #: the run directory's top-level files (the run report)

@@ -130,9 +130,12 @@ def _autoencoders(ctx: StageContext, ds) -> dict[int, list[tuple]]:
         for k, seed in enumerate(seeds):
             out = ctx.out / f"encoder_{n}links" / f"seed_{k}"
             request = encoder_request(ctx.cfg, seed=seed, links=n, latent_bits=None)
-            # the encoder stage's training (and the asic kind's float start, the same at every
-            # link count) stands for an equal request
-            label, reuse_from = f"compare-econt[{n} links, seed {k}]", [ctx.folder("encoder")]
+            # the encoder stage's training, and the seed's trainings at the link counts before
+            # (the asic kind's float start is the same at every link count), stand for an
+            # equal request
+            label = f"compare-econt[{n} links, seed {k}]"
+            earlier = [ctx.out / f"encoder_{m}links" / f"seed_{k}" for m in counts[:counts.index(n)]]
+            reuse_from = [ctx.folder("encoder"), *earlier]
             if reused_run(request, out, reuse_from, label) is None:
                 if frozen is None:
                     frozen, runner = ctx.frozen_emd_cnn([e.loss]), ctx.emd_runner()
