@@ -1,8 +1,9 @@
-"""One pipeline stage in a child process beside the parent's (`registry.run_pipeline`,
+"""Pipeline stages in a child process beside the parent's (`registry.run_pipeline`,
 `Stage.beside`): `python -m econ_emd.beside` reads its request as JSON on stdin (the
-validated config, the run folder, the stage, the parent's log levels, the file for its
-error), runs the stage exactly as the parent would (its own work folder, landing whole or
-not at all) and leaves its error, if any, in that file for the parent to raise.
+validated config, the run folder, the stages in order, the parent's log levels, the file
+for its error), runs each stage exactly as the parent would (its own work folder, landing
+whole or not at all), stops at the first error and leaves it in that file for the parent
+to raise.
 """
 from __future__ import annotations
 
@@ -21,17 +22,20 @@ from .registry import run_stage
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    name = request["stage"]
     # the parent's levels; each line names the stage it comes from (the parent's interleave)
-    logging.basicConfig(level=request["root_level"], format=f"{name} | %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=request["root_level"], format="%(message)s", stream=sys.stderr)
     logging.getLogger("econ_emd").setLevel(request["level"])
     if request["root_level"] >= logging.WARNING:
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         for lib in ("tensorflow", "absl", "h5py", "numba", "matplotlib"):
             logging.getLogger(lib).setLevel(logging.ERROR)
+    cfg, run_dir = RunConfig.model_validate(request["config"]), Path(request["run_dir"])
     try:
-        run_stage(RunConfig.model_validate(request["config"]), Path(request["run_dir"]), name, progress=False)
+        for name in request["stages"]:
+            for handler in logging.getLogger().handlers:
+                handler.setFormatter(logging.Formatter(f"{name} | %(message)s"))
+            run_stage(cfg, run_dir, name, progress=False)
     except BaseException as exc:            # Ctrl-C included: the parent decides what it means
         atomic_write_json(Path(request["error_file"]), error_record(exc))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1

@@ -73,11 +73,12 @@ class Stage:
     #: started before the pipeline's first stage when this stage will run, ended after the
     #: last (e.g. a background compile the stage would otherwise wait for)
     prepare: Callable[[RunConfig], ContextManager] | None = None
-    #: keeps every core busy (training, exact-EMD workers): no stage runs beside it
-    busy: bool = True
-    #: `pipeline` may run it in a child process beside the stages after the last busy one
-    #: (single-threaded tools: da4ml, compilers, Yosys leave a core idle)
+    #: `pipeline` may run it in a child process beside the main sequence as soon as its
+    #: inputs are done (firmware work: single-threaded tools, da4ml, compilers, Yosys, on
+    #: the core the trainings leave idle: a training keeps about one of two busy)
     beside: bool = False
+    #: whether a child process may start it now (the rtl stages: da4ml's solver compiled)
+    ready: Callable[[], bool] = lambda: True
 
 
 def _keys(*keys: str) -> Keys:
@@ -155,6 +156,12 @@ def _rtl_warmup(cfg: RunConfig) -> ContextManager:
     return rtl_warmup.warming()
 
 
+def _rtl_warmed() -> bool:
+    from econ_emd.firmware import rtl_warmup
+
+    return rtl_warmup.finished()
+
+
 #: the firmware keys that shape an HLS project (the firmware stage also reads the size of
 #: its check data and the encoder file; the budget and the tolerance are later stages')
 HLS_KEYS = ("firmware.backend", "firmware.io_type", "firmware.strategy", "firmware.reuse_factor",
@@ -203,33 +210,34 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           firmware.run_firmware, firmware.FirmwareResult,
           external=lambda cfg: (*_external_encoder(cfg),
                                 *((str(Path(cfg.run_dir) / "data" / "modules.h5"),) if cfg.firmware.encoder_path else ())),
-          options=(ENCODER_OPTION,), busy=False),
+          options=(ENCODER_OPTION,), beside=True),
     Stage("csim", "csim", "C simulation of the HLS project with g++: bit-accuracy against QKeras",
           _keys("firmware.tolerance_lsb"), _keys("firmware"), ("csim.md",),
-          firmware.run_csim, firmware.CsimResult, options=(ENCODER_OPTION,), busy=False),
+          firmware.run_csim, firmware.CsimResult, options=(ENCODER_OPTION,), beside=True),
     Stage("rtl", "rtl", "vendor-free RTL: da4ml Verilog, Verilator bit-accuracy and latency, Yosys resources",
           _keys(*RTL_KEYS, f"-{DECODER_SYNTHESIS}", "firmware.tolerance_lsb"),
           lambda cfg: ("firmware", *_run_encoder(cfg)), ("verilog/", "rtl.md"),
           firmware.run_rtl, firmware.RtlResult, external=_external_encoder,
-          enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,), prepare=_rtl_warmup, busy=False),
+          enabled=lambda cfg: cfg.rtl.enabled, options=(ENCODER_OPTION,), prepare=_rtl_warmup, beside=True,
+          ready=_rtl_warmed),
     Stage("export", "export",
           "the asic encoder's ECON-T configuration at every trained link count, proven on the emulator's packets",
           _keys("seed", "data.synthetic", "firmware.n_check"),
           lambda cfg: ("data", "encoder", *(("compare_econt",) if cfg.compare_econt.enabled
                                             and cfg.compare_econt.train_encoders else ())),
           (f"{asic.CONFIG_DIR}/",), asic.run_export, asic.ExportStageResult,
-          enabled=lambda cfg: cfg.encoder.kind == "asic", busy=False),
+          enabled=lambda cfg: cfg.encoder.kind == "asic"),
     Stage("decoder", "decoder",
           "the asic encoder's decoder on the back-end FPGA: hls4ml, C simulation, RTL, Yosys, FPGA capacity",
           _keys("firmware.n_check", "firmware.tolerance_lsb", *HLS_KEYS, *RTL_KEYS), _keys("data", "encoder"),
           ("hls_project/", "verilog/", "decoder.md"), asic.run_decoder, asic.DecoderResult,
-          enabled=lambda cfg: cfg.encoder.kind == "asic", prepare=_rtl_warmup, busy=False, beside=True),
+          enabled=lambda cfg: cfg.encoder.kind == "asic", prepare=_rtl_warmup, beside=True, ready=_rtl_warmed),
     Stage("resources", "resources", "resource and latency figures (vendor, Yosys, exact counts) and budget checks",
           _keys("firmware.budget", "firmware.clock_period_ns", "rtl.enabled"),
           lambda cfg: ("firmware", *(("rtl",) if cfg.rtl.enabled else ()), *_run_encoder(cfg)), ("resources.md",),
           firmware.run_resources, firmware.ResourcesResult,
           external=lambda cfg: (*_external_encoder(cfg), *_vendor_reports(cfg)),
-          options=(ENCODER_OPTION,), busy=False),
+          options=(ENCODER_OPTION,)),
 )}
 
 
@@ -420,11 +428,12 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
     that will run are prepared first (`Stage.prepare`), beside the earlier stages. Before
     the first, no input the user named may lie in a folder one of them replaces.
 
-    A `beside` stage starts in a child process once no busy stage is left to run and its
-    input stages are done, and runs beside the rest (on 2 cores the decoder's trace and
-    compiles fill the core the encoder's Yosys synthesis leaves idle); a stage that reads
-    it waits for it, and so does the end of the pipeline, which raises its error if it
-    failed. Each stage still builds in its own work folder and lands whole or not at all."""
+    The `beside` stages (the firmware work) run in one child process at a time, started as
+    soon as their inputs are done, in order, beside the main sequence (on 2 cores the
+    trainings keep about one busy); a stage that reads one waits for it, and so does the
+    end of the pipeline, which raises its error if it failed. A beside stage not started
+    by its turn runs in the main sequence. Each stage builds in its own work folder and
+    lands whole or not at all, whichever process runs it."""
     from . import sizes
 
     order = stages_to_run(cfg, run_dir, force)
@@ -432,7 +441,7 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
     refuse_inputs_inside(cfg, {name: run_dir / name for name in todo})
     sizes.check(cfg, run_dir, order)
     pending = list(order)
-    with contextlib.ExitStack() as preparations, _BesideStages(cfg, run_dir) as beside:
+    with contextlib.ExitStack() as preparations, _BesideStages(cfg, run_dir, progress) as beside:
         for name in STAGES:
             if name in todo and STAGES[name].prepare is not None:
                 preparations.enter_context(STAGES[name].prepare(cfg))
@@ -443,34 +452,41 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
             if name not in todo:
                 log.info("%s: up to date, skipped", name)
                 continue
-            for later in _ready_beside(cfg, pending, beside):
-                beside.start(later)
-            beside.wait_for(set(stage.inputs(cfg)))
+            beside.collect_finished()
+            if not beside.running:
+                group = _beside_group(cfg, pending, beside)
+                if group:
+                    beside.start(group)
             if name not in beside:
+                beside.wait_for(set(stage.inputs(cfg)))
                 run_stage(cfg, run_dir, name, progress)
             pending.remove(name)
-        beside.wait_for(set(beside.running))
+        beside.wait_for(set(STAGES))
 
 
-def _ready_beside(cfg: RunConfig, pending: list[str], beside: "_BesideStages") -> list[str]:
-    """The `beside` stages of `pending` to start now: no busy stage is left and none of
-    their input stages is still to run."""
-    if any(STAGES[n].busy for n in pending):
-        return []
-    return [n for n in pending if STAGES[n].beside and n not in beside
-            and not set(STAGES[n].inputs(cfg)) & (set(pending) - {n})]
+def _beside_group(cfg: RunConfig, pending: list[str], beside: "_BesideStages") -> list[str]:
+    """The beside stages a child process can run now, in order: each ready, not started,
+    and reading no stage still to run other than the group's earlier ones."""
+    group: list[str] = []
+    for n in pending:
+        s = STAGES[n]
+        if (s.beside and n not in beside and s.ready()
+                and not set(s.inputs(cfg)) & (set(pending) - set(group))):
+            group.append(n)
+    return group
 
 
 class _BesideStages:
-    """The stages `run_pipeline` runs in child processes (`python -m econ_emd.beside`: a
+    """The stages `run_pipeline` runs in a child process (`python -m econ_emd.beside`: a
     fresh interpreter, no TensorFlow state shared, nothing of the caller's script run
-    again), each leaving its error in a file for the parent to raise; on leaving (an error
-    or Ctrl-C in the pipeline) the children still running are stopped: their work folders
-    are swept or resumed by the next run."""
+    again), which leaves its error in a file for the parent to raise. The child dies with
+    its parent (a SIGKILLed pipeline leaves no writer behind); on leaving (an error or
+    Ctrl-C here) a child still running is stopped. Its work folders are swept or resumed
+    by the next run."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path):
-        self.cfg, self.run_dir = cfg, run_dir
-        self.running: dict[str, tuple] = {}
+    def __init__(self, cfg: RunConfig, run_dir: Path, progress: bool):
+        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
+        self.running: list[tuple] = []          # (process, its stages, its error file)
         self.started: set[str] = set()
 
     def __contains__(self, name: str) -> bool:
@@ -479,29 +495,31 @@ class _BesideStages:
     def __enter__(self) -> "_BesideStages":
         return self
 
-    def start(self, name: str) -> None:
+    def start(self, stages: list[str]) -> None:
         import subprocess
         import sys
         import tempfile
 
-        fd, error_file = tempfile.mkstemp(prefix=f"econ-emd-{name}-", suffix=".json")
+        fd, error_file = tempfile.mkstemp(prefix="econ-emd-beside-", suffix=".json")
         os.close(fd)
-        request = {"config": self.cfg.model_dump(mode="json"), "run_dir": str(self.run_dir), "stage": name,
+        request = {"config": self.cfg.model_dump(mode="json"), "run_dir": str(self.run_dir), "stages": stages,
                    "level": logging.getLogger("econ_emd").getEffectiveLevel(),
                    "root_level": logging.getLogger().getEffectiveLevel(), "error_file": error_file}
-        proc = subprocess.Popen([sys.executable, "-m", "econ_emd.beside"], stdin=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "econ_emd.beside"], stdin=subprocess.PIPE, text=True,
+                                preexec_fn=_die_with_parent if os.name == "posix" else None)
         proc.stdin.write(json.dumps(request))
         proc.stdin.close()
-        log.info("%s: running in a child process (pid %d) beside the next stages", name, proc.pid)
-        self.running[name] = (proc, Path(error_file))
-        self.started.add(name)
+        log.info("%s: running in a child process (pid %d) beside the next stages", ", ".join(stages), proc.pid)
+        self.running.append((proc, set(stages), Path(error_file)))
+        self.started.update(stages)
 
     def wait_for(self, names: set[str]) -> None:
-        """Wait for those of `names` running beside; raise the first one's error."""
+        """Wait for the child running any of `names`; raise its error."""
         from econ_emd.base.errors import error_from_record
 
-        for name in [n for n in self.running if n in names]:
-            proc, error_file = self.running.pop(name)
+        for entry in [e for e in self.running if e[1] & names]:
+            self.running.remove(entry)
+            proc, stages, error_file = entry
             code = proc.wait()
             try:
                 error = error_from_record(json.loads(error_file.read_text())) if error_file.stat().st_size else None
@@ -509,17 +527,33 @@ class _BesideStages:
                 error = None
             error_file.unlink(missing_ok=True)
             if error is None and code != 0:
-                error = RuntimeError(f"stage '{name}': its process ended with exit code {code}")
+                error = RuntimeError(f"stages {', '.join(sorted(stages))}: their process ended with exit code {code}")
             if error is not None:
                 raise error
 
+    def collect_finished(self) -> None:
+        """Take in (and raise the error of) a child that has ended."""
+        for _, stages, _ in [e for e in self.running if e[0].poll() is not None]:
+            self.wait_for(stages)
+
     def __exit__(self, *exc) -> None:
-        for proc, error_file in self.running.values():
+        for proc, _, error_file in self.running:
             if proc.poll() is None:
                 proc.terminate()
             proc.wait()
             error_file.unlink(missing_ok=True)
         self.running.clear()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        pass
 
 
 #: the run directory's top-level files (the run report)

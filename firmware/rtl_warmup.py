@@ -91,6 +91,11 @@ def wait() -> int | None:
     return code
 
 
+def finished() -> bool:
+    """No background compile is running (never started, or done): a child process may trace."""
+    return _proc is None or _proc.poll() is not None
+
+
 @contextlib.contextmanager
 def warming() -> Iterator[None]:
     """The background compile for the duration of the block (`Stage.prepare` of the rtl

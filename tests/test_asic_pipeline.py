@@ -1,7 +1,8 @@
 """The default kind's whole pipeline at smoke size (encoder.kind asic): the float start
 trained once and reused by the loss comparison's float row and by the other link counts,
 the export and decoder stages, the decoder's FPGA capacity from da4ml's figures when Yosys
-is not asked for, and the chain table in the report."""
+is not asked for, the chain table in the report, and the firmware stages run in a child
+process beside the trainings, its error handed back."""
 from __future__ import annotations
 
 import json
@@ -38,6 +39,9 @@ def test_the_asic_pipeline_reuses_its_float_start_and_builds_the_chain(tmp_path,
     assert decoder["check_passed"] and decoder["synthesis"] is None
     cap = decoder["capacity"]
     assert cap["counts_from"] == "da4ml estimate" and cap["lut"] > 0 and cap["ff"] > 0 and cap["modules"] > 0
+    started = [r.getMessage() for r in caplog.records if "running in a child process" in r.getMessage()]
+    beside = {n for m in started for n in m.split(":")[0].split(", ")}
+    assert started[0].startswith("firmware") and "decoder" in beside, started   # rtl: once da4ml's solver compiled
     report = (run / "report.md").read_text()
     assert "## The encoder the ECON-T runs, from training to the back end" in report
     assert "(da4ml estimate)" in report
@@ -53,8 +57,8 @@ def test_a_stage_beside_the_pipeline_hands_back_its_error(tmp_path):
     from econ_emd.registry import _BesideStages
 
     cfg = load_config(CONFIG_DIR / "smoke.yaml", ["encoder.kind=asic"])
-    with _BesideStages(cfg, tmp_path) as beside:
-        beside.start("decoder")
+    with _BesideStages(cfg, tmp_path, progress=False) as beside:
+        beside.start(["decoder"])
         with pytest.raises(StageOrderError, match="needs up-to-date outputs of: data, encoder"):
             beside.wait_for({"decoder"})
     assert not list(tmp_path.iterdir())                 # nothing half-written

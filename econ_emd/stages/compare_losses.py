@@ -216,8 +216,11 @@ def run_compare_losses(ctx: StageContext) -> CompareLossesResult:
             label = f"compare[{row.name}, seed {k}]"
             out = ctx.out / row.folder / f"seed_{k}"
             req = request(cfg, row, settings, seed)
-            # the encoder stage's training, or its float start, stands for an equal request
-            reuse_from = [ctx.folder("encoder")] if reuse and row.emd_cnn_file is None else []
+            # an equal request's training stands for it: the encoder stage's (or its float
+            # start), an earlier row's at this seed (the asic kind's float start is the float
+            # row); never for a row against another EMD-CNN file (its request looks the same)
+            earlier = [ctx.out / r.folder / f"seed_{k}" for r in table[:table.index(row)] if r.emd_cnn_file is None]
+            reuse_from = [] if row.emd_cnn_file is not None else [*([ctx.folder("encoder")] if reuse else []), *earlier]
             run = reused_run(req, out, reuse_from, label)
             if run is None:
                 run = train_and_evaluate(req, data=ds, out=out, frozen=frozen_for(row.loss, row.emd_cnn_file),
