@@ -11,7 +11,7 @@ from econ_emd.cli import main
 from econ_emd.config import CONFIG_DIR
 
 SMOKE = str(CONFIG_DIR / "smoke.yaml")
-ASIC = ["--set", "encoder.kind=asic", "--set", "encoder.asic_decoder_hidden=[16]",
+ASIC = ["--set", "encoder.kind=asic", "--set", "compare_losses.kind=null", "--set", "encoder.asic_decoder_hidden=[16]",
         "--set", "encoder.asic_decoder_epochs=1", "--set", "compare_losses.losses=[emd_cnn]",
         "--set", "compare_losses.seeds=1", "--set", "compare_econt.train_encoders=true",
         "--set", "compare_econt.link_counts=[2, 3]", "--set", "compare_econt.heldout_crossings=false",

@@ -216,3 +216,18 @@ def test_a_run_folder_is_reused_only_for_the_same_settings(tmp_path, monkeypatch
     (out / et.FLOAT_START_DIR / et.CHECKPOINT_FILE).write_text("the 0.01 run's float start")
     r = run(0.02)
     assert trained == [0.01, 0.02] and r.learning_rate == 0.02
+
+
+def test_the_default_compares_the_losses_on_the_published_encoder():
+    """The default encoder is the asic kind, its losses are compared on the QKeras encoder
+    (compare_losses.kind), which then owes nothing to the encoder stage; kind null compares
+    them on the encoder's kind and reuses its training."""
+    from econ_emd.stages import compare_losses as st
+
+    cfg = load_config(CONFIG_DIR / "default.yaml")
+    assert cfg.encoder.kind == "asic" and cfg.compare_losses.kind == "qkeras"
+    kinds = {st.request(cfg, r, st._tuned_settings(cfg, r.loss), 0).params.kind for r in st.rows(cfg)}
+    assert kinds == {"qkeras"} and not st.reuses_encoder_stage(cfg)
+    same = load_config(CONFIG_DIR / "default.yaml", ["compare_losses.kind=null"])
+    kinds = {st.request(same, r, st._tuned_settings(same, r.loss), 0).params.kind for r in st.rows(same)}
+    assert kinds == {"asic"} and st.reuses_encoder_stage(same)

@@ -216,6 +216,11 @@ class CompareLossesParams(Strict):
 
     losses: list[LossName] = Field(default_factory=lambda: ["emd_cnn", "telescope", "wmse", "mse"],
                                    description="+ sinkhorn: several minutes more")
+    kind: Optional[Literal[ENCODER_KINDS]] = Field(
+        "qkeras", description="the encoder kind the losses are compared on (null: encoder.kind). qkeras: the "
+        "published encoder, whose conv decoder the baselines' learning rates were searched for; the asic kind's "
+        "dense decoder ends in 8-bit outputs in [0, 1), which quantize the unit-sum cells MSE-type losses fit "
+        "(docs/measured.md)")
     float_twin: bool = Field(True, description="also the unquantized twin of encoder.loss")
     seeds: int = Field(1, ge=1, le=20, description="training seeds per loss (seed 0 is the encoder stage's; "
                                                    "the README's figures: 5)")

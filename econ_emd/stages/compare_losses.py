@@ -107,8 +107,9 @@ def _tuned_settings(cfg, loss: str) -> dict:
 
 def request(cfg, row: Row, settings: dict, seed: int, split: str = "test") -> TrainRequest:
     """The training request of one row at one seed with the given learning rate and epochs."""
-    params = cfg.encoder.model_copy(update={"learning_rate": settings["learning_rate"],
-                                            "epochs": settings["epochs"], "quantized": True})
+    c = cfg.compare_losses
+    params = cfg.encoder.model_copy(update={"learning_rate": settings["learning_rate"], "epochs": settings["epochs"],
+                                            "quantized": True, "kind": c.kind or cfg.encoder.kind})
     req = TrainRequest(params=params, loss=row.loss, seed=seed, split=split)
     return req if row.quantized else req.float_twin()
 
