@@ -441,7 +441,7 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, force: bool = False, progress: b
     refuse_inputs_inside(cfg, {name: run_dir / name for name in todo})
     sizes.check(cfg, run_dir, order)
     pending = list(order)
-    with contextlib.ExitStack() as preparations, _BesideStages(cfg, run_dir, progress) as beside:
+    with contextlib.ExitStack() as preparations, _BesideStages(cfg, run_dir) as beside:
         for name in STAGES:
             if name in todo and STAGES[name].prepare is not None:
                 preparations.enter_context(STAGES[name].prepare(cfg))
@@ -484,8 +484,8 @@ class _BesideStages:
     Ctrl-C here) a child still running is stopped. Its work folders are swept or resumed
     by the next run."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, progress: bool):
-        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
         self.running: list[tuple] = []          # (process, its stages, its error file)
         self.started: set[str] = set()
 

@@ -57,7 +57,7 @@ def test_a_stage_beside_the_pipeline_hands_back_its_error(tmp_path):
     from econ_emd.registry import _BesideStages
 
     cfg = load_config(CONFIG_DIR / "smoke.yaml", ["encoder.kind=asic"])
-    with _BesideStages(cfg, tmp_path, progress=False) as beside:
+    with _BesideStages(cfg, tmp_path) as beside:
         beside.start(["decoder"])
         with pytest.raises(StageOrderError, match="needs up-to-date outputs of: data, encoder"):
             beside.wait_for({"decoder"})

@@ -202,12 +202,16 @@ def run_decoder(ctx: StageContext) -> DecoderResult:
         lines += [f"Yosys ({synthesis.get('version')}, {synthesis.get('script')}): {c['lut']:,} LUT, {c['ff']:,} FF, "
                   f"{c['dsp']} DSP, {c['bram_18k']} BRAM18."]
     else:
-        lines += [f"Not synthesized (rtl.synthesize_decoder: false): da4ml's estimate {capacity['lut']:,} LUT, its "
-                  f"pipeline {capacity['ff']:,} register bits (Yosys within 3% of both on the default's decoder, "
+        why = r.synthesis_skipped if cfg.rtl.synthesize_decoder else "rtl.synthesize_decoder: false"
+        lines += [f"Not synthesized ({why}): da4ml's estimate {capacity['lut']:,} LUT, its pipeline "
+                  f"{capacity['ff']:,} register bits (Yosys within 3% of both on the default's decoder, "
                   "docs/measured.md)."]
-    lines += [f"One {capacity['part']} holds {capacity['instances']:,} decoders ({capacity['limited_by']} the limit, "
-              f"{capacity['counts_from']}), each serving {capacity['modules_per_instance']} modules at 40 MHz: "
-              f"{capacity['modules']:,} modules.", ""]
+    if capacity["modules"] is not None:
+        lines += [f"One {capacity['part']} holds {capacity['instances']:,} decoders ({capacity['limited_by']} the "
+                  f"limit, {capacity['counts_from']}), each serving {capacity['modules_per_instance']} modules at "
+                  f"40 MHz: {capacity['modules']:,} modules.", ""]
+    else:
+        lines += [f"No capacity table for {capacity['part']} (firmware.parts): no FPGA capacity.", ""]
     lines += [f"Exact EMD of the {emd['n_modules']:,} test modules: mean {emd['quantized_mean']:.4f} (median "
               f"{emd['quantized_median']:.4f}) with the quantized decoder, {emd['float_mean']:.4f} "
               f"({emd['float_median']:.4f}) with the float decoder it started from: ratio {emd['ratio_mean']:.4f}.", ""]
