@@ -1,6 +1,6 @@
 """Pipeline stages in a child process beside the parent's (`registry.run_pipeline`,
 `Stage.beside`): `python -m econ_emd.beside` reads its request as JSON on stdin (the
-validated config, the run folder, the stages in order, the parent's log levels, the file
+validated config, the run folder, the stages in order, the parent's log settings, the file
 for its error), runs each stage exactly as the parent would (its own work folder, landing
 whole or not at all), stops at the first error and leaves it in that file for the parent
 to raise.
@@ -10,26 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 
 from econ_emd.base.artifacts import atomic_write_json
 from econ_emd.base.errors import error_record
 
+from .cli import configure_logging
 from .config import RunConfig
 from .registry import run_stage
 
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    # the parent's levels; each line names the stage it comes from (the parent's interleave)
-    logging.basicConfig(level=request["root_level"], format="%(message)s", stream=sys.stderr)
-    logging.getLogger("econ_emd").setLevel(request["level"])
-    if request["root_level"] >= logging.WARNING:
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        for lib in ("tensorflow", "absl", "h5py", "numba", "matplotlib"):
-            logging.getLogger(lib).setLevel(logging.ERROR)
+    # the parent's settings; each line names the stage it comes from (the parent's interleave)
+    configure_logging(request["level"], verbose=request["verbose"])
     cfg, run_dir = RunConfig.model_validate(request["config"]), Path(request["run_dir"])
     try:
         for name in request["stages"]:

@@ -186,17 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    # our messages at `level`; other libraries' (QKeras logs on the root logger) at INFO only when
-    # verbose, and never the compilers' internals (numba's debug log is thousands of lines of IR
-    # per traced function; matplotlib's scores every font)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s",
-                        stream=sys.stderr)
-    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)  # basicConfig keeps an existing root
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                      verbose=args.verbose)
+
+
+def configure_logging(level: int, verbose: bool) -> None:
+    """Our messages at `level`; other libraries' (QKeras logs on the root logger) at INFO only
+    when verbose, and never the compilers' internals (numba's debug log is thousands of lines
+    of IR per traced function; matplotlib's scores every font). The CLI's, and a pipeline's
+    child process's with its parent's settings (econ_emd.beside)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)  # basicConfig keeps an existing root
     log.setLevel(level)
     for name in _NEVER_CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
-    if not args.verbose:
+    if not verbose:
         _quiet_libraries()
 
 

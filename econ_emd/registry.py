@@ -504,7 +504,7 @@ class _BesideStages:
         os.close(fd)
         request = {"config": self.cfg.model_dump(mode="json"), "run_dir": str(self.run_dir), "stages": stages,
                    "level": logging.getLogger("econ_emd").getEffectiveLevel(),
-                   "root_level": logging.getLogger().getEffectiveLevel(), "error_file": error_file}
+                   "verbose": logging.getLogger().getEffectiveLevel() < logging.WARNING, "error_file": error_file}
         proc = subprocess.Popen([sys.executable, "-m", "econ_emd.beside"], stdin=subprocess.PIPE, text=True,
                                 preexec_fn=_die_with_parent if os.name == "posix" else None)
         proc.stdin.write(json.dumps(request))
